@@ -1,0 +1,63 @@
+"""Defaults every experiment config starts from (configs/*.py override what they need)."""
+import ml_collections
+
+
+def base_config():
+  c = ml_collections.ConfigDict()
+  c.objective = "causal_lm"
+  c.corpus = "gensim_text"
+  c.data_dir = ""                 # "" = $LLM_DATA_DIR or ~/.cache/llm (TFDS data + tokenizers)
+  c.vocab_size = 8000
+  c.tokenizer = dict(path="", model_type="unigram")   # path "" = train on the corpus, cache it
+  c.seq_len = 128
+  # masked_lm only
+  c.nsp = True                    # next-sentence prediction (BERT); False = packed docs (RoBERTa)
+  c.masking = "dynamic"           # dynamic (RoBERTa) | static (BERT)
+  c.mask_prob = 0.15
+
+  c.seed = 0
+  c.total_steps = 1000
+  c.batch_size = 32               # global, over all processes and devices
+  c.log_every = 50
+  c.eval_every = 500
+  c.eval_batches = -1             # -1 = the whole validation split
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 3
+  c.stop_at_step = 0              # > 0: save and exit after this step, as a preempted job would
+
+  c.model = dict(
+      num_layers=4, embed_dim=256, num_heads=4, num_kv_heads=0, head_dim=0, mlp_dim=1024,
+      max_len=128, position="learned", rope_base=10000.0, norm="pre", layer_norm_eps=1e-6,
+      dropout_rate=0.1, attention_dropout_rate=0.0, causal=True, type_vocab_size=0,
+      tie_embeddings=True, heads=("lm",), dtype="float32", attention_impl="auto")
+  c.optimizer = dict(
+      learning_rate=1e-3, warmup_steps=100, decay="cosine", end_lr_ratio=0.1, b1=0.9, b2=0.95,
+      eps=1e-8, weight_decay=0.1, no_decay=r"(bias|scale|embedding)$", clip_norm=1.0,
+      grad_accum_steps=1)
+
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)
+  # Logical axis -> mesh axes, highest priority first. A mesh axis already used by an earlier
+  # dimension of the same array is skipped, so activations put `batch` on data+fsdp while
+  # parameters shard `embed` over fsdp (ZeRO-3 style) and heads/mlp/vocab over tensor (Megatron).
+  c.logical_axis_rules = [
+      ("batch", ("data", "fsdp")),
+      ("vocab", "tensor"),
+      ("heads", "tensor"),
+      ("kv_heads", "tensor"),
+      ("mlp", "tensor"),
+      ("embed", "fsdp"),
+      ("length", None),
+      ("kv", None),
+  ]
+  return c
+
+
+def parse_arg(arg, **defaults):
+  """'size=base,foo=1' -> dict with defaults filled in (big_vision-style config args)."""
+  out = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, _, value = item.partition("=")
+    if key not in defaults:
+      raise ValueError(f"config arg {key!r}: expected one of {sorted(defaults)}")
+    out[key] = value
+  return out

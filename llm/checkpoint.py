@@ -1,0 +1,53 @@
+"""Orbax checkpoints: the sharded train state, the data-iterator position and the config, saved
+together in one step directory so they are always consistent."""
+import json
+import pathlib
+
+import grain
+import orbax.checkpoint as ocp
+
+# Model settings that change parameter shapes: a checkpoint only restores if these match.
+SHAPE_KEYS = ("num_layers", "embed_dim", "num_heads", "num_kv_heads", "head_dim", "mlp_dim",
+              "max_len", "position", "type_vocab_size", "tie_embeddings", "heads")
+
+
+def make_manager(workdir, keep):
+  return ocp.CheckpointManager(
+      pathlib.Path(workdir).absolute() / "checkpoints",
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+      item_names=("state", "data", "config"))
+
+
+def save(manager, step, state, data_iterator, config):
+  manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
+      config=ocp.args.JsonSave(json.loads(config.to_json()))))
+
+
+def saved_config(manager, step):
+  return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+
+
+def check_compatible(saved, config, step_dir):
+  """Raises ValueError when the checkpoint was written for a differently shaped model."""
+  diffs = []
+  if saved.get("vocab_size") != config.vocab_size:
+    diffs.append(f"vocab_size {saved.get('vocab_size')} vs {config.vocab_size}")
+  for key in SHAPE_KEYS:
+    old, new = saved.get("model", {}).get(key), config.model.get(key)
+    if isinstance(new, tuple):
+      new = list(new)
+    if old != new:
+      diffs.append(f"model.{key} {old} vs {new}")
+  if diffs:
+    raise ValueError(f"checkpoint {step_dir} was saved for another model shape (checkpoint vs "
+                     f"config: {', '.join(diffs)}); use the same model settings or a new --workdir")
+
+
+def restore(manager, step, abstract_state, data_iterator=None):
+  """Restores the state onto the shardings in `abstract_state` (any mesh) and, if given, the
+  data iterator's position in place."""
+  args = {"state": ocp.args.StandardRestore(abstract_state)}
+  if data_iterator is not None:
+    args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+  return manager.restore(step, args=ocp.args.Composite(**args))["state"]

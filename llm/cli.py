@@ -1,0 +1,82 @@
+"""What the three entry points share: flags, config checks, workdir, one-line errors."""
+import os
+import pathlib
+import sys
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from llm import parallel
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config: configs/NAME.py[:arg].",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl and the config.")
+
+OBJECTIVE_HEADS = {"causal_lm": ("lm",), "masked_lm": ("mlm",)}
+
+
+def check_config(config, num_devices):
+  """One ValueError per problem a user can fix in the config, before anything expensive runs."""
+  for key in ("total_steps", "batch_size", "seq_len", "vocab_size"):
+    if config[key] <= 0:
+      raise ValueError(f"{key}={config[key]} must be positive")
+  if config.objective not in OBJECTIVE_HEADS:
+    raise ValueError(f"objective={config.objective!r}: expected one of {sorted(OBJECTIVE_HEADS)}")
+  missing = set(OBJECTIVE_HEADS[config.objective]) - set(config.model.heads)
+  if missing:
+    raise ValueError(f"objective {config.objective} needs model.heads to include {sorted(missing)}")
+  if config.objective == "masked_lm" and config.nsp and "nsp" not in config.model.heads:
+    raise ValueError("nsp=True needs 'nsp' in model.heads (or set --config.nsp=False)")
+  if config.seq_len > config.model.max_len:
+    raise ValueError(f"seq_len={config.seq_len} is longer than model.max_len="
+                     f"{config.model.max_len} (the position table); use seq_len <= "
+                     f"{config.model.max_len} or a larger model.max_len")
+  sizes = parallel.mesh_shape(config.mesh, num_devices)
+  rules = dict(parallel.axis_rules(config))
+  batch_axes = rules.get("batch") or ()
+  batch_axes = (batch_axes,) if isinstance(batch_axes, str) else batch_axes
+  ways = 1
+  for name in batch_axes:
+    ways *= sizes[name]
+  accum = config.optimizer.grad_accum_steps
+  if config.batch_size % (ways * accum):
+    raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"
+                     f" shards x {accum} accumulation steps = {ways * accum}")
+  for key in ("log_every", "eval_every", "checkpoint_every"):
+    if config[key] < 0:
+      raise ValueError(f"{key}={config[key]} must be >= 0 (0 = only at the end)")
+
+
+def workdir_path(workdir, create=True):
+  if not workdir:
+    raise ValueError("--workdir is required")
+  path = pathlib.Path(workdir).expanduser().absolute()   # Orbax needs absolute paths
+  if create:
+    try:
+      path.mkdir(parents=True, exist_ok=True)
+      probe = path / ".write_test"
+      probe.write_text("")
+      probe.unlink()
+    except OSError as e:
+      raise ValueError(f"workdir {path} is not writable ({e.strerror}); choose another --workdir")
+  elif not path.is_dir():
+    raise FileNotFoundError(f"workdir {path} does not exist")
+  return path
+
+
+def run(fn, *args):
+  """Calls fn; user mistakes (ValueError, FileNotFoundError) end in one line and exit code 1.
+  Set LLM_TRACEBACK=1 to see the full traceback instead."""
+  if FLAGS.config is None:
+    raise SystemExit("error: --config=configs/NAME.py is required")
+  if not FLAGS["verbosity"].present:
+    # Orbax logs every save at INFO; our own progress lines go to stdout instead.
+    logging.set_verbosity(logging.WARNING)
+  try:
+    return fn(*args)
+  except (ValueError, FileNotFoundError) as e:
+    if os.environ.get("LLM_TRACEBACK"):
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    raise SystemExit(1)

@@ -1,0 +1,190 @@
+"""Input pipeline: corpus -> tokens -> examples (causal LM or BERT) -> packed rows -> batches.
+
+Training data is a grain pipeline over a TFDS `array_record` data source. Every random choice is
+seeded by (config.seed, epoch, document index), and the grain iterator's state (a few integers)
+is saved in each checkpoint, so a resumed run sees exactly the batches an uninterrupted one would.
+Each process reads only its own slice of the documents (`jax.process_index()`).
+"""
+import os
+import pathlib
+import zlib
+
+import grain
+import jax
+import numpy as np
+
+from llm.data import bert
+from llm.data import tokenizer as tokenizer_lib
+from llm.data.builders import BUILDERS
+
+# Packed rows: ConcatThenSplit fills every row completely; pieces of different documents get
+# different segment ids, so attention never crosses a document boundary.
+PACKED_KEYS = ("inputs", "targets")
+
+
+def data_dir(config):
+  """Where TFDS datasets and tokenizers are cached: config.data_dir, $LLM_DATA_DIR or ~/.cache/llm."""
+  path = config.data_dir or os.environ.get("LLM_DATA_DIR") or "~/.cache/llm"
+  return pathlib.Path(path).expanduser().absolute()
+
+
+def prepare_corpus(config):
+  """The TFDS builder for config.corpus, built from local files on first use."""
+  if config.corpus not in BUILDERS:
+    raise ValueError(f"corpus={config.corpus!r}: expected one of {sorted(BUILDERS)}")
+  builder = BUILDERS[config.corpus](data_dir=str(data_dir(config) / "tfds"),
+                                    file_format="array_record")
+  if not builder.is_prepared():
+    builder.download_and_prepare()
+  return builder
+
+
+def load_tokenizer(config, builder):
+  """config.tokenizer.path if set, else a SentencePiece model trained once on the train split."""
+  cfg = config.tokenizer
+  if cfg.path:
+    path = pathlib.Path(cfg.path).expanduser()
+    if not path.is_file():
+      raise FileNotFoundError(f"tokenizer.path={cfg.path!r} does not exist")
+  else:
+    path = data_dir(config) / "tokenizers" / f"{config.corpus}_{cfg.model_type}_{config.vocab_size}.model"
+    if not path.is_file():
+      source = builder.as_data_source("train")
+      tokenizer_lib.train((source[i]["text"].decode() for i in range(len(source))),
+                          config.vocab_size, cfg.model_type, path)
+  tok = tokenizer_lib.Tokenizer(path)
+  if tok.vocab_size != config.vocab_size:
+    raise ValueError(f"tokenizer {path} has {tok.vocab_size} pieces but vocab_size="
+                     f"{config.vocab_size}; set --config.vocab_size={tok.vocab_size}")
+  return tok
+
+
+def _documents(builder, split, process_index, process_count):
+  """(doc_index, text) pairs of this process's share of a split, as a random-access dataset."""
+  source = builder.as_data_source(split)
+  docs = grain.MapDataset.source(source).map_with_index(lambda i, ex: (i, ex["text"].decode()))
+  return docs[process_index::process_count]
+
+
+def _causal_lm_rows(docs, config, tok, train):
+  """<s> text </s> per document -> (inputs, targets) shifted by one -> packed rows."""
+  def example(item):
+    _, text = item
+    ids = np.asarray([tokenizer_lib.BOS] + tok.encode(text) + [tokenizer_lib.EOS], np.int32)
+    return {"inputs": ids[:-1], "targets": ids[1:]}
+  del train
+  return _pack(docs.map(example).to_iter_dataset(), config.seq_len)
+
+
+def _pack(dataset, seq_len):
+  packed = grain.experimental.ConcatThenSplitIterDataset(
+      dataset, length_struct={k: seq_len for k in PACKED_KEYS})
+  return packed.map(lambda r: {"inputs": r["inputs"], "targets": r["targets"],
+                               "segment_ids": r["inputs_segment_ids"],
+                               "positions": r["inputs_positions"]})
+
+
+def _masked_lm_rows(docs, config, tok, train):
+  """BERT ([CLS] A [SEP] B [SEP] with NSP labels) or RoBERTa-style packed documents, then masking.
+
+  Masking is `dynamic` (new masks each epoch, RoBERTa) or `static` (the same masks every epoch,
+  BERT); evaluation always uses static masks so its figures are comparable between runs.
+  """
+  num_docs = len(docs)
+  static = config.masking == "static" or not train
+  def rng_for(epoch, doc_index, purpose):
+    return np.random.default_rng([config.seed, 0 if static else epoch, doc_index, purpose])
+
+  def mask(row, rng):
+    row["inputs"], row["targets"] = bert.mask_tokens(
+        row["inputs"], row["segment_ids"], rng, mask_id=tok.mask_id, vocab_size=tok.vocab_size,
+        special_ids=tok.special_ids, mask_prob=config.mask_prob)
+    return row
+
+  def sentences(text):
+    return [ids for ids in (tok.encode(s) for s in bert.split_sentences(text)) if ids]
+
+  if config.nsp:
+    def pairs(step, item):
+      doc_index, text = item
+      epoch = step // num_docs
+      rng = rng_for(epoch, doc_index, 0)
+      def random_sentences(r):
+        other = (doc_index + 1 + r.integers(num_docs - 1)) % num_docs
+        return sentences(docs[other][1])
+      instances = bert.create_nsp_instances(sentences(text), random_sentences,
+                                            config.seq_len - 3, rng)
+      rows = []
+      for k, inst in enumerate(instances):
+        row = bert.assemble_pair(inst["tokens_a"], inst["tokens_b"], tok.cls_id, tok.sep_id,
+                                 config.seq_len)
+        row["nsp_labels"] = np.int32(inst["is_next"])
+        rows.append(mask(row, rng_for(epoch, doc_index, 1 + k)))
+      return rows
+    return _flatten(docs.map_with_index(pairs).to_iter_dataset())
+
+  def document(item):
+    _, text = item
+    ids = np.asarray([tok.cls_id] + tok.encode(text) + [tok.sep_id], np.int32)
+    return {"inputs": ids, "targets": ids}
+  rows = _pack(docs.map(document).to_iter_dataset(), config.seq_len)
+  # Packed rows mix documents, so their masks are seeded by the row itself: by its content for
+  # static masking (the same sequence always gets the same mask), by its place in the endless
+  # stream for dynamic masking (never the same twice).
+  def mask_row(step, row):
+    key = zlib.crc32(row["inputs"].tobytes()) if static else step
+    return mask(row, rng_for(0, key, 1))
+  return rows.map_with_index(mask_row)
+
+
+class _ListFlatten(grain.experimental.FlatMapTransform):
+  """Lists of examples -> examples (grain keeps the position inside a list in its state)."""
+  max_fan_out = 1 << 20
+
+  def flat_map(self, element):
+    return element
+
+
+def _flatten(dataset):
+  return grain.experimental.FlatMapIterDataset(dataset, _ListFlatten())
+
+
+ROW_BUILDERS = {"causal_lm": _causal_lm_rows, "masked_lm": _masked_lm_rows}
+
+
+def local_batch_size(config):
+  if config.batch_size % jax.process_count():
+    raise ValueError(f"batch_size={config.batch_size} must be divisible by the "
+                     f"{jax.process_count()} processes")
+  return config.batch_size // jax.process_count()
+
+
+def train_iterator(config, tok, builder):
+  """An endless, checkpointable iterator of this process's numpy batches."""
+  docs = _documents(builder, "train", jax.process_index(), jax.process_count())
+  docs = docs.shuffle(seed=config.seed).repeat(None)   # a fresh order each epoch
+  rows = ROW_BUILDERS[config.objective](docs, config, tok, train=True)
+  batches = rows.batch(local_batch_size(config), drop_remainder=True)
+  return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
+
+
+def eval_batches(config, tok, builder, split="validation"):
+  """This process's validation batches: every row once, the last batch padded with empty rows.
+
+  Every process gets the same number of batches (the jitted eval step is collective).
+  """
+  docs = _documents(builder, split, 0, 1)
+  rows = list(ROW_BUILDERS[config.objective](docs, config, tok, train=False))
+  batch = config.batch_size
+  num_batches = -(-len(rows) // batch)
+  if config.eval_batches > 0:
+    num_batches = min(num_batches, config.eval_batches)
+  empty = {k: np.zeros_like(v) for k, v in rows[0].items()}
+  if "nsp_labels" in empty:
+    empty["nsp_labels"] = np.int32(-1)
+  rows = rows + [empty] * (num_batches * batch - len(rows))
+  out = []
+  for b in range(num_batches):
+    chunk = rows[b * batch:(b + 1) * batch][jax.process_index()::jax.process_count()]
+    out.append({k: np.stack([r[k] for r in chunk]) for k in empty})
+  return out

@@ -1,0 +1,46 @@
+"""SentencePiece model trained by the project on a corpus' train split, cached and reused.
+
+Fixed ids: 0 = <pad>, 1 = <unk>, 2 = <s>, 3 = </s>, then [CLS], [SEP], [MASK] for BERT-style inputs.
+"""
+import os
+import pathlib
+import tempfile
+
+import sentencepiece as spm
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPECIAL_PIECES = ("[CLS]", "[SEP]", "[MASK]")
+
+
+class Tokenizer:
+  """A loaded SentencePiece model plus the ids the pipelines need."""
+
+  def __init__(self, model_path):
+    self.path = str(model_path)
+    self.sp = spm.SentencePieceProcessor(model_file=self.path)
+    self.vocab_size = self.sp.get_piece_size()
+    self.cls_id, self.sep_id, self.mask_id = (self.sp.piece_to_id(p) for p in SPECIAL_PIECES)
+    self.special_ids = (PAD, UNK, BOS, EOS, self.cls_id, self.sep_id, self.mask_id)
+
+  def encode(self, text):
+    return self.sp.encode(text)
+
+  def decode(self, ids):
+    return self.sp.decode([int(i) for i in ids if int(i) != PAD])
+
+
+def train(texts, vocab_size, model_type, path):
+  """Trains a SentencePiece model on an iterable of strings and writes it atomically to `path`."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # Paragraphs, not whole documents: SentencePiece skips "sentences" over max_sentence_length.
+  lines = (p for text in texts for p in text.splitlines() if p.strip())
+  with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+    prefix = os.path.join(tmp, "spm")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=lines, model_prefix=prefix, vocab_size=vocab_size,
+        model_type=model_type, character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS,
+        eos_id=EOS, user_defined_symbols=list(SPECIAL_PIECES), num_threads=os.cpu_count(),
+        minloglevel=2)
+    os.replace(prefix + ".model", path)
+  return path

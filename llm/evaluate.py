@@ -1,0 +1,55 @@
+"""Evaluates the latest checkpoint of a workdir on the validation split.
+
+  python -m llm.evaluate --config=configs/gpt_tiny.py --workdir=/tmp/gpt_tiny [--config.key=value]
+Prints the figures and writes them to <workdir>/evaluate.json.
+"""
+import json
+
+import jax
+from absl import app, flags
+
+from llm import checkpoint, cli, metrics, optim, parallel, state as state_lib
+from llm.data import pipeline
+from llm.models import build_model
+from llm.objectives import get_objective
+from llm.train import evaluate, make_eval_step
+
+flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluate on.")
+
+
+def evaluate_checkpoint(config, workdir, split):
+  cli.check_config(config, jax.device_count())
+  workdir = cli.workdir_path(workdir, create=False)
+  manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with llm.train")
+  checkpoint.check_compatible(checkpoint.saved_config(manager, step), config,
+                              manager.directory / str(step))
+  mesh = parallel.make_mesh(config.mesh)
+  rules = parallel.axis_rules(config)
+  builder = pipeline.prepare_corpus(config)
+  if split not in builder.info.splits:
+    raise ValueError(f"--split={split!r}: {config.corpus} has {sorted(builder.info.splits)}")
+  tok = pipeline.load_tokenizer(config, builder)
+  model, objective = build_model(config), get_objective(config.objective)
+  optimizer, _ = optim.make_optimizer(config)
+  abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
+  state = checkpoint.restore(manager, step, abstract_state)
+  eval_step = jax.jit(make_eval_step(model, objective), in_shardings=(shardings["params"], None))
+  batches = pipeline.eval_batches(config, tok, builder, split)
+  result = evaluate(eval_step, state["params"], batches, mesh, rules, objective)
+  if jax.process_index() == 0:
+    (workdir / "evaluate.json").write_text(json.dumps({"step": step, "split": split, **result}))
+  metrics.log(f"step {step}, {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.run(evaluate_checkpoint, cli.FLAGS.config, cli.FLAGS.workdir, flags.FLAGS.split)
+
+
+if __name__ == "__main__":
+  app.run(main)

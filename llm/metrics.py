@@ -1,0 +1,43 @@
+"""Run logs: <workdir>/metrics.jsonl (one JSON object per logged step), TensorBoard events."""
+import json
+import pathlib
+
+import jax
+
+
+def log(message):
+  """A progress line on stdout, from the first process only."""
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+class MetricWriter:
+  """Appends metrics; on resume, drops lines past the restored step so no step appears twice."""
+
+  def __init__(self, workdir, resume_step=0):
+    self.enabled = jax.process_index() == 0
+    if not self.enabled:
+      return
+    self.path = pathlib.Path(workdir) / "metrics.jsonl"
+    if self.path.exists():
+      kept = [line for line in self.path.read_text().splitlines()
+              if line.strip() and json.loads(line)["step"] <= resume_step]
+      self.path.write_text("".join(line + "\n" for line in kept))
+    import tensorflow as tf  # already loaded by TFDS; only its summary writer is used here
+    self.tensorboard = tf.summary.create_file_writer(str(pathlib.Path(workdir) / "tensorboard"))
+    self._tf = tf
+
+  def write(self, step, metrics):
+    if not self.enabled:
+      return
+    record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    with self.path.open("a") as f:
+      f.write(json.dumps(record) + "\n")
+    with self.tensorboard.as_default(step=int(step)):
+      for name, value in metrics.items():
+        self._tf.summary.scalar(name, float(value))
+    self.tensorboard.flush()
+
+  def close(self):
+    if self.enabled:
+      self.tensorboard.close()

@@ -1,0 +1,15 @@
+"""Objectives: each module maps model outputs + batch to a loss and metric sums.
+
+An objective module defines HEADS (model outputs it reads), normalizers(batch), loss_fn(outputs,
+batch, norms) -> (loss, sums) and summarize(sums) -> {metric: float}. Adding a task means adding a
+module here and a config, not editing the training loop.
+"""
+from llm.objectives import causal_lm, masked_lm
+
+OBJECTIVES = {"causal_lm": causal_lm, "masked_lm": masked_lm}
+
+
+def get_objective(name):
+  if name not in OBJECTIVES:
+    raise ValueError(f"objective={name!r}: expected one of {sorted(OBJECTIVES)}")
+  return OBJECTIVES[name]

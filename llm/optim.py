@@ -1,0 +1,45 @@
+"""Optimizer from config: AdamW, warmup + cosine/linear decay, clipping, weight-decay mask."""
+import re
+
+import jax
+import optax
+
+
+def learning_rate_schedule(cfg, total_steps):
+  """Linear warmup to cfg.learning_rate, then `cfg.decay` down to learning_rate * end_lr_ratio."""
+  peak, warmup = cfg.learning_rate, cfg.warmup_steps
+  end = peak * cfg.end_lr_ratio
+  decay_steps = max(total_steps - warmup, 1)
+  if cfg.decay == "cosine":
+    decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=cfg.end_lr_ratio)
+  elif cfg.decay == "linear":
+    decay = optax.linear_schedule(peak, end, decay_steps)
+  elif cfg.decay == "constant":
+    decay = optax.constant_schedule(peak)
+  else:
+    raise ValueError(f"optimizer.decay={cfg.decay!r}: expected 'cosine', 'linear' or 'constant'")
+  if not warmup:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def path_name(path):
+  """'layer_0/mlp/wi/kernel' for a params pytree path (box wrappers skipped)."""
+  return "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
+
+
+def decay_mask(params, no_decay_regex):
+  """True for parameters that get weight decay: all except those whose path matches the regex."""
+  pattern = re.compile(no_decay_regex)
+  return jax.tree_util.tree_map_with_path(lambda p, _: not pattern.search(path_name(p)), params)
+
+
+def make_optimizer(config):
+  """Returns (optax transformation, learning-rate schedule)."""
+  cfg = config.optimizer
+  schedule = learning_rate_schedule(cfg, config.total_steps)
+  tx = optax.chain(
+      optax.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else optax.identity(),
+      optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                  mask=lambda params: decay_mask(params, cfg.no_decay)))
+  return tx, schedule

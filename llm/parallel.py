@@ -1,0 +1,87 @@
+"""Device mesh, logical-axis rules and shardings.
+
+Parameters and activations are annotated with logical axis names (`embed`, `heads`, ...); the
+config's `logical_axis_rules` maps them onto the mesh axes `data`, `fsdp` and `tensor`. Plain data
+parallelism is simply `mesh.data=-1`.
+"""
+import math
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+
+def mesh_shape(mesh_config, num_devices):
+  """Resolves `-1` in `mesh.data/fsdp/tensor` and checks the product equals the device count."""
+  sizes = {name: int(mesh_config[name]) for name in MESH_AXES}
+  free = [name for name, size in sizes.items() if size == -1]
+  if len(free) > 1:
+    raise ValueError(f"mesh: at most one axis may be -1, got {sizes}")
+  if any(size == 0 or size < -1 for size in sizes.values()):
+    raise ValueError(f"mesh: axis sizes must be positive or -1, got {sizes}")
+  fixed = math.prod(size for size in sizes.values() if size != -1)
+  if free:
+    if num_devices % fixed:
+      raise ValueError(f"mesh: {sizes} needs a multiple of {fixed} devices, but there are "
+                       f"{num_devices}")
+    sizes[free[0]] = num_devices // fixed
+  if math.prod(sizes.values()) != num_devices:
+    raise ValueError(f"mesh: data*fsdp*tensor = {math.prod(sizes.values())} ({sizes}) must equal "
+                     f"the {num_devices} available devices (use -1 for one axis to take the rest)")
+  return sizes
+
+
+def make_mesh(mesh_config, devices=None):
+  devices = jax.devices() if devices is None else devices
+  sizes = mesh_shape(mesh_config, len(devices))
+  device_grid = np.asarray(devices).reshape([sizes[name] for name in MESH_AXES])
+  # Auto axes: classic GSPMD propagation, which the logical-constraint annotations rely on.
+  return Mesh(device_grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def axis_rules(config):
+  """The config's rules as the tuple-of-pairs form Flax expects."""
+  return tuple((name, tuple(mesh) if isinstance(mesh, (list, tuple)) else mesh)
+               for name, mesh in config.logical_axis_rules)
+
+
+def logical_to_sharding(logical_specs, mesh, rules):
+  """Maps a pytree of logical PartitionSpecs to NamedShardings on `mesh`."""
+  return nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+
+
+def batch_sharding(mesh, rules):
+  """Sharding of a (batch, length) input array: batch over the axes the `batch` rule names."""
+  spec = nn.logical_to_mesh_axes(("batch", "length"), rules)
+  return NamedSharding(mesh, spec)
+
+
+def data_parallel_size(mesh, rules):
+  """How many ways the batch dimension is split."""
+  spec = nn.logical_to_mesh_axes(("batch",), rules)[0]
+  names = () if spec is None else (spec,) if isinstance(spec, str) else spec
+  return math.prod(mesh.shape[name] for name in names)
+
+
+def check_divisible(abstract_tree, shardings, mesh):
+  """Raises a ValueError naming the first array whose dimension a mesh axis does not divide."""
+  flat_arrays = jax.tree_util.tree_leaves_with_path(abstract_tree)
+  flat_shardings = jax.tree_util.tree_leaves(
+      shardings, is_leaf=lambda x: isinstance(x, NamedSharding))
+  for (path, array), sharding in zip(flat_arrays, flat_shardings):
+    for dim, axes in zip(array.shape, sharding.spec):
+      if axes is None:
+        continue
+      names = (axes,) if isinstance(axes, str) else axes
+      ways = math.prod(mesh.shape[name] for name in names)
+      if dim % ways:
+        raise ValueError(f"{jax.tree_util.keystr(path)} has shape {array.shape}: dimension {dim} "
+                         f"cannot be split {ways} ways over mesh axes {names}; change the mesh or "
+                         f"logical_axis_rules")
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, PartitionSpec())

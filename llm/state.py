@@ -1,0 +1,53 @@
+"""The train state (params, optimizer state, step, rng) and its shardings, built from the config.
+
+Shardings come from `jax.eval_shape` of the initialiser (no parameter is materialised) and the
+logical axis names each parameter carries; the real initialisation then runs under jit with those
+output shardings, so every device only ever holds its own shards.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from llm import parallel
+
+
+def dummy_batch(config, batch_size=1):
+  shape = (batch_size, config.seq_len)
+  batch = {"inputs": np.ones(shape, np.int32), "segment_ids": np.ones(shape, np.int32),
+           "positions": np.broadcast_to(np.arange(config.seq_len, dtype=np.int32), shape)}
+  if config.model.type_vocab_size:
+    batch["token_types"] = np.zeros(shape, np.int32)
+  return batch
+
+
+def _boxed_state(model, optimizer, config, rng):
+  """State whose params (and matching optimizer slots) are still LogicallyPartitioned boxes."""
+  params_rng, dropout_rng = jax.random.split(rng)
+  variables = model.init({"params": params_rng, "dropout": dropout_rng}, dummy_batch(config))
+  params = variables["params"]
+  return {"step": jnp.zeros((), jnp.int32), "params": params,
+          "opt_state": optimizer.init(params), "rng": jax.random.fold_in(rng, 1)}
+
+
+def state_shardings(model, optimizer, config, mesh):
+  """(abstract unboxed state with shardings attached, sharding pytree)."""
+  rules = parallel.axis_rules(config)
+  rng = jax.random.PRNGKey(config.seed)
+  boxed = jax.eval_shape(lambda r: _boxed_state(model, optimizer, config, r), rng)
+  shardings = parallel.logical_to_sharding(nn.get_partition_spec(boxed), mesh, rules)
+  abstract = nn.unbox(boxed)
+  parallel.check_divisible(abstract, shardings, mesh)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, shardings)
+  return abstract, shardings
+
+
+def init_state(model, optimizer, config, shardings):
+  init = jax.jit(lambda r: nn.unbox(_boxed_state(model, optimizer, config, r)),
+                 out_shardings=shardings)
+  return init(jax.random.PRNGKey(config.seed))
+
+
+def count_params(params):
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))

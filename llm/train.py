@@ -1,0 +1,186 @@
+"""Trains any experiment; rerunning the same command on the same workdir resumes it.
+
+  python -m llm.train --config=configs/gpt_tiny.py --workdir=/tmp/gpt_tiny [--config.key=value]
+"""
+import json
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+from absl import app
+
+from llm import checkpoint, cli, metrics, optim, parallel, state as state_lib
+from llm.data import pipeline
+from llm.models import build_model
+from llm.objectives import get_objective
+
+
+def make_train_step(model, objective, optimizer, schedule, accum_steps):
+  def micro_loss(params, batch, rng, norms):
+    outputs = model.apply({"params": params}, batch, train=True, rngs={"dropout": rng})
+    return objective.loss_fn(outputs, batch, norms)
+
+  grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+  def train_step(state, batch):
+    rng = jax.random.fold_in(state["rng"], state["step"])
+    norms = objective.normalizers(batch)   # whole-batch denominators: accumulation stays exact
+    if accum_steps == 1:
+      (loss, sums), grads = grad_fn(state["params"], batch, rng, norms)
+    else:
+      # Row r goes to micro-batch r % accum_steps: each device keeps its own rows, no resharding.
+      micro = jax.tree.map(
+          lambda x: jnp.swapaxes(x.reshape((-1, accum_steps) + x.shape[1:]), 0, 1), batch)
+      def add_micro(carry, xs):
+        i, mb = xs
+        out = grad_fn(state["params"], mb, jax.random.fold_in(rng, i), norms)
+        return jax.tree.map(jnp.add, carry, out), None
+      first = jax.tree.map(lambda x: x[0], micro)
+      zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(
+          grad_fn, state["params"], first, rng, norms))
+      ((loss, sums), grads), _ = jax.lax.scan(add_micro, zeros, (jnp.arange(accum_steps), micro))
+    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+    new_state = dict(state, step=state["step"] + 1, opt_state=opt_state,
+                     params=optax.apply_updates(state["params"], updates))
+    stats = {"loss": loss, "grad_norm": optax.global_norm(grads),
+             "learning_rate": schedule(state["step"])}
+    return new_state, stats, sums
+
+  return train_step
+
+
+def make_eval_step(model, objective):
+  def eval_step(params, batch):
+    outputs = model.apply({"params": params}, batch, train=False)
+    return objective.loss_fn(outputs, batch, objective.normalizers(batch))[1]
+  return eval_step
+
+
+def put_batch(batch, mesh, rules):
+  """Process-local numpy batch -> global jax.Arrays sharded over the batch axes."""
+  spec = parallel.batch_sharding(mesh, rules).spec
+  return {k: jax.make_array_from_process_local_data(
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec[:v.ndim])), v)
+      for k, v in batch.items()}
+
+
+def evaluate(eval_step, params, batches, mesh, rules, objective):
+  """Sums metric numerators/denominators over all batches, then summarizes."""
+  totals = {}
+  for batch in batches:
+    sums = jax.device_get(eval_step(params, put_batch(batch, mesh, rules)))
+    for k, v in sums.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+  return objective.summarize(totals)
+
+
+def train_and_evaluate(config, workdir):
+  """Runs (or resumes) training and returns the final validation metrics."""
+  cli.check_config(config, jax.device_count())
+  workdir = cli.workdir_path(workdir)
+  mesh = parallel.make_mesh(config.mesh)
+  rules = parallel.axis_rules(config)
+
+  # Data: the corpus is built and the tokenizer trained on first use, then cached.
+  builder = pipeline.prepare_corpus(config)
+  tok = pipeline.load_tokenizer(config, builder)
+  train_iter = pipeline.train_iterator(config, tok, builder)
+  eval_batches = pipeline.eval_batches(config, tok, builder)
+
+  model = build_model(config)
+  objective = get_objective(config.objective)
+  optimizer, schedule = optim.make_optimizer(config)
+  abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
+
+  manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
+  start = manager.latest_step()
+  if start is None:
+    state, start = state_lib.init_state(model, optimizer, config, shardings), 0
+  else:
+    step_dir = manager.directory / str(start)
+    checkpoint.check_compatible(checkpoint.saved_config(manager, start), config, step_dir)
+    try:
+      state = checkpoint.restore(manager, start, abstract_state, train_iter)
+    except (OSError, KeyError, TypeError, ValueError) as e:
+      raise ValueError(f"checkpoint {step_dir} could not be restored ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0][:200]}); move it away to resume from an "
+                       f"earlier one") from e
+    metrics.log(f"resumed from {step_dir}")
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json(indent=2))
+  writer = metrics.MetricWriter(workdir, resume_step=start)
+  num_params = state_lib.count_params(state["params"])
+  metrics.log(f"model: {num_params:,} parameters; mesh {dict(mesh.shape)}; "
+              f"{len(eval_batches)} validation batches")
+
+  batch_shardings = None   # inferred from the arrays put_batch makes
+  train_step = jax.jit(make_train_step(model, objective, optimizer, schedule,
+                                       config.optimizer.grad_accum_steps),
+                       in_shardings=(shardings, batch_shardings),
+                       out_shardings=(shardings, None, None), donate_argnums=(0,))
+  eval_step = jax.jit(make_eval_step(model, objective), in_shardings=(shardings["params"], None))
+
+  def run_eval():
+    return evaluate(eval_step, state["params"], eval_batches, mesh, rules, objective)
+
+  bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
+                  or jax.process_index() != 0, dynamic_ncols=True)
+  tokens, train_sums, tick = 0, {}, time.perf_counter()
+  result = None
+  for step in range(start + 1, config.total_steps + 1):
+    batch = next(train_iter)
+    tokens += int(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
+    state, stats, sums = train_step(state, put_batch(batch, mesh, rules))
+    for k, v in sums.items():
+      train_sums[k] = train_sums.get(k, 0.0) + v
+    bar.update(1)
+    last = step == config.total_steps
+    stopping = step == config.stop_at_step
+    record = {}   # everything logged at this step goes into one metrics.jsonl line
+    if (config.log_every and step % config.log_every == 0) or last:
+      stats = jax.device_get(stats)
+      elapsed = time.perf_counter() - tick
+      record.update({f"train/{k}": v for k, v in objective.summarize(
+          jax.device_get(train_sums)).items()})
+      record.update({"train/loss": stats["loss"], "train/grad_norm": stats["grad_norm"],
+                     "train/learning_rate": stats["learning_rate"],
+                     "train/tokens_per_sec": tokens / elapsed})
+      bar.set_postfix(loss=f"{float(stats['loss']):.3f}")
+      metrics.log(f"step {step}: loss {stats['loss']:.4f}, {tokens / elapsed:,.0f} tokens/s")
+      tokens, train_sums = 0, {}
+    if (config.eval_every and step % config.eval_every == 0) or last:
+      result = run_eval()
+      record.update({f"eval/{k}": v for k, v in result.items()})
+      metrics.log(f"step {step}: " + ", ".join(f"eval/{k} {v:.4f}" for k, v in result.items()))
+    if record:
+      writer.write(step, record)
+    if (config.checkpoint_every and step % config.checkpoint_every == 0) or last or stopping:
+      checkpoint.save(manager, step, state, train_iter, config)
+    if stopping:
+      metrics.log(f"stopped after step {step} (stop_at_step); rerun to continue")
+      break
+    if "train/loss" in record:
+      tick = time.perf_counter()
+  bar.close()
+  if result is None:   # stopped early, or already finished: report where we are
+    result = run_eval()
+  manager.wait_until_finished()
+  writer.close()
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  result = cli.run(train_and_evaluate, cli.FLAGS.config, cli.FLAGS.workdir)
+  print(json.dumps({"final_eval": result}))
+  if "perplexity" in result:
+    print(f"validation perplexity: {result['perplexity']:.2f}")
+
+
+if __name__ == "__main__":
+  app.run(main)

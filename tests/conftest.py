@@ -1,0 +1,37 @@
+"""Test setup: 8 fake CPU devices (set before JAX is imported) and shared helpers."""
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pathlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_overrides(**extra):
+  """Command-line overrides that make any config small enough for a test."""
+  values = {"model.num_layers": 2, "model.embed_dim": 64, "model.num_heads": 4,
+            "model.mlp_dim": 128, "seq_len": 32, "batch_size": 16, "log_every": 1,
+            "eval_batches": 2, "eval_every": 0, "checkpoint_every": 0, **extra}
+  return [f"--config.{k}={v}" for k, v in values.items()]
+
+
+def run_cli(module, config, workdir, *args, env=None):
+  """Runs `python -m llm.<module>` like a user would; returns the CompletedProcess."""
+  cmd = [sys.executable, "-m", f"llm.{module}", f"--config={config}", f"--workdir={workdir}",
+         *args]
+  full_env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+              **(env or {})}
+  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=full_env,
+                        timeout=600)
+
+
+@pytest.fixture
+def cli():
+  return run_cli
