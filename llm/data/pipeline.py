@@ -20,6 +20,10 @@ from llm.data.builders import BUILDERS
 # Packed rows: ConcatThenSplit fills every row completely; pieces of different documents get
 # different segment ids, so attention never crosses a document boundary.
 PACKED_KEYS = ("inputs", "targets")
+# Per-document work (tokenizing, NSP pairs, masking) runs ahead on a few threads. grain's default
+# (16 threads, 500 documents ahead) starves the training step on small machines and makes every
+# restore rebuild hundreds of documents.
+READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
 
 
 def data_dir(config):
@@ -66,14 +70,14 @@ def _documents(builder, split, process_index, process_count):
   return docs[process_index::process_count]
 
 
-def _causal_lm_rows(docs, config, tok, train):
+def _causal_lm_rows(docs, all_docs, config, tok, train):
   """<s> text </s> per document -> (inputs, targets) shifted by one -> packed rows."""
   def example(item):
     _, text = item
     ids = np.asarray([tokenizer_lib.BOS] + tok.encode(text) + [tokenizer_lib.EOS], np.int32)
     return {"inputs": ids[:-1], "targets": ids[1:]}
-  del train
-  return _pack(docs.map(example).to_iter_dataset(), config.seq_len)
+  del all_docs, train
+  return _pack(docs.map(example).to_iter_dataset(READ_OPTIONS), config.seq_len)
 
 
 def _pack(dataset, seq_len):
@@ -84,13 +88,15 @@ def _pack(dataset, seq_len):
                                "positions": r["inputs_positions"]})
 
 
-def _masked_lm_rows(docs, config, tok, train):
+def _masked_lm_rows(docs, all_docs, config, tok, train):
   """BERT ([CLS] A [SEP] B [SEP] with NSP labels) or RoBERTa-style packed documents, then masking.
 
+  `docs` is the stream of (doc_index, text) to read, possibly shuffled and repeated for epochs;
+  `all_docs` is one epoch of this process's documents in index order, for random access.
   Masking is `dynamic` (new masks each epoch, RoBERTa) or `static` (the same masks every epoch,
   BERT); evaluation always uses static masks so its figures are comparable between runs.
   """
-  num_docs = len(docs)
+  num_docs = len(all_docs)
   static = config.masking == "static" or not train
   def rng_for(epoch, doc_index, purpose):
     return np.random.default_rng([config.seed, 0 if static else epoch, doc_index, purpose])
@@ -105,13 +111,28 @@ def _masked_lm_rows(docs, config, tok, train):
     return [ids for ids in (tok.encode(s) for s in bert.split_sentences(text)) if ids]
 
   if config.nsp:
+    if num_docs < 2:
+      raise ValueError(f"nsp=True needs at least 2 documents per process, got {num_docs}")
     def pairs(step, item):
       doc_index, text = item
       epoch = step // num_docs
       rng = rng_for(epoch, doc_index, 0)
       def random_sentences(r):
-        other = (doc_index + 1 + r.integers(num_docs - 1)) % num_docs
-        return sentences(docs[other][1])
+        # Uniform over the other documents: a draw of our own slot maps to the excluded last slot.
+        other = r.integers(num_docs - 1)
+        if all_docs[other][0] == doc_index:
+          other = num_docs - 1
+        # Only a window from a random sentence on is needed: tokenizing whole documents for a few
+        # sentences made NSP rows several times slower to build.
+        texts = bert.split_sentences(all_docs[other][1])
+        window, length = [], 0
+        for text in texts[r.integers(len(texts)):]:
+          if length >= config.seq_len:
+            break
+          if ids := tok.encode(text):
+            window.append(ids)
+            length += len(ids)
+        return window
       instances = bert.create_nsp_instances(sentences(text), random_sentences,
                                             config.seq_len - 3, rng)
       rows = []
@@ -121,13 +142,13 @@ def _masked_lm_rows(docs, config, tok, train):
         row["nsp_labels"] = np.int32(inst["is_next"])
         rows.append(mask(row, rng_for(epoch, doc_index, 1 + k)))
       return rows
-    return _flatten(docs.map_with_index(pairs).to_iter_dataset())
+    return _flatten(docs.map_with_index(pairs).to_iter_dataset(READ_OPTIONS))
 
   def document(item):
     _, text = item
     ids = np.asarray([tok.cls_id] + tok.encode(text) + [tok.sep_id], np.int32)
     return {"inputs": ids, "targets": ids}
-  rows = _pack(docs.map(document).to_iter_dataset(), config.seq_len)
+  rows = _pack(docs.map(document).to_iter_dataset(READ_OPTIONS), config.seq_len)
   # Packed rows mix documents, so their masks are seeded by the row itself: by its content for
   # static masking (the same sequence always gets the same mask), by its place in the endless
   # stream for dynamic masking (never the same twice).
@@ -162,8 +183,8 @@ def local_batch_size(config):
 def train_iterator(config, tok, builder):
   """An endless, checkpointable iterator of this process's numpy batches."""
   docs = _documents(builder, "train", jax.process_index(), jax.process_count())
-  docs = docs.shuffle(seed=config.seed).repeat(None)   # a fresh order each epoch
-  rows = ROW_BUILDERS[config.objective](docs, config, tok, train=True)
+  stream = docs.shuffle(seed=config.seed).repeat(None)   # a fresh order each epoch
+  rows = ROW_BUILDERS[config.objective](stream, docs, config, tok, train=True)
   batches = rows.batch(local_batch_size(config), drop_remainder=True)
   return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
 
@@ -174,7 +195,7 @@ def eval_batches(config, tok, builder, split="validation"):
   Every process gets the same number of batches (the jitted eval step is collective).
   """
   docs = _documents(builder, split, 0, 1)
-  rows = list(ROW_BUILDERS[config.objective](docs, config, tok, train=False))
+  rows = list(ROW_BUILDERS[config.objective](docs, docs, config, tok, train=False))
   batch = config.batch_size
   num_batches = -(-len(rows) // batch)
   if config.eval_batches > 0:

@@ -1,0 +1,140 @@
+"""Input pipeline: causal-LM shifting and packing, BERT rows, exact iterator resume, eval cover."""
+import importlib.util
+
+import grain
+import numpy as np
+import pytest
+
+from llm.data import pipeline
+from llm.data.tokenizer import BOS
+
+from conftest import ROOT
+
+
+def load_config(name, arg=None, **overrides):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg)
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def corpus():
+  config = load_config("gpt_tiny")
+  builder = pipeline.prepare_corpus(config)
+  return builder, pipeline.load_tokenizer(config, builder)
+
+
+def take(iterator, n):
+  return [next(iterator) for _ in range(n)]
+
+
+def assert_batches_equal(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert x.keys() == y.keys()
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k])
+
+
+def test_corpus_splits_are_disjoint_real_text(corpus):
+  builder, _ = corpus
+  train, valid = builder.as_data_source("train"), builder.as_data_source("validation")
+  train_ids = {train[i]["id"] for i in range(len(train))}
+  valid_ids = {valid[i]["id"] for i in range(len(valid))}
+  assert not train_ids & valid_ids
+  assert len(train_ids) + len(valid_ids) == 406    # 106 Wikipedia + 300 Lee news articles
+  assert 20 <= len(valid_ids) <= 70
+  assert "alphabet" in " ".join(train[i]["text"].decode() for i in range(len(train))).lower()
+
+
+def test_causal_lm_rows_are_shifted_and_packed(corpus):
+  builder, tok = corpus
+  config = load_config("gpt_tiny", seq_len=64, batch_size=4)
+  batch = next(pipeline.train_iterator(config, tok, builder))
+  assert batch["inputs"].shape == (4, 64)
+  seg, inputs, targets, pos = (batch[k] for k in ("segment_ids", "inputs", "targets", "positions"))
+  assert (seg > 0).all()   # concat-then-split packing leaves no padding in training rows
+  same = seg[:, 1:] == seg[:, :-1]
+  # Within a segment, the target at t is the input at t + 1 and positions count up by one.
+  np.testing.assert_array_equal(targets[:, :-1][same], inputs[:, 1:][same])
+  np.testing.assert_array_equal(pos[:, 1:][same], pos[:, :-1][same] + 1)
+  # Every new segment (a document, or the rest of one cut at a row end) restarts positions, and
+  # <s> only ever opens a document.
+  starts = np.concatenate([np.ones((4, 1), bool), ~same], axis=1)
+  assert (pos[starts] == 0).all()
+  assert (inputs == BOS).any() and (pos[inputs == BOS] == 0).all()
+
+
+@pytest.mark.parametrize("arg", ["variant=bert", "variant=roberta"])
+def test_masked_lm_rows(corpus, arg):
+  builder, tok = corpus
+  config = load_config("bert_tiny", arg, seq_len=64, batch_size=8)
+  batch = next(pipeline.train_iterator(config, tok, builder))
+  inputs, targets, seg = batch["inputs"], batch["targets"], batch["segment_ids"]
+  chosen = targets > 0
+  assert chosen.any() and not (chosen & (seg == 0)).any()
+  # ~15% of real tokens are prediction targets; most of them show [MASK].
+  assert 0.08 < chosen.sum() / (seg > 0).sum() < 0.2
+  assert (inputs[chosen] == tok.mask_id).mean() > 0.6
+  if arg == "variant=bert":
+    assert (inputs[:, 0] == tok.cls_id).all()
+    assert set(np.unique(batch["nsp_labels"])) <= {0, 1}
+    assert set(np.unique(batch["token_types"][seg > 0])) == {0, 1}
+    assert ((inputs == tok.sep_id).sum(axis=1) == 2).all()
+  else:
+    assert "nsp_labels" not in batch
+
+
+@pytest.mark.parametrize("name,arg", [("gpt_tiny", None), ("bert_tiny", "variant=bert"),
+                                      ("bert_tiny", "variant=roberta")])
+def test_iterator_state_restores_exact_position(corpus, name, arg):
+  builder, tok = corpus
+  config = load_config(name, arg, seq_len=64, batch_size=4)
+  first = pipeline.train_iterator(config, tok, builder)
+  take(first, 3)
+  state = first.get_state()
+  expected = take(first, 3)
+  second = pipeline.train_iterator(config, tok, builder)
+  second.set_state(state)
+  assert_batches_equal(take(second, 3), expected)
+
+
+def test_static_vs_dynamic_masking_across_epochs(corpus):
+  """Static masking repeats an epoch's examples exactly; dynamic masking re-masks them."""
+  _, tok = corpus
+  texts = [f"Sentence number {i} of document {d} is here. It has a second part {d}."
+           for d in range(6) for i in range(1)]
+  docs = grain.MapDataset.source([(i, t) for i, t in enumerate(texts)])
+  for masking, same in (("static", True), ("dynamic", False)):
+    config = load_config("bert_tiny", masking=masking, seq_len=32)
+    rows = list(pipeline.ROW_BUILDERS["masked_lm"](docs.repeat(2), docs, config, tok, True))
+    half = len(rows) // 2
+    equal = all(np.array_equal(a["inputs"], b["inputs"]) for a, b in zip(rows[:half], rows[half:]))
+    assert equal == same, masking
+
+
+def test_eval_batches_cover_every_row_once(corpus):
+  builder, tok = corpus
+  config = load_config("gpt_tiny", seq_len=64, batch_size=8)
+  batches = pipeline.eval_batches(config, tok, builder)
+  docs = pipeline._documents(builder, "validation", 0, 1)
+  rows = list(pipeline.ROW_BUILDERS["causal_lm"](docs, docs, config, tok, False))
+  stacked = np.concatenate([b["inputs"] for b in batches])
+  assert len(stacked) == len(batches) * 8 >= len(rows) > len(stacked) - 8
+  np.testing.assert_array_equal(stacked[:len(rows)], np.stack([r["inputs"] for r in rows]))
+  assert (stacked[len(rows):] == 0).all()   # padding rows carry no tokens and no targets
+
+
+def test_each_process_reads_its_own_documents(corpus):
+  builder, _ = corpus
+  shares = [[i for i, _ in pipeline._documents(builder, "train", p, 2)] for p in range(2)]
+  assert not set(shares[0]) & set(shares[1])
+  assert sorted(shares[0] + shares[1]) == list(range(len(builder.as_data_source("train"))))
