@@ -29,7 +29,7 @@ def get_config(arg=None):
   c.eval_every = 300
   c.checkpoint_every = 300
   if args["size"] != "tiny":
-    c.vocab_size = 50257
+    c.vocab_size = 50304   # GPT-2's 50257 padded to a multiple of 128, so `vocab` shards
     c.seq_len = context
     c.batch_size = 512
   return c

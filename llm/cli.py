@@ -65,6 +65,30 @@ def workdir_path(workdir, create=True):
   return path
 
 
+def parse_flags(argv):
+  """absl flag parsing with one-line errors: config_flags raises AttributeError/KeyError for an
+  unknown `--config.key`, and flags.Error for a bad value or a missing config file."""
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      path = pathlib.Path(arg.split("=", 1)[1].split(":", 1)[0])
+      if not path.is_file():
+        raise SystemExit(f"error: config file {path} does not exist (expected configs/NAME.py)")
+  try:
+    return FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    if os.environ.get("LLM_TRACEBACK"):
+      raise
+    if isinstance(e, (AttributeError, KeyError)):
+      key = str(e).strip("\"'")
+      bad = [a for a in argv[1:] if a.startswith("--config.") and key in a.split("=")[0]]
+      raise SystemExit(f"error: unknown config key {key!r} in {' '.join(bad) or argv[1:]}; see "
+                       f"the config file for the keys that exist")
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):   # raised inside get_config()
+      lines = [lines[0].split(":", 1)[0] + ":", lines[-1]]
+    raise SystemExit(f"error: {' '.join(lines)}")
+
+
 def run(fn, *args):
   """Calls fn; user mistakes (ValueError, FileNotFoundError) end in one line and exit code 1.
   Set LLM_TRACEBACK=1 to see the full traceback instead."""
@@ -78,5 +102,7 @@ def run(fn, *args):
   except (ValueError, FileNotFoundError) as e:
     if os.environ.get("LLM_TRACEBACK"):
       raise
-    print(f"error: {e}", file=sys.stderr)
-    raise SystemExit(1)
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # Exit now: Orbax/grain background threads cut off mid-read would print tracebacks at exit.
+    os._exit(1)

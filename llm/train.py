@@ -46,7 +46,7 @@ def make_train_step(model, objective, optimizer, schedule, accum_steps):
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     new_state = dict(state, step=state["step"] + 1, opt_state=opt_state,
                      params=optax.apply_updates(state["params"], updates))
-    stats = {"loss": loss, "grad_norm": optax.global_norm(grads),
+    stats = {"loss": loss, "grad_norm": optax.tree.norm(grads),
              "learning_rate": schedule(state["step"])}
     return new_state, stats, sums
 
@@ -105,7 +105,7 @@ def train_and_evaluate(config, workdir):
     checkpoint.check_compatible(checkpoint.saved_config(manager, start), config, step_dir)
     try:
       state = checkpoint.restore(manager, start, abstract_state, train_iter)
-    except (OSError, KeyError, TypeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure here means this checkpoint is unusable
       raise ValueError(f"checkpoint {step_dir} could not be restored ({type(e).__name__}: "
                        f"{str(e).splitlines()[0][:200]}); move it away to resume from an "
                        f"earlier one") from e
@@ -183,4 +183,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,132 @@
+"""Every experiment config builds, shards over data x fsdp x tensor, and has its paper's size."""
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from llm import models, optim, parallel, state
+from llm.base_config import parse_arg
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+DOCUMENTED_ARGS = {  # what each config's docstring offers; other files run with their default
+    "gpt_tiny.py": [f"size={s}" for s in ("tiny", "small", "medium", "large")],
+    "bert_tiny.py": [f"size={s},variant={v}" for s in ("tiny", "base", "large")
+                     for v in ("bert", "roberta")],
+}
+PAPER_PARAMS = {  # published sizes (GPT-2 medium is 345M in the paper, 355M as released)
+    ("gpt_tiny.py", "size=small"): 124e6, ("gpt_tiny.py", "size=medium"): 355e6,
+    ("gpt_tiny.py", "size=large"): 774e6,
+    ("bert_tiny.py", "size=base,variant=bert"): 110e6,
+    ("bert_tiny.py", "size=large,variant=bert"): 340e6,
+}
+MESH_3D = dict(data=2, fsdp=2, tensor=2)
+
+
+def load_config(name, arg=None):
+  spec = importlib.util.spec_from_file_location(f"configs_{name[:-3]}", CONFIGS / name)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def abstract_state(config, mesh_sizes):
+  config.mesh = mesh_sizes
+  mesh = parallel.make_mesh(config.mesh)
+  assert dict(mesh.shape) == mesh_sizes
+  optimizer, _ = optim.make_optimizer(config)
+  return state.state_shardings(models.build_model(config), optimizer, config, mesh)
+
+
+def expected_params(config):
+  """Parameter count written out from the config's shapes."""
+  m, vocab = config.model, config.vocab_size
+  d, heads = m.embed_dim, m.num_heads
+  kv_heads, head_dim = m.num_kv_heads or heads, m.head_dim or d // heads
+  attention = (d + 1) * (heads + 2 * kv_heads) * head_dim + (heads * head_dim + 1) * d
+  mlp = (d + 1) * m.mlp_dim + (m.mlp_dim + 1) * d
+  count = m.num_layers * (attention + mlp + 2 * 2 * d) + vocab * d + 2 * d
+  count += m.max_len * d if m.position == "learned" else 0
+  count += m.type_vocab_size * d
+  count += vocab * d if "lm" in m.heads and not m.tie_embeddings else 0
+  count += (d + 1) * d + 2 * d + vocab if "mlm" in m.heads else 0   # transform, norm, bias
+  count += (d + 1) * d + (d + 1) * 2 if "nsp" in m.heads else 0     # pooler, classifier
+  return count
+
+
+CASES = [(path.name, arg) for path in sorted(CONFIGS.glob("*.py"))
+         for arg in DOCUMENTED_ARGS.get(path.name, [None])]
+
+
+@pytest.mark.parametrize("name,arg", CASES, ids=[f"{n[:-3]}:{a}" for n, a in CASES])
+def test_config_builds_shards_and_has_expected_size(name, arg):
+  config = load_config(name, arg)
+  abstract, shardings = abstract_state(config, MESH_3D)
+
+  count = state.count_params(abstract["params"])
+  assert count == expected_params(config)
+  if (name, arg) in PAPER_PARAMS:
+    assert abs(count / PAPER_PARAMS[name, arg] - 1) < 0.02, count
+
+  params = shardings["params"]
+  assert tuple(params["layer_0"]["mlp"]["wi"]["kernel"].spec) == ("fsdp", "tensor")
+  assert tuple(params["layer_0"]["mlp"]["wo"]["kernel"].spec) == ("tensor", "fsdp")
+  assert tuple(params["layer_0"]["attention"]["query"]["kernel"].spec) == ("fsdp", "tensor", None)
+  # The embedding and its two Adam moments all shard the same way.
+  embedding = [s.spec for path, s in jax.tree_util.tree_leaves_with_path(shardings)
+               if jax.tree_util.keystr(path).endswith("['token_embed']['embedding']")]
+  assert [tuple(spec) for spec in embedding] == [("tensor", "fsdp")] * 3
+  leaf = abstract["params"]["layer_0"]["mlp"]["wi"]["kernel"]
+  assert leaf.sharding == params["layer_0"]["mlp"]["wi"]["kernel"]
+  assert leaf.dtype == jnp.float32
+
+
+def test_unshardable_dimension_is_named():
+  """GPT-2's unpadded 50257-token vocabulary cannot split over tensor=2: the error says where."""
+  config = load_config("gpt_tiny.py", "size=small")
+  config.vocab_size = 50257
+  with pytest.raises(ValueError, match=r"\['token_embed'\]\['embedding'\].*50257 cannot be split 2"):
+    abstract_state(config, MESH_3D)
+
+
+# --- config args -------------------------------------------------------------------------------
+
+def test_parse_arg():
+  assert parse_arg(None, size="tiny", variant="bert") == {"size": "tiny", "variant": "bert"}
+  assert parse_arg("variant=roberta", size="tiny", variant="bert") == {
+      "size": "tiny", "variant": "roberta"}
+  with pytest.raises(ValueError, match="'colour'"):
+    parse_arg("size=base,colour=red", size="tiny")
+
+
+@pytest.mark.parametrize("name,arg,bad", [
+    ("gpt_tiny.py", "size=huge", "'huge'"), ("gpt_tiny.py", "colour=red", "'colour'"),
+    ("bert_tiny.py", "size=xl", "'xl'"), ("bert_tiny.py", "size=base,variant=albert", "'albert'"),
+])
+def test_bad_config_args_name_the_bad_value(name, arg, bad):
+  with pytest.raises(ValueError, match=bad):
+    load_config(name, arg)
+
+
+# --- mesh --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given,resolved", [
+    ((-1, 1, 1), (8, 1, 1)), ((-1, 2, 2), (2, 2, 2)), ((2, -1, 1), (2, 4, 1)),
+    ((1, 2, -1), (1, 2, 4)), ((2, 2, 2), (2, 2, 2)),
+])
+def test_mesh_shape_resolves_minus_one(given, resolved):
+  sizes = parallel.mesh_shape(dict(zip(parallel.MESH_AXES, given)), 8)
+  assert sizes == dict(zip(parallel.MESH_AXES, resolved))
+
+
+@pytest.mark.parametrize("given,message", [
+    ((2, 2, 1), r"= 4 \(\{'data': 2, 'fsdp': 2, 'tensor': 1\}\) must equal the 8"),
+    ((4, 2, 2), r"= 16 .* must equal the 8"),
+    ((-1, 3, 1), r"needs a multiple of 3 devices, but there are 8"),
+    ((-1, -1, 2), r"at most one axis may be -1"),
+    ((8, 0, 1), r"positive or -1, got .*'fsdp': 0"),
+])
+def test_mesh_shape_rejects_bad_sizes(given, message):
+  with pytest.raises(ValueError, match=message):
+    parallel.mesh_shape(dict(zip(parallel.MESH_AXES, given)), 8)
