@@ -12,6 +12,9 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config: configs/NAME.py[:arg].",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl and the config.")
+flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed.initialize() "
+                  "(auto-detects TPU pods and SLURM; elsewhere set JAX_COORDINATOR_ADDRESS, "
+                  "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
 
 OBJECTIVE_HEADS = {"causal_lm": ("lm",), "masked_lm": ("mlm",)}
 
@@ -94,6 +97,9 @@ def run(fn, *args):
   Set LLM_TRACEBACK=1 to see the full traceback instead."""
   if FLAGS.config is None:
     raise SystemExit("error: --config=configs/NAME.py is required")
+  if FLAGS.distributed:
+    import jax   # initialise before anything touches the devices
+    jax.distributed.initialize()
   if not FLAGS["verbosity"].present:
     # Orbax logs every save at INFO; our own progress lines go to stdout instead.
     logging.set_verbosity(logging.WARNING)
