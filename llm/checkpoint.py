@@ -1,7 +1,9 @@
 """Orbax checkpoints: the sharded train state, the data-iterator position and the config, saved
 together in one step directory so they are always consistent."""
 import json
+import os
 import pathlib
+import sys
 
 import grain
 import orbax.checkpoint as ocp
@@ -44,10 +46,30 @@ def check_compatible(saved, config, step_dir):
                      f"config: {', '.join(diffs)}); use the same model settings or a new --workdir")
 
 
+def latest_compatible_step(manager, config):
+  """The newest saved step, after checking it was written for `config`'s model shape."""
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}; train first with llm.train")
+  check_compatible(saved_config(manager, step), config, manager.directory / str(step))
+  return step
+
+
 def restore(manager, step, abstract_state, data_iterator=None):
   """Restores the state onto the shardings in `abstract_state` (any mesh) and, if given, the
-  data iterator's position in place."""
+  data iterator's position in place. An unreadable checkpoint raises one ValueError."""
   args = {"state": ocp.args.StandardRestore(abstract_state)}
   if data_iterator is not None:
     args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-  return manager.restore(step, args=ocp.args.Composite(**args))["state"]
+  # When one array fails to read, Orbax's other reader threads print tracebacks through
+  # sys.stderr as they die, racing with our error line: keep sys.stderr muted until the restore
+  # succeeds (and for good if it fails; the CLI writes its error to sys.__stderr__).
+  stderr, sys.stderr = sys.stderr, open(os.devnull, "w")
+  try:
+    state = manager.restore(step, args=ocp.args.Composite(**args))["state"]
+  except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used
+    raise ValueError(f"checkpoint {manager.directory / str(step)} could not be restored "
+                     f"({type(e).__name__}: {str(e).splitlines()[0][:160]}); move it away to "
+                     f"resume from an earlier one") from e
+  sys.stderr = stderr
+  return state

@@ -108,7 +108,8 @@ def run(fn, *args):
   except (ValueError, FileNotFoundError) as e:
     if os.environ.get("LLM_TRACEBACK"):
       raise
-    print(f"error: {e}", file=sys.stderr, flush=True)
+    # sys.__stderr__: a failed checkpoint restore leaves sys.stderr muted (see checkpoint.py).
+    print(f"error: {e}", file=sys.__stderr__, flush=True)
     sys.stdout.flush()
     # Exit now: Orbax/grain background threads cut off mid-read would print tracebacks at exit.
     os._exit(1)

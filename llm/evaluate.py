@@ -21,11 +21,7 @@ def evaluate_checkpoint(config, workdir, split):
   cli.check_config(config, jax.device_count())
   workdir = cli.workdir_path(workdir, create=False)
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with llm.train")
-  checkpoint.check_compatible(checkpoint.saved_config(manager, step), config,
-                              manager.directory / str(step))
+  step = checkpoint.latest_compatible_step(manager, config)
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.axis_rules(config)
   builder = pipeline.prepare_corpus(config)

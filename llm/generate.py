@@ -66,11 +66,7 @@ def generate_from_checkpoint(config, workdir):
                      "--num_samples > 0")
   workdir = cli.workdir_path(workdir, create=False)
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with llm.train")
-  checkpoint.check_compatible(checkpoint.saved_config(manager, step), config,
-                              manager.directory / str(step))
+  step = checkpoint.latest_compatible_step(manager, config)
   tok = pipeline.load_tokenizer(config, pipeline.prepare_corpus(config))
   prompt_ids = [BOS] + tok.encode(f.prompt)
   if len(prompt_ids) + f.max_new_tokens > config.model.max_len:
