@@ -29,7 +29,7 @@ def base_config():
       num_layers=4, embed_dim=256, num_heads=4, num_kv_heads=0, head_dim=0, mlp_dim=1024,
       max_len=128, position="learned", rope_base=10000.0, norm="pre", layer_norm_eps=1e-6,
       dropout_rate=0.1, attention_dropout_rate=0.0, causal=True, type_vocab_size=0,
-      tie_embeddings=True, heads=("lm",), dtype="float32", attention_impl="auto")
+      tie_embeddings=True, heads=("lm",), num_classes=0, dtype="float32", attention_impl="auto")
   c.optimizer = dict(
       learning_rate=1e-3, warmup_steps=100, decay="cosine", end_lr_ratio=0.1, b1=0.9, b2=0.95,
       eps=1e-8, weight_decay=0.1, no_decay=r"(bias|scale|embedding)$", clip_norm=1.0,

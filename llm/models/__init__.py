@@ -6,7 +6,7 @@ from llm.models.transformer import Transformer
 
 POSITIONS = ("learned", "sinusoidal", "rope")
 NORMS = ("pre", "post")
-HEADS = ("lm", "mlm", "nsp")
+HEADS = ("lm", "mlm", "nsp", "classify", "tag", "span")
 
 
 def model_config(config):
@@ -28,6 +28,8 @@ def model_config(config):
   if cfg.num_heads % cfg.kv_heads:
     raise ValueError(f"model.num_heads={cfg.num_heads} must be a multiple of "
                      f"model.num_kv_heads={cfg.kv_heads}")
+  if {"classify", "tag"} & set(cfg.heads) and cfg.num_classes < 2:
+    raise ValueError(f"model.num_classes={cfg.num_classes}: the classify/tag heads need >= 2")
   if cfg.dtype not in ("float32", "bfloat16"):
     raise ValueError(f"model.dtype={cfg.dtype!r}: expected 'float32' or 'bfloat16'")
   return cfg

@@ -34,6 +34,7 @@ class ModelConfig:
   type_vocab_size: int = 0       # BERT segment (sentence A/B) embeddings; 0 = none
   tie_embeddings: bool = True
   heads: tuple[str, ...] = ("lm",)
+  num_classes: int = 0           # for the `classify` and `tag` heads
   dtype: str = "float32"         # compute dtype; parameters are always float32
   attention_impl: str = "auto"   # auto | xla | cudnn: passed to jax.nn.dot_product_attention
 

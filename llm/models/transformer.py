@@ -2,7 +2,8 @@
 
 The model maps a batch of token ids to a dict of named outputs (`cfg.heads`); objectives pick the
 outputs they need. Heads: `lm` (next-token logits), `mlm` (BERT's transform + tied decoder),
-`nsp` (pooled [CLS] -> 2 classes).
+`nsp` (pooled [CLS] -> 2 classes), `classify` (pooled [CLS] -> num_classes), `tag` (every token
+-> num_classes), `span` (every token -> start and end logits, for extractive QA).
 """
 import flax.linen as nn
 import jax.numpy as jnp
@@ -38,12 +39,23 @@ class Transformer(nn.Module):
       self.mlm_norm = layer_norm(cfg, "mlm_norm")
       self.mlm_bias = self.param("mlm_bias", param_init(("vocab",), nn.initializers.zeros),
                                  (cfg.vocab_size,))
-    if "nsp" in cfg.heads:
+    if {"nsp", "classify"} & set(cfg.heads):   # BERT's pooler: tanh(dense([CLS] state))
       self.pooler = nn.Dense(cfg.embed_dim, kernel_init=param_init(("embed", "mlp")),
                              bias_init=param_init(("mlp",), nn.initializers.zeros),
                              dtype=jnp.dtype(cfg.dtype))
+    if "nsp" in cfg.heads:
       self.nsp_out = nn.Dense(2, kernel_init=param_init(("mlp", None)),
                               bias_init=param_init((None,), nn.initializers.zeros))
+    self.head_dropout = nn.Dropout(cfg.dropout_rate)
+    if "classify" in cfg.heads:
+      self.classify_out = nn.Dense(cfg.num_classes, kernel_init=param_init(("mlp", None)),
+                                   bias_init=param_init((None,), nn.initializers.zeros))
+    if "tag" in cfg.heads:
+      self.tag_out = nn.Dense(cfg.num_classes, kernel_init=param_init(("embed", None)),
+                              bias_init=param_init((None,), nn.initializers.zeros))
+    if "span" in cfg.heads:
+      self.span_out = nn.Dense(2, kernel_init=param_init(("embed", None)),
+                               bias_init=param_init((None,), nn.initializers.zeros))
 
   def encode(self, tokens, segment_ids=None, positions=None, token_types=None, train=False):
     """(batch, length) ids -> (batch, length, embed) final hidden states."""
@@ -82,7 +94,15 @@ class Transformer(nn.Module):
       h = self.mlm_norm(nn.gelu(self.mlm_transform(hidden), approximate=False))
       logits = self.token_embed.attend(h) + self.mlm_bias
       outputs["mlm"] = constrain(logits, ("batch", "length", "vocab"))
-    if "nsp" in cfg.heads:
+    if {"nsp", "classify"} & set(cfg.heads):
       pooled = jnp.tanh(self.pooler(hidden[:, 0]))
-      outputs["nsp"] = self.nsp_out(pooled)
+      if "nsp" in cfg.heads:
+        outputs["nsp"] = self.nsp_out(pooled)
+      if "classify" in cfg.heads:   # (batch, num_classes)
+        outputs["classify"] = self.classify_out(self.head_dropout(pooled, deterministic=not train))
+    if "tag" in cfg.heads:          # (batch, length, num_classes)
+      outputs["tag"] = self.tag_out(self.head_dropout(hidden, deterministic=not train))
+    if "span" in cfg.heads:         # (batch, length) start and end logits
+      span = self.span_out(hidden)
+      outputs["span_start"], outputs["span_end"] = span[..., 0], span[..., 1]
     return outputs
