@@ -8,7 +8,12 @@ def base_config():
   c.corpus = "gensim_text"
   c.data_dir = ""                 # "" = $LLM_DATA_DIR or ~/.cache/llm (TFDS data + tokenizers)
   c.vocab_size = 8000
-  c.tokenizer = dict(path="", model_type="unigram")   # path "" = train on the corpus, cache it
+  # kind: sentencepiece (path "" = train one on the corpus and cache it) | wordpiece (path = a
+  # Hugging Face BERT folder). A workdir's own tokenizer is in <workdir>/tokenizer.*
+  c.tokenizer = dict(kind="sentencepiece", path="", model_type="unigram")
+  # Fine-tuning start point: "" = from scratch; a workdir of ours; a Hugging Face BERT folder
+  # (config.json + model.safetensors); or "minilm" (all-MiniLM-L6-v2, shipped by a pip package).
+  c.init = ""
   c.seq_len = 128
   # masked_lm only
   c.nsp = True                    # next-sentence prediction (BERT); False = packed docs (RoBERTa)
@@ -49,6 +54,36 @@ def base_config():
       ("length", None),
       ("kv", None),
   ]
+  return c
+
+
+def classification_config(corpus, arg, total_steps, seq_len=128):
+  """Fine-tuning recipe for sentence classification on `corpus` (BERT: pooled [CLS] -> classes).
+
+  arg `init=minilm` (default; Hugging Face all-MiniLM-L6-v2), `init=scratch` (a tiny BERT with a
+  SentencePiece vocabulary trained on the task's train split) or `init=PATH` (one of our
+  workdirs, e.g. a bert_tiny pretraining run, or a Hugging Face BERT folder).
+  """
+  args = parse_arg(arg, init="minilm")
+  c = base_config()
+  c.objective = "classification"
+  c.corpus = corpus
+  c.init = "" if args["init"] == "scratch" else args["init"]
+  c.seq_len = seq_len
+  # The shape below is used from scratch; a pretrained init replaces it with the source's.
+  c.model.update(num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024, max_len=seq_len,
+                 causal=False, norm="post", position="learned", layer_norm_eps=1e-12,
+                 dropout_rate=0.1, attention_dropout_rate=0.1, type_vocab_size=2,
+                 heads=("classify",), num_classes=0)   # 0 = the corpus' number of labels
+  # BERT's fine-tuning recipe; from scratch a 10x larger peak rate trains far better.
+  c.optimizer.update(learning_rate=5e-4 if args["init"] == "scratch" else 5e-5,
+                     warmup_steps=total_steps // 10, decay="linear", end_lr_ratio=0.0,
+                     b2=0.999, eps=1e-6, weight_decay=0.01)
+  c.total_steps = total_steps
+  c.batch_size = 32
+  c.log_every = 25
+  c.eval_every = total_steps // 2
+  c.checkpoint_every = total_steps // 2
   return c
 
 

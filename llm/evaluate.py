@@ -6,18 +6,20 @@ Prints the figures and writes them to <workdir>/evaluate.json.
 import json
 
 import jax
+import numpy as np
 from absl import app, flags
 
-from llm import checkpoint, cli, metrics, optim, parallel, state as state_lib
+from llm import checkpoint, cli, metrics, optim, parallel, state as state_lib, transfer
 from llm.data import pipeline
 from llm.models import build_model
 from llm.objectives import get_objective
-from llm.train import evaluate, make_eval_step
+from llm.train import evaluate, make_eval_step, put_batch
 
 flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluate on.")
 
 
 def evaluate_checkpoint(config, workdir, split):
+  transfer.resolve_init(config)
   cli.check_config(config, jax.device_count())
   workdir = cli.workdir_path(workdir, create=False)
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
@@ -25,6 +27,7 @@ def evaluate_checkpoint(config, workdir, split):
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.axis_rules(config)
   builder = pipeline.prepare_corpus(config)
+  pipeline.set_num_classes(config, builder)
   if split not in builder.info.splits:
     raise ValueError(f"--split={split!r}: {config.corpus} has {sorted(builder.info.splits)}")
   tok = pipeline.load_tokenizer(config, builder)
@@ -37,8 +40,32 @@ def evaluate_checkpoint(config, workdir, split):
   result = evaluate(eval_step, state["params"], batches, mesh, rules, objective)
   if jax.process_index() == 0:
     (workdir / "evaluate.json").write_text(json.dumps({"step": step, "split": split, **result}))
+  if hasattr(objective, "predict"):
+    write_predictions(model, objective, state["params"], batches, builder, split, mesh, rules,
+                      workdir / f"predictions_{split}.jsonl")
   metrics.log(f"step {step}, {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
   return result
+
+
+def write_predictions(model, objective, params, batches, builder, split, mesh, rules, path):
+  """One JSON line per example of the split, in order: its id, gold label and prediction."""
+  predict = jax.jit(lambda p, b: objective.predict(model.apply({"params": p}, b)),
+                    out_shardings=parallel.replicated(mesh))
+  names = builder.info.features["label"].names
+  source = builder.as_data_source(split)
+  lines, index = [], 0
+  for batch in batches:
+    predicted = np.asarray(predict(params, put_batch(batch, mesh, rules)))
+    for row in predicted:
+      if index == len(source):
+        break   # padding rows of the last batch
+      example = source[index]
+      lines.append(json.dumps({"id": example["id"].decode(), "label": names[example["label"]],
+                               "prediction": names[int(row)]}))
+      index += 1
+  if jax.process_index() == 0:
+    path.write_text("".join(line + "\n" for line in lines))
+    metrics.log(f"wrote {len(lines)} predictions to {path}")
 
 
 def main(argv):

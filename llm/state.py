@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llm import parallel
+from llm import optim, parallel
 
 
 def dummy_batch(config, batch_size=1):
@@ -51,3 +51,8 @@ def init_state(model, optimizer, config, shardings):
 
 def count_params(params):
   return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+
+
+def param_paths(params):
+  """'layer_0/mlp/wi/kernel'-style names of every parameter."""
+  return [optim.path_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]

@@ -3,6 +3,7 @@
   python -m llm.train --config=configs/gpt_tiny.py --workdir=/tmp/gpt_tiny [--config.key=value]
 """
 import json
+import shutil
 import sys
 import time
 
@@ -13,7 +14,7 @@ import optax
 import tqdm
 from absl import app
 
-from llm import checkpoint, cli, metrics, optim, parallel, state as state_lib
+from llm import checkpoint, cli, metrics, optim, parallel, state as state_lib, transfer
 from llm.data import pipeline
 from llm.models import build_model
 from llm.objectives import get_objective
@@ -72,13 +73,14 @@ def evaluate(eval_step, params, batches, mesh, rules, objective):
   totals = {}
   for batch in batches:
     sums = jax.device_get(eval_step(params, put_batch(batch, mesh, rules)))
-    for k, v in sums.items():
-      totals[k] = totals.get(k, 0.0) + float(v)
+    for k, v in sums.items():   # scalars, or per-class count vectors
+      totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
   return objective.summarize(totals)
 
 
 def train_and_evaluate(config, workdir):
   """Runs (or resumes) training and returns the final validation metrics."""
+  transfer.resolve_init(config)   # a pretrained start fixes the model shape and tokenizer
   cli.check_config(config, jax.device_count())
   workdir = cli.workdir_path(workdir)
   mesh = parallel.make_mesh(config.mesh)
@@ -86,6 +88,7 @@ def train_and_evaluate(config, workdir):
 
   # Data: the corpus is built and the tokenizer trained on first use, then cached.
   builder = pipeline.prepare_corpus(config)
+  pipeline.set_num_classes(config, builder)
   tok = pipeline.load_tokenizer(config, builder)
   train_iter = pipeline.train_iterator(config, tok, builder)
   eval_batches = pipeline.eval_batches(config, tok, builder)
@@ -99,6 +102,8 @@ def train_and_evaluate(config, workdir):
   start = manager.latest_step()
   if start is None:
     state, start = state_lib.init_state(model, optimizer, config, shardings), 0
+    if config.init:
+      state["params"] = transfer.load_pretrained(config, state["params"], mesh)
   else:
     step_dir = manager.directory / str(start)
     checkpoint.check_compatible(checkpoint.saved_config(manager, start), config, step_dir)
@@ -106,6 +111,8 @@ def train_and_evaluate(config, workdir):
     metrics.log(f"resumed from {step_dir}")
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(config.to_json(indent=2))
+    if config.tokenizer.kind == "sentencepiece":   # the workdir is then a complete init source
+      shutil.copyfile(tok.path, workdir / "tokenizer.model")
   writer = metrics.MetricWriter(workdir, resume_step=start)
   num_params = state_lib.count_params(state["params"])
   metrics.log(f"model: {num_params:,} parameters; mesh {dict(mesh.shape)}; "

@@ -112,7 +112,7 @@ def test_static_vs_dynamic_masking_across_epochs(corpus):
   _, tok = corpus
   texts = [f"Sentence number {i} of document {d} is here. It has a second part {d}."
            for d in range(6) for i in range(1)]
-  docs = grain.MapDataset.source([(i, t) for i, t in enumerate(texts)])
+  docs = grain.MapDataset.source([(i, {"text": t}) for i, t in enumerate(texts)])
   for masking, same in (("static", True), ("dynamic", False)):
     config = load_config("bert_tiny", masking=masking, seq_len=32)
     rows = list(pipeline.ROW_BUILDERS["masked_lm"](docs.repeat(2), docs, config, tok, True))

@@ -44,9 +44,15 @@ def prepare_corpus(config):
 
 
 def load_tokenizer(config, builder):
-  """config.tokenizer.path if set, else a SentencePiece model trained once on the train split."""
+  """config.tokenizer.path if set, else a SentencePiece model trained once on the train split.
+  `tokenizer.kind="wordpiece"` loads a Hugging Face BERT vocabulary from the folder `path`."""
   cfg = config.tokenizer
-  if cfg.path:
+  if cfg.kind == "wordpiece":
+    from llm.data.wordpiece import WordPieceTokenizer
+    tok = WordPieceTokenizer(cfg.path)
+  elif cfg.kind != "sentencepiece":
+    raise ValueError(f"tokenizer.kind={cfg.kind!r}: expected 'sentencepiece' or 'wordpiece'")
+  elif cfg.path:
     path = pathlib.Path(cfg.path).expanduser()
     if not path.is_file():
       raise FileNotFoundError(f"tokenizer.path={cfg.path!r} does not exist")
@@ -56,25 +62,47 @@ def load_tokenizer(config, builder):
       source = builder.as_data_source("train")
       tokenizer_lib.train((source[i]["text"].decode() for i in range(len(source))),
                           config.vocab_size, cfg.model_type, path)
-  tok = tokenizer_lib.Tokenizer(path)
+  if cfg.kind == "sentencepiece":
+    tok = tokenizer_lib.Tokenizer(path)
   if tok.vocab_size != config.vocab_size:
-    raise ValueError(f"tokenizer {path} has {tok.vocab_size} pieces but vocab_size="
+    raise ValueError(f"tokenizer {tok.path} has {tok.vocab_size} pieces but vocab_size="
                      f"{config.vocab_size}; set --config.vocab_size={tok.vocab_size}")
   return tok
 
 
+def set_num_classes(config, builder):
+  """Sizes model.num_classes from the dataset's `label` (or `tags`) feature, or checks it."""
+  if not {"classify", "tag"} & set(config.model.heads):
+    return
+  features = builder.info.features
+  if "label" in features:
+    num_classes = features["label"].num_classes
+  elif "tags" in features:
+    num_classes = features["tags"].feature.num_classes
+  else:
+    raise ValueError(f"corpus {config.corpus!r} has no label or tags feature to classify")
+  if config.model.num_classes not in (0, num_classes):
+    raise ValueError(f"model.num_classes={config.model.num_classes} but corpus {config.corpus!r} "
+                     f"has {num_classes} classes; leave it 0 to take the corpus' count")
+  config.model.num_classes = num_classes
+
+
 def _documents(builder, split, process_index, process_count):
-  """(doc_index, text) pairs of this process's share of a split, as a random-access dataset."""
+  """(doc_index, example) pairs of this process's share of a split, as a random-access dataset.
+
+  Text features are decoded to str; everything else is as TFDS stores it."""
   source = builder.as_data_source(split)
-  docs = grain.MapDataset.source(source).map_with_index(lambda i, ex: (i, ex["text"].decode()))
+  decode = lambda ex: {k: v.decode(errors="replace") if isinstance(v, bytes) else v
+                       for k, v in ex.items()}
+  docs = grain.MapDataset.source(source).map_with_index(lambda i, ex: (i, decode(ex)))
   return docs[process_index::process_count]
 
 
 def _causal_lm_rows(docs, all_docs, config, tok, train):
   """<s> text </s> per document -> (inputs, targets) shifted by one -> packed rows."""
   def example(item):
-    _, text = item
-    ids = np.asarray([tokenizer_lib.BOS] + tok.encode(text) + [tokenizer_lib.EOS], np.int32)
+    ids = [tokenizer_lib.BOS] + tok.encode(item[1]["text"]) + [tokenizer_lib.EOS]
+    ids = np.asarray(ids, np.int32)
     return {"inputs": ids[:-1], "targets": ids[1:]}
   del all_docs, train
   return _pack(docs.map(example).to_iter_dataset(READ_OPTIONS), config.seq_len)
@@ -114,7 +142,7 @@ def _masked_lm_rows(docs, all_docs, config, tok, train):
     if num_docs < 2:
       raise ValueError(f"nsp=True needs at least 2 documents per process, got {num_docs}")
     def pairs(step, item):
-      doc_index, text = item
+      doc_index, text = item[0], item[1]["text"]
       epoch = step // num_docs
       rng = rng_for(epoch, doc_index, 0)
       def random_sentences(r):
@@ -124,7 +152,7 @@ def _masked_lm_rows(docs, all_docs, config, tok, train):
           other = num_docs - 1
         # Only a window from a random sentence on is needed: tokenizing whole documents for a few
         # sentences made NSP rows several times slower to build.
-        texts = bert.split_sentences(all_docs[other][1])
+        texts = bert.split_sentences(all_docs[other][1]["text"])
         window, length = [], 0
         for text in texts[r.integers(len(texts)):]:
           if length >= config.seq_len:
@@ -145,8 +173,7 @@ def _masked_lm_rows(docs, all_docs, config, tok, train):
     return _flatten(docs.map_with_index(pairs).to_iter_dataset(READ_OPTIONS))
 
   def document(item):
-    _, text = item
-    ids = np.asarray([tok.cls_id] + tok.encode(text) + [tok.sep_id], np.int32)
+    ids = np.asarray([tok.cls_id] + tok.encode(item[1]["text"]) + [tok.sep_id], np.int32)
     return {"inputs": ids, "targets": ids}
   rows = _pack(docs.map(document).to_iter_dataset(READ_OPTIONS), config.seq_len)
   # Packed rows mix documents, so their masks are seeded by the row itself: by its content for
@@ -170,7 +197,29 @@ def _flatten(dataset):
   return grain.experimental.FlatMapIterDataset(dataset, _ListFlatten())
 
 
-ROW_BUILDERS = {"causal_lm": _causal_lm_rows, "masked_lm": _masked_lm_rows}
+def encode_single(tok, text, seq_len):
+  """[CLS] text [SEP], truncated to seq_len and padded with 0: the BERT input for one text."""
+  ids = [tok.cls_id] + tok.encode(text)[:seq_len - 2] + [tok.sep_id]
+  row = {"inputs": np.zeros(seq_len, np.int32), "segment_ids": np.zeros(seq_len, np.int32),
+         "positions": np.zeros(seq_len, np.int32), "token_types": np.zeros(seq_len, np.int32)}
+  row["inputs"][:len(ids)] = ids
+  row["segment_ids"][:len(ids)] = 1
+  row["positions"][:len(ids)] = np.arange(len(ids))
+  return row
+
+
+def _classification_rows(docs, all_docs, config, tok, train):
+  """One padded [CLS] text [SEP] row per example, with its integer label."""
+  del all_docs, train
+  def example(item):
+    row = encode_single(tok, item[1]["text"], config.seq_len)
+    row["labels"] = np.int32(item[1]["label"])
+    return row
+  return docs.map(example).to_iter_dataset(READ_OPTIONS)
+
+
+ROW_BUILDERS = {"causal_lm": _causal_lm_rows, "masked_lm": _masked_lm_rows,
+                "classification": _classification_rows}
 
 
 def local_batch_size(config):
@@ -200,12 +249,14 @@ def eval_batches(config, tok, builder, split="validation"):
   num_batches = -(-len(rows) // batch)
   if config.eval_batches > 0:
     num_batches = min(num_batches, config.eval_batches)
-  empty = {k: np.zeros_like(v) for k, v in rows[0].items()}
-  if "nsp_labels" in empty:
-    empty["nsp_labels"] = np.int32(-1)
+  # Padding rows: no tokens, and label -1, which every objective leaves out of its sums.
+  empty = {k: np.full_like(v, -1) if k.endswith("labels") else np.zeros_like(v)
+           for k, v in rows[0].items()}
   rows = rows + [empty] * (num_batches * batch - len(rows))
+  # Process p holds block p of every global batch, so the global arrays keep the split's order.
+  local = local_batch_size(config)
   out = []
   for b in range(num_batches):
-    chunk = rows[b * batch:(b + 1) * batch][jax.process_index()::jax.process_count()]
-    out.append({k: np.stack([r[k] for r in chunk]) for k in empty})
+    start = b * batch + jax.process_index() * local
+    out.append({k: np.stack([r[k] for r in rows[start:start + local]]) for k in empty})
   return out

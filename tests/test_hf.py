@@ -1,0 +1,163 @@
+"""Hugging Face BERT interop checked against transformers itself: imported MiniLM == BertModel,
+our WordPiece ids == HF's tokenizers, exported models == BertFor* models, exact round trip."""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import unicodedata
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from llm import hf
+from llm.base_config import base_config
+from llm.data.wordpiece import WordPieceTokenizer
+from llm.models import build_model, model_config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")   # local folders only
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SENTENCES = ["The quick brown fox jumps over the lazy dog.",
+             "Héllo, Wörld! BERT's WordPiece splits unaffable words.",
+             "Short one.",
+             "東京 is a city; e-mail me at nobody@example.com 🤗"]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+  try:
+    return hf.resolve_model_dir("minilm")
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+
+
+def padded(rows):
+  tokens = np.zeros((len(rows), max(map(len, rows))), np.int32)
+  for out, row in zip(tokens, rows):
+    out[:len(row)] = row
+  return tokens
+
+
+def test_minilm_hidden_states_and_pooler_match_transformers(minilm):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  tok = WordPieceTokenizer(minilm)
+  tokens = padded([[tok.cls_id, *tok.encode(s), tok.sep_id] for s in SENTENCES])
+  assert (tokens == 0).any()   # the batch has padding
+  # "nsp" builds the pooler; nsp_out is never called, so MiniLM need not have it.
+  model = build_model(hf.bert_config(minilm, heads=("nsp",)))
+  variables = {"params": hf.load_bert_params(minilm)}
+  hidden = model.apply(variables, tokens, method="encode")
+  pooled = model.apply(variables, hidden[:, 0], method=lambda m, h: jnp.tanh(m.pooler(h)))
+
+  reference = transformers.BertModel.from_pretrained(minilm, dtype=torch.float32).eval()
+  with torch.no_grad():
+    out = reference(input_ids=torch.from_numpy(tokens).long(),
+                    attention_mask=torch.from_numpy(tokens != 0).long(),
+                    token_type_ids=torch.zeros(tokens.shape, dtype=torch.long))
+  real = tokens != 0   # padding positions are not compared
+  assert np.abs(np.asarray(hidden) - out.last_hidden_state.numpy())[real].max() <= 1e-4
+  assert np.abs(np.asarray(pooled) - out.pooler_output.numpy()).max() <= 1e-4
+
+
+def test_wordpiece_ids_and_offsets_match_transformers(minilm, tmp_path):
+  transformers = pytest.importorskip("transformers")
+  fast = transformers.AutoTokenizer.from_pretrained(minilm)
+  legacy = transformers.BertTokenizerLegacy(str(minilm / "vocab.txt"))   # pure-Python WordPiece
+  tok = WordPieceTokenizer(minilm)
+  (tmp_path / "vocab.txt").write_bytes((minilm / "vocab.txt").read_bytes())
+  from_vocab = WordPieceTokenizer(tmp_path)   # the vocab.txt fallback
+  from_json = WordPieceTokenizer(minilm / "tokenizer.json")
+  assert tok.special_ids == (0, 100, 101, 102, 103) and tok.vocab_size == 30522
+  for text in SENTENCES:
+    ids, offsets = tok.encode_with_offsets(text)
+    assert ids == tok.encode(text) == from_vocab.encode(text) == from_json.encode(text)
+    assert ids == fast(text, add_special_tokens=False)["input_ids"]
+    assert ids == legacy.encode(text, add_special_tokens=False)
+    for i, (start, end) in zip(ids, offsets):
+      piece = tok.tok.id_to_token(i)
+      if piece != "[UNK]":   # uncased: lowercase, accents stripped
+        plain = "".join(c for c in unicodedata.normalize("NFD", text[start:end].lower())
+                        if unicodedata.category(c) != "Mn")
+        assert plain == piece.removeprefix("##"), (text, piece, text[start:end])
+  assert tok.decode(tok.encode(SENTENCES[0]) + [0, 0]) == SENTENCES[0].lower()
+
+
+def small_bert():
+  c = base_config()
+  c.vocab_size = 300
+  c.model.update(num_layers=2, embed_dim=64, num_heads=4, mlp_dim=128, max_len=32, norm="post",
+                 position="learned", causal=False, type_vocab_size=2, layer_norm_eps=1e-12,
+                 heads=("mlm", "nsp", "classify"), num_classes=3)
+  return c
+
+
+def test_export_round_trip_matches_transformers(tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  config = small_bert()
+  model = build_model(config)
+  tokens = padded([[7, 8, 9, 10, 11, 12], [13, 14, 15]])   # ids are arbitrary in a random model
+  token_types = np.array([[0, 0, 0, 1, 1, 1], [0, 1, 1, 0, 0, 0]], np.int32)
+  shapes = nn.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), {"inputs": tokens}))
+  # Random values everywhere (LayerNorm scales and biases too): an all-zero bias maps anywhere.
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda s: rng.normal(0, 0.2, s.shape).astype(np.float32),
+                        shapes["params"])
+  out_dir = hf.export_bert(params, model_config(config), tmp_path / "bert", num_labels=3)
+
+  loaded = hf.load_bert_params(out_dir)
+  assert jax.tree.structure(loaded) == jax.tree.structure(params)
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, loaded, params)))
+  overrides = hf.bert_model_overrides(out_dir)
+  assert overrides["vocab_size"] == 300
+  assert all(config.model[k] == v for k, v in overrides["model"].items())
+
+  ours = model.apply({"params": params}, {"inputs": tokens, "token_types": token_types})
+  inputs = dict(input_ids=torch.from_numpy(tokens).long(),
+                attention_mask=torch.from_numpy(tokens != 0).long(),
+                token_type_ids=torch.from_numpy(token_types).long())
+  real = tokens != 0
+  with torch.no_grad():
+    load = lambda cls: cls.from_pretrained(out_dir, dtype=torch.float32).eval()
+    base = load(transformers.BertModel)(**inputs)
+    classify = load(transformers.BertForSequenceClassification)(**inputs).logits
+    pretrain = load(transformers.BertForPreTraining)(**inputs)
+  diffs = {
+      "hidden": np.abs(ours["hidden"] - base.last_hidden_state.numpy())[real].max(),
+      "classify": np.abs(ours["classify"] - classify.numpy()).max(),
+      "mlm": np.abs(ours["mlm"] - pretrain.prediction_logits.numpy())[real].max(),
+      "nsp": np.abs(ours["nsp"] - pretrain.seq_relationship_logits.numpy()).max()}
+  assert max(diffs.values()) <= 1e-4, diffs
+
+
+def test_compare_cli_reports_a_small_difference(minilm):
+  pytest.importorskip("transformers")
+  proc = subprocess.run(
+      [sys.executable, "-m", "llm.hf", "compare", "--model_dir=minilm", f"--text={SENTENCES[0]}",
+       f"--text={SENTENCES[2]}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  key, _, value = proc.stdout.strip().splitlines()[-1].partition("=")
+  assert key == "max_abs_diff" and float(value) <= 1e-4, proc.stdout
+
+
+def test_bad_model_folders(tmp_path):
+  with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nope" / "config.json"))):
+    hf.load_bert_params(tmp_path / "nope")
+  (tmp_path / "model.safetensors").write_bytes(b"")
+  for bad in ({"model_type": "gpt2"}, {"model_type": "bert", "hidden_act": "relu"}):
+    (tmp_path / "config.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'config.json'} has")):
+      hf.bert_model_overrides(tmp_path)
+  (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+  with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'model.safetensors'} could not")):
+    hf.load_bert_params(tmp_path)   # an empty file
+  (tmp_path / "vocab.txt").write_text("[UNK]\n[PAD]\n[CLS]\n[SEP]\n[MASK]\nhello\n")
+  with pytest.raises(ValueError, match=r"has \[PAD\] = 1; expected id 0"):
+    WordPieceTokenizer(tmp_path / "vocab.txt")
+  with pytest.raises(ValueError, match="model.norm='pre'"):
+    hf.export_bert({}, model_config(base_config()), tmp_path / "out")
