@@ -1,0 +1,85 @@
+"""Fine-tuning: transfer from MiniLM and from our own pretraining run, predictions, bad inits."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from llm import optim, parallel, state as state_lib, transfer
+from llm.data import pipeline
+from llm.models import build_model
+from llm.train import train_and_evaluate
+
+from test_pipeline import load_config
+from test_train import tiny_config
+
+
+def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
+  """A few steps from MiniLM already separate the 5 BBC topics; predictions match the metrics."""
+  args = ["--config.total_steps=24", "--config.seq_len=64", "--config.batch_size=16",
+          "--config.optimizer.learning_rate=2e-4", "--config.optimizer.warmup_steps=2",
+          "--config.eval_every=24", "--config.log_every=4", "--config.eval_batches=4"]
+  proc = cli("train", "configs/finetune_topic.py", tmp_path, *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "init: loaded 103 tensors from minilm; newly initialised: classify_out" in proc.stdout
+  final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
+  assert final["eval/accuracy"] > 0.6, final     # chance is ~0.23
+  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path, *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((tmp_path / "evaluate.json").read_text())
+  rows = [json.loads(line) for line in (tmp_path / "predictions_validation.jsonl").read_text()
+          .splitlines()]
+  assert len(rows) == 4 * 16 and len({r["id"] for r in rows}) == len(rows)
+  assert np.mean([r["label"] == r["prediction"] for r in rows]) == pytest.approx(
+      result["accuracy"])
+
+
+def test_init_from_our_pretrained_bert(tmp_path):
+  """Every backbone tensor of a bert_tiny run is loaded; the classifier is new."""
+  bert = tiny_config("bert_tiny", total_steps=2, **{"model.max_len": 32})
+  train_and_evaluate(bert, tmp_path / "bert")
+  config = load_config("finetune_topic", f"init={tmp_path / 'bert'}")
+  transfer.resolve_init(config)
+  assert config.model.embed_dim == 64 and config.model.num_layers == 2
+  assert config.tokenizer.path == str(tmp_path / "bert" / "tokenizer.model")
+  config.seq_len = 32
+  pipeline.set_num_classes(config, pipeline.prepare_corpus(config))
+  assert config.model.num_classes == 5
+  mesh = parallel.make_mesh(config.mesh)
+  model, (optimizer, _) = build_model(config), optim.make_optimizer(config)
+  _, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
+  fresh = state_lib.init_state(model, optimizer, config, shardings)["params"]
+  loaded = transfer.load_pretrained(config, fresh, mesh)
+
+  saved = transfer._our_params(tmp_path / "bert", mesh)
+  for path in (("layer_1", "attention", "query", "kernel"), ("token_embed", "embedding"),
+               ("pooler", "kernel"), ("embed_norm", "scale")):
+    got, want = loaded, saved
+    for key in path:
+      got, want = got[key], want[key]
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  np.testing.assert_array_equal(np.asarray(loaded["classify_out"]["kernel"]),
+                                np.asarray(fresh["classify_out"]["kernel"]))
+  # Loaded tensors land on this model's shardings.
+  query = loaded["layer_1"]["attention"]["query"]["kernel"]
+  assert query.sharding == shardings["params"]["layer_1"]["attention"]["query"]["kernel"]
+
+
+def test_mismatched_tensor_shape_is_named():
+  target = {"layer_0": {"mlp": {"wi": {"kernel": jax.numpy.zeros((4, 8))}}}}
+  source = {"layer_0": {"mlp": {"wi": {"kernel": np.zeros((4, 6))}}}}
+  with pytest.raises(ValueError, match=r"layer_0/mlp/wi/kernel has shape \(4, 6\) in the source "
+                                       r"but \(4, 8\)"):
+    transfer._merge(target, source, "", [])
+
+
+@pytest.mark.parametrize("init,expected", [
+    ("/nonexistent/bert", "/nonexistent/bert"),
+    ("configs", "config.json"),
+])
+def test_bad_init_is_one_line(cli, tmp_path, init, expected):
+  proc = cli("train", "configs/finetune_topic.py", tmp_path, f"--config.init={init}")
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+  assert not list(tmp_path.glob("checkpoints/*"))
