@@ -92,10 +92,10 @@ def parse_flags(argv):
     raise SystemExit(f"error: {' '.join(lines)}")
 
 
-def run(fn, *args):
+def run(fn, *args, needs_config=True):
   """Calls fn; user mistakes (ValueError, FileNotFoundError) end in one line and exit code 1.
   Set LLM_TRACEBACK=1 to see the full traceback instead."""
-  if FLAGS.config is None:
+  if needs_config and FLAGS.config is None:
     raise SystemExit("error: --config=configs/NAME.py is required")
   if FLAGS.distributed:
     import jax   # initialise before anything touches the devices

@@ -12,13 +12,12 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 
 import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from safetensors.numpy import load_file, save_file
 
 from llm import checkpoint, cli, optim, parallel, state as state_lib
@@ -321,24 +320,13 @@ def export_checkpoint(workdir, out):
 
 
 def main(argv):
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)   # keep JAX's backend probing out of the output
   commands = {"compare": lambda: compare(FLAGS.model_dir, FLAGS.text),
               "export": lambda: export_checkpoint(FLAGS.workdir, FLAGS.out)}
   if len(argv) != 2 or argv[1] not in commands:
     raise SystemExit(f"error: expected one command, compare or export; got {argv[1:]}")
   if argv[1] == "export" and not FLAGS.out:
     raise SystemExit("error: export needs --out=DIR for the Hugging Face folder")
-  try:
-    commands[argv[1]]()
-  except (ValueError, FileNotFoundError) as e:
-    if os.environ.get("LLM_TRACEBACK"):
-      raise
-    # As in cli.run (which also insists on --config): a failed restore mutes sys.stderr, and
-    # Orbax threads cut off by a normal exit print tracebacks.
-    print(f"error: {e}", file=sys.__stderr__, flush=True)
-    sys.stdout.flush()
-    os._exit(1)
+  cli.run(commands[argv[1]], needs_config=False)
 
 
 if __name__ == "__main__":

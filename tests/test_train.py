@@ -1,7 +1,6 @@
 """The training loop: sharding invariance, exact resume, restore onto another mesh, accumulation."""
 import json
 
-import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
