@@ -57,8 +57,9 @@ def base_config():
   return c
 
 
-def classification_config(corpus, arg, total_steps, seq_len=128):
-  """Fine-tuning recipe for sentence classification on `corpus` (BERT: pooled [CLS] -> classes).
+def classification_config(corpus, arg, total_steps, seq_len=128, objective="classification"):
+  """Fine-tuning recipe for sentence classification on `corpus` (BERT: pooled [CLS] -> classes),
+  or token classification with objective="tagging" (a tag per word).
 
   arg `init=minilm` (default; Hugging Face all-MiniLM-L6-v2), `init=scratch` (a tiny BERT with a
   SentencePiece vocabulary trained on the task's train split) or `init=PATH` (one of our
@@ -66,7 +67,7 @@ def classification_config(corpus, arg, total_steps, seq_len=128):
   """
   args = parse_arg(arg, init="minilm")
   c = base_config()
-  c.objective = "classification"
+  c.objective = objective
   c.corpus = corpus
   c.init = "" if args["init"] == "scratch" else args["init"]
   c.seq_len = seq_len
@@ -74,7 +75,8 @@ def classification_config(corpus, arg, total_steps, seq_len=128):
   c.model.update(num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024, max_len=seq_len,
                  causal=False, norm="post", position="learned", layer_norm_eps=1e-12,
                  dropout_rate=0.1, attention_dropout_rate=0.1, type_vocab_size=2,
-                 heads=("classify",), num_classes=0)   # 0 = the corpus' number of labels
+                 heads=("tag",) if objective == "tagging" else ("classify",),
+                 num_classes=0)   # 0 = the corpus' number of labels
   # BERT's fine-tuning recipe; from scratch a 10x larger peak rate trains far better.
   c.optimizer.update(learning_rate=5e-4 if args["init"] == "scratch" else 5e-5,
                      warmup_steps=total_steps // 10, decay="linear", end_lr_ratio=0.0,

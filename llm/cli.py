@@ -16,7 +16,8 @@ flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed
                   "(auto-detects TPU pods and SLURM; elsewhere set JAX_COORDINATOR_ADDRESS, "
                   "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
 
-OBJECTIVE_HEADS = {"causal_lm": ("lm",), "masked_lm": ("mlm",), "classification": ("classify",)}
+OBJECTIVE_HEADS = {"causal_lm": ("lm",), "masked_lm": ("mlm",), "classification": ("classify",),
+                   "tagging": ("tag",)}
 
 
 def check_config(config, num_devices):

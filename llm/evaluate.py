@@ -6,14 +6,13 @@ Prints the figures and writes them to <workdir>/evaluate.json.
 import json
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from llm import checkpoint, cli, metrics, optim, parallel, state as state_lib, transfer
 from llm.data import pipeline
 from llm.models import build_model
 from llm.objectives import get_objective
-from llm.train import evaluate, make_eval_step, put_batch
+from llm.train import evaluate, make_eval_step
 
 flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluate on.")
 
@@ -35,37 +34,21 @@ def evaluate_checkpoint(config, workdir, split):
   optimizer, _ = optim.make_optimizer(config)
   abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
   state = checkpoint.restore(manager, step, abstract_state)
-  eval_step = jax.jit(make_eval_step(model, objective), in_shardings=(shardings["params"], None))
+  eval_step = jax.jit(make_eval_step(model, objective), in_shardings=(shardings["params"], None),
+                      out_shardings=parallel.replicated(mesh))
   batches = pipeline.eval_batches(config, tok, builder, split)
-  result = evaluate(eval_step, state["params"], batches, mesh, rules, objective)
+  reference = pipeline.eval_reference(builder, split)
+  result, predictions = evaluate(eval_step, state["params"], batches, mesh, rules, objective,
+                                 reference)
   if jax.process_index() == 0:
     (workdir / "evaluate.json").write_text(json.dumps({"step": step, "split": split, **result}))
-  if hasattr(objective, "predict"):
-    write_predictions(model, objective, state["params"], batches, builder, split, mesh, rules,
-                      workdir / f"predictions_{split}.jsonl")
+    if predictions is not None:   # one JSON line per example, in split order
+      path = workdir / f"predictions_{split}.jsonl"
+      rows = objective.records(predictions, *reference)
+      path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+      metrics.log(f"wrote {len(rows)} predictions to {path}")
   metrics.log(f"step {step}, {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
   return result
-
-
-def write_predictions(model, objective, params, batches, builder, split, mesh, rules, path):
-  """One JSON line per example of the split, in order: its id, gold label and prediction."""
-  predict = jax.jit(lambda p, b: objective.predict(model.apply({"params": p}, b)),
-                    out_shardings=parallel.replicated(mesh))
-  names = builder.info.features["label"].names
-  source = builder.as_data_source(split)
-  lines, index = [], 0
-  for batch in batches:
-    predicted = np.asarray(predict(params, put_batch(batch, mesh, rules)))
-    for row in predicted:
-      if index == len(source):
-        break   # padding rows of the last batch
-      example = source[index]
-      lines.append(json.dumps({"id": example["id"].decode(), "label": names[example["label"]],
-                               "prediction": names[int(row)]}))
-      index += 1
-  if jax.process_index() == 0:
-    path.write_text("".join(line + "\n" for line in lines))
-    metrics.log(f"wrote {len(lines)} predictions to {path}")
 
 
 def main(argv):

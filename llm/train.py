@@ -54,9 +54,12 @@ def make_train_step(model, objective, optimizer, schedule, accum_steps):
 
 
 def make_eval_step(model, objective):
+  """(params, batch) -> (metric sums, predictions or None)."""
   def eval_step(params, batch):
     outputs = model.apply({"params": params}, batch, train=False)
-    return objective.loss_fn(outputs, batch, objective.normalizers(batch))[1]
+    sums = objective.loss_fn(outputs, batch, objective.normalizers(batch))[1]
+    predicted = objective.predict(outputs, batch) if hasattr(objective, "predict") else None
+    return sums, predicted
   return eval_step
 
 
@@ -68,14 +71,22 @@ def put_batch(batch, mesh, rules):
       for k, v in batch.items()}
 
 
-def evaluate(eval_step, params, batches, mesh, rules, objective):
-  """Sums metric numerators/denominators over all batches, then summarizes."""
-  totals = {}
+def evaluate(eval_step, params, batches, mesh, rules, objective, reference=None):
+  """Metrics over all batches: sums of numerators/denominators, summarized; plus whole-split
+  scores (e.g. entity F1) when the objective has `score` and `reference` = (source, label names).
+  Returns (metrics, predictions in split order or None)."""
+  totals, predictions = {}, []
   for batch in batches:
-    sums = jax.device_get(eval_step(params, put_batch(batch, mesh, rules)))
+    sums, predicted = jax.device_get(eval_step(params, put_batch(batch, mesh, rules)))
     for k, v in sums.items():   # scalars, or per-class count vectors
       totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
-  return objective.summarize(totals)
+    if predicted is not None:
+      predictions.append(predicted)
+  result = objective.summarize(totals)
+  predictions = np.concatenate(predictions) if predictions else None
+  if reference is not None and hasattr(objective, "score"):
+    result.update(objective.score(predictions, *reference))
+  return result, predictions
 
 
 def train_and_evaluate(config, workdir):
@@ -123,10 +134,12 @@ def train_and_evaluate(config, workdir):
                                        config.optimizer.grad_accum_steps),
                        in_shardings=(shardings, None),
                        out_shardings=(shardings, None, None), donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(model, objective), in_shardings=(shardings["params"], None))
+  eval_step = jax.jit(make_eval_step(model, objective), in_shardings=(shardings["params"], None),
+                      out_shardings=parallel.replicated(mesh))
+  reference = pipeline.eval_reference(builder, "validation")
 
   def run_eval():
-    return evaluate(eval_step, state["params"], eval_batches, mesh, rules, objective)
+    return evaluate(eval_step, state["params"], eval_batches, mesh, rules, objective, reference)[0]
 
   bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
                   or jax.process_index() != 0, dynamic_ncols=True)

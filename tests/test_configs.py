@@ -53,7 +53,7 @@ def expected_params(config):
   count += (d + 1) * d + 2 * d + vocab if "mlm" in m.heads else 0   # transform, norm, bias
   count += (d + 1) * d if {"nsp", "classify"} & set(m.heads) else 0  # pooler
   count += (d + 1) * 2 if "nsp" in m.heads else 0                     # NSP classifier
-  count += (d + 1) * m.num_classes if "classify" in m.heads else 0
+  count += (d + 1) * m.num_classes if {"classify", "tag"} & set(m.heads) else 0
   return count
 
 
@@ -64,7 +64,7 @@ CASES = [(path.name, arg) for path in sorted(CONFIGS.glob("*.py"))
 @pytest.mark.parametrize("name,arg", CASES, ids=[f"{n[:-3]}:{a}" for n, a in CASES])
 def test_config_builds_shards_and_has_expected_size(name, arg):
   config = load_config(name, arg)
-  if "classify" in config.model.heads and not config.model.num_classes:
+  if {"classify", "tag"} & set(config.model.heads) and not config.model.num_classes:
     config.model.num_classes = 5   # set from the corpus at run time
   abstract, shardings = abstract_state(config, MESH_3D)
 

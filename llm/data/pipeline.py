@@ -60,7 +60,9 @@ def load_tokenizer(config, builder):
     path = data_dir(config) / "tokenizers" / f"{config.corpus}_{cfg.model_type}_{config.vocab_size}.model"
     if not path.is_file():
       source = builder.as_data_source("train")
-      tokenizer_lib.train((source[i]["text"].decode() for i in range(len(source))),
+      texts = (text_of(source[i]) for i in range(len(source)))
+      tokenizer_lib.train((t.decode(errors="replace") if isinstance(t, bytes) else t
+                           for t in texts),
                           config.vocab_size, cfg.model_type, path)
   if cfg.kind == "sentencepiece":
     tok = tokenizer_lib.Tokenizer(path)
@@ -87,13 +89,44 @@ def set_num_classes(config, builder):
   config.model.num_classes = num_classes
 
 
+def label_names(builder):
+  """The class names of the dataset's `label` or `tags` feature, or None."""
+  features = builder.info.features
+  if "label" in features:
+    return features["label"].names
+  if "tags" in features:
+    return features["tags"].feature.names
+  return None
+
+
+def eval_reference(builder, split):
+  """(examples of the split in order, label names) for scoring and predictions files."""
+  names = label_names(builder)
+  return None if names is None else (builder.as_data_source(split), names)
+
+
+def text_of(example):
+  """The running text of an example: its `text`, or its `tokens` joined by spaces."""
+  if "text" in example:
+    return example["text"]
+  return " ".join(t.decode(errors="replace") if isinstance(t, bytes) else t
+                  for t in example["tokens"])
+
+
 def _documents(builder, split, process_index, process_count):
   """(doc_index, example) pairs of this process's share of a split, as a random-access dataset.
 
   Text features are decoded to str; everything else is as TFDS stores it."""
   source = builder.as_data_source(split)
-  decode = lambda ex: {k: v.decode(errors="replace") if isinstance(v, bytes) else v
-                       for k, v in ex.items()}
+  def decode(ex):
+    out = {}
+    for k, v in ex.items():
+      if isinstance(v, bytes):
+        v = v.decode(errors="replace")
+      elif isinstance(v, (list, tuple, np.ndarray)) and len(v) and isinstance(v[0], bytes):
+        v = [t.decode(errors="replace") for t in v]   # a sequence of Text
+      out[k] = v
+    return out
   docs = grain.MapDataset.source(source).map_with_index(lambda i, ex: (i, decode(ex)))
   return docs[process_index::process_count]
 
@@ -218,8 +251,37 @@ def _classification_rows(docs, all_docs, config, tok, train):
   return docs.map(example).to_iter_dataset(READ_OPTIONS)
 
 
+def encode_words(tok, words, tags, seq_len):
+  """[CLS] pieces [SEP] for a pre-split sentence; each word's tag sits on its first piece (the
+  others get -1, ignored). A word with no pieces becomes [UNK] so words and tags stay aligned;
+  words past seq_len are cut (evaluation then predicts 'O' for them)."""
+  pieces, labels = [tok.cls_id], [-1]
+  for word, tag in zip(words, tags):
+    ids = tok.encode(word) or [tokenizer_lib.UNK]
+    if len(pieces) + len(ids) > seq_len - 1:
+      break
+    pieces += ids
+    labels += [int(tag)] + [-1] * (len(ids) - 1)
+  pieces.append(tok.sep_id)
+  labels.append(-1)
+  row = encode_single(tok, "", seq_len)
+  n = len(pieces)
+  row["inputs"][:n], row["segment_ids"][:n], row["positions"][:n] = pieces, 1, np.arange(n)
+  row["labels"] = np.full(seq_len, -1, np.int32)
+  row["labels"][:n] = labels
+  return row
+
+
+def _tagging_rows(docs, all_docs, config, tok, train):
+  """One padded row per sentence, labels on first sub-tokens."""
+  del all_docs, train
+  def example(item):
+    return encode_words(tok, list(item[1]["tokens"]), list(item[1]["tags"]), config.seq_len)
+  return docs.map(example).to_iter_dataset(READ_OPTIONS)
+
+
 ROW_BUILDERS = {"causal_lm": _causal_lm_rows, "masked_lm": _masked_lm_rows,
-                "classification": _classification_rows}
+                "classification": _classification_rows, "tagging": _tagging_rows}
 
 
 def local_batch_size(config):

@@ -37,10 +37,14 @@ def train(texts, vocab_size, model_type, path):
   lines = (p for text in texts for p in text.splitlines() if p.strip())
   with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
     prefix = os.path.join(tmp, "spm")
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=lines, model_prefix=prefix, vocab_size=vocab_size,
-        model_type=model_type, character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS,
-        eos_id=EOS, user_defined_symbols=list(SPECIAL_PIECES), num_threads=os.cpu_count(),
-        minloglevel=2)
+    try:
+      spm.SentencePieceTrainer.train(
+          sentence_iterator=lines, model_prefix=prefix, vocab_size=vocab_size,
+          model_type=model_type, character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS,
+          eos_id=EOS, user_defined_symbols=list(SPECIAL_PIECES), num_threads=os.cpu_count(),
+          minloglevel=2)
+    except RuntimeError as e:   # e.g. a vocabulary larger than the corpus supports
+      raise ValueError(f"training a {vocab_size}-piece SentencePiece model failed: "
+                       f"{str(e).split('] ')[-1]} (set --config.vocab_size)") from e
     os.replace(prefix + ".model", path)
   return path

@@ -31,8 +31,16 @@ def loss_fn(outputs, batch, norms):
   return sums["loss"] / norms["examples"], sums
 
 
-def predict(outputs):
+def predict(outputs, batch):
+  del batch
   return jnp.argmax(outputs["classify"], -1)
+
+
+def records(predictions, source, names):
+  """One dict per example: id, gold label and predicted label."""
+  count = min(len(source), len(predictions))   # evaluations may stop early (eval_batches)
+  return [{"id": source[i]["id"].decode(), "label": names[source[i]["label"]],
+           "prediction": names[int(predictions[i])]} for i in range(count)]
 
 
 def macro_f1(true_positives, predicted, actual):
