@@ -38,7 +38,11 @@ def base_config():
   c.optimizer = dict(
       learning_rate=1e-3, warmup_steps=100, decay="cosine", end_lr_ratio=0.1, b1=0.9, b2=0.95,
       eps=1e-8, weight_decay=0.1, no_decay=r"(bias|scale|embedding)$", clip_norm=1.0,
-      grad_accum_steps=1)
+      grad_accum_steps=1, freeze="")   # freeze: regex of parameter paths not to train
+  # LoRA (rank 0 = off): adapters on the kernels matching `targets`; only they and the
+  # parameters matching `train_also` (a new task head) train.
+  c.lora = dict(rank=0, alpha=16.0, targets=r"attention/(query|value)/kernel",
+                train_also=r"^(classify_out|tag_out|span_out|pooler)/")
 
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
   # Logical axis -> mesh axes, highest priority first. A mesh axis already used by an earlier
@@ -55,6 +59,19 @@ def base_config():
       ("kv", None),
   ]
   return c
+
+
+def from_saved(values):
+  """A ConfigDict from a saved config.json, with defaults for keys added since it was written."""
+  config = base_config()
+  def fill(node, saved):
+    for key, value in saved.items():
+      if isinstance(value, dict) and isinstance(node.get(key), ml_collections.ConfigDict):
+        fill(node[key], value)
+      else:
+        node[key] = value
+  fill(config, values)
+  return config
 
 
 def classification_config(corpus, arg, total_steps, seq_len=128, objective="classification"):

@@ -34,7 +34,7 @@ def evaluate_checkpoint(config, workdir, split):
   optimizer, _ = optim.make_optimizer(config)
   abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
   state = checkpoint.restore(manager, step, abstract_state)
-  eval_step = jax.jit(make_eval_step(model, objective), in_shardings=(shardings["params"], None),
+  eval_step = jax.jit(make_eval_step(model, objective, config), in_shardings=(shardings["params"], None),
                       out_shardings=parallel.replicated(mesh))
   batches = pipeline.eval_batches(config, tok, builder, split)
   reference = pipeline.eval_reference(builder, split)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from llm import checkpoint, cli, metrics, optim, parallel, state as state_lib
+from llm import checkpoint, cli, lora, metrics, optim, parallel, state as state_lib
 from llm.data import pipeline
 from llm.data.tokenizer import BOS, EOS
 from llm.models import build_model
@@ -75,7 +75,7 @@ def generate_from_checkpoint(config, workdir):
   mesh = parallel.make_mesh(config.mesh)
   model, (optimizer, _) = build_model(config), optim.make_optimizer(config)
   abstract_state, _ = state_lib.state_shardings(model, optimizer, config, mesh)
-  params = checkpoint.restore(manager, step, abstract_state)["params"]
+  params = lora.merge(checkpoint.restore(manager, step, abstract_state)["params"], config.lora)
   samples = generate(model, params, prompt_ids, f.max_new_tokens, f.temperature, f.top_k,
                      f.num_samples, f.sample_seed)
   for i, ids in enumerate(samples):

@@ -15,13 +15,12 @@ import shutil
 
 import flax.linen as nn
 import jax
-import ml_collections
 import numpy as np
 from absl import app, flags
 from safetensors.numpy import load_file, save_file
 
-from llm import checkpoint, cli, optim, parallel, state as state_lib
-from llm.base_config import base_config
+from llm import checkpoint, cli, lora, optim, parallel, state as state_lib
+from llm.base_config import base_config, from_saved
 from llm.data.wordpiece import WordPieceTokenizer
 from llm.models import build_model, model_config
 
@@ -302,12 +301,14 @@ def export_checkpoint(workdir, out):
   step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {manager.directory}; train first with llm.train")
-  config = ml_collections.ConfigDict(checkpoint.saved_config(manager, step))
+  config = from_saved(checkpoint.saved_config(manager, step))
   model, (optimizer, _) = build_model(config), optim.make_optimizer(config)
   # Restore unsharded onto one device, whatever mesh the run used.
   mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
   abstract_state, _ = state_lib.state_shardings(model, optimizer, config, mesh)
   params = checkpoint.restore(manager, step, abstract_state)["params"]
+  if "lora" in params:   # Hugging Face has no adapters: fold them into the kernels
+    params = lora.merge(params, config.lora)
   path = export_bert(params, model_config(config), out)
   tokenizer = config.get("tokenizer", {})
   if tokenizer.get("kind") == "wordpiece":   # an HF vocabulary: ship it, the folder is complete

@@ -48,9 +48,23 @@ def axis_rules(config):
                for name, mesh in config.logical_axis_rules)
 
 
+def logical_specs(boxed_tree):
+  """Logical PartitionSpecs of a tree of LogicallyPartitioned boxes (PartitionSpec() for plain
+  arrays). Unlike nn.get_partition_spec, leafless nodes such as optax's MaskedNode (frozen
+  parameters' missing optimizer state) stay leafless, so the tree still matches the state."""
+  def spec(x):
+    if not isinstance(x, nn.Partitioned):
+      return PartitionSpec()
+    # optax maps over boxed params, so a MaskedNode can sit inside a box: keep it leafless.
+    return x.get_partition_spec() if jax.tree.leaves(x.value) else x.value
+  return jax.tree.map(spec, boxed_tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
 def logical_to_sharding(logical_specs, mesh, rules):
-  """Maps a pytree of logical PartitionSpecs to NamedShardings on `mesh`."""
-  return nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+  """Maps a pytree of logical PartitionSpecs to NamedShardings on `mesh`. Only PartitionSpecs
+  are leaves, so leafless nodes (optax's MaskedNode for frozen parameters) stay as they are."""
+  return jax.tree.map(lambda spec: NamedSharding(mesh, nn.logical_to_mesh_axes(spec, rules)),
+                      logical_specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
 def batch_sharding(mesh, rules):

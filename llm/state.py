@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llm import optim, parallel
+from llm import lora, optim, parallel
 
 
 def dummy_batch(config, batch_size=1):
@@ -26,6 +26,9 @@ def _boxed_state(model, optimizer, config, rng):
   params_rng, dropout_rng = jax.random.split(rng)
   variables = model.init({"params": params_rng, "dropout": dropout_rng}, dummy_batch(config))
   params = variables["params"]
+  if config.lora.rank > 0:   # small and replicated: the adapters carry no logical axis names
+    params = dict(params, lora=lora.init_adapters(nn.unbox(params), config.lora,
+                                                  jax.random.fold_in(rng, 2)))
   return {"step": jnp.zeros((), jnp.int32), "params": params,
           "opt_state": optimizer.init(params), "rng": jax.random.fold_in(rng, 1)}
 
@@ -35,7 +38,7 @@ def state_shardings(model, optimizer, config, mesh):
   rules = parallel.axis_rules(config)
   rng = jax.random.PRNGKey(config.seed)
   boxed = jax.eval_shape(lambda r: _boxed_state(model, optimizer, config, r), rng)
-  shardings = parallel.logical_to_sharding(nn.get_partition_spec(boxed), mesh, rules)
+  shardings = parallel.logical_to_sharding(parallel.logical_specs(boxed), mesh, rules)
   abstract = nn.unbox(boxed)
   parallel.check_divisible(abstract, shardings, mesh)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
@@ -56,3 +59,13 @@ def count_params(params):
 def param_paths(params):
   """'layer_0/mlp/wi/kernel'-style names of every parameter."""
   return [optim.path_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]
+
+
+def describe_trainable(state, config):
+  """'trainable: N of M parameters; optimizer state X MiB' for the run log."""
+  mask = optim.trainable_mask(state["params"], config)
+  sizes = [int(np.prod(p.shape)) for p in jax.tree.leaves(state["params"])]
+  trainable = sum(n for n, t in zip(sizes, jax.tree.leaves(mask)) if t)
+  opt_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state["opt_state"]))
+  return (f"trainable: {trainable:,} of {sum(sizes):,} parameters; optimizer state "
+          f"{opt_bytes / 2**20:.1f} MiB")

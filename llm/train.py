@@ -14,15 +14,18 @@ import optax
 import tqdm
 from absl import app
 
-from llm import checkpoint, cli, metrics, optim, parallel, state as state_lib, transfer
+from llm import checkpoint, cli, lora, metrics, optim, parallel, state as state_lib, transfer
 from llm.data import pipeline
 from llm.models import build_model
 from llm.objectives import get_objective
 
 
-def make_train_step(model, objective, optimizer, schedule, accum_steps):
+def make_train_step(model, objective, optimizer, schedule, config):
+  accum_steps = config.optimizer.grad_accum_steps
+
   def micro_loss(params, batch, rng, norms):
-    outputs = model.apply({"params": params}, batch, train=True, rngs={"dropout": rng})
+    outputs = model.apply({"params": lora.merge(params, config.lora)}, batch, train=True,
+                          rngs={"dropout": rng})
     return objective.loss_fn(outputs, batch, norms)
 
   grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
@@ -47,16 +50,20 @@ def make_train_step(model, objective, optimizer, schedule, accum_steps):
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     new_state = dict(state, step=state["step"] + 1, opt_state=opt_state,
                      params=optax.apply_updates(state["params"], updates))
-    stats = {"grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state["step"])}
+    # The norm of trainable gradients only: frozen ones are then unused and XLA drops them.
+    trainable = optim.trainable_mask(grads, config)
+    grad_norm = optax.tree.norm(jax.tree.map(lambda g, t: g if t else jnp.zeros(()), grads,
+                                             trainable))
+    stats = {"grad_norm": grad_norm, "learning_rate": schedule(state["step"])}
     return new_state, stats, sums
 
   return train_step
 
 
-def make_eval_step(model, objective):
+def make_eval_step(model, objective, config):
   """(params, batch) -> (metric sums, predictions or None)."""
   def eval_step(params, batch):
-    outputs = model.apply({"params": params}, batch, train=False)
+    outputs = model.apply({"params": lora.merge(params, config.lora)}, batch, train=False)
     sums = objective.loss_fn(outputs, batch, objective.normalizers(batch))[1]
     predicted = objective.predict(outputs, batch) if hasattr(objective, "predict") else None
     return sums, predicted
@@ -127,14 +134,14 @@ def train_and_evaluate(config, workdir):
   writer = metrics.MetricWriter(workdir, resume_step=start)
   num_params = state_lib.count_params(state["params"])
   metrics.log(f"model: {num_params:,} parameters; mesh {dict(mesh.shape)}; "
-              f"{len(eval_batches)} validation batches")
+              f"{len(eval_batches)} validation batches; "
+              + state_lib.describe_trainable(state, config))
 
   # Batch shardings (None) are taken from the global arrays put_batch builds.
-  train_step = jax.jit(make_train_step(model, objective, optimizer, schedule,
-                                       config.optimizer.grad_accum_steps),
+  train_step = jax.jit(make_train_step(model, objective, optimizer, schedule, config),
                        in_shardings=(shardings, None),
                        out_shardings=(shardings, None, None), donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(model, objective), in_shardings=(shardings["params"], None),
+  eval_step = jax.jit(make_eval_step(model, objective, config), in_shardings=(shardings["params"], None),
                       out_shardings=parallel.replicated(mesh))
   reference = pipeline.eval_reference(builder, "validation")
 

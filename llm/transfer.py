@@ -9,10 +9,10 @@ import json
 import pathlib
 
 import jax
-import ml_collections
 import numpy as np
 
 from llm import checkpoint, metrics, optim, state as state_lib
+from llm.base_config import from_saved
 from llm.models import build_model
 
 # Model settings a fine-tuning run takes over from its init source.
@@ -51,7 +51,7 @@ def resolve_init(config):
 
 def _our_params(path, mesh):
   """The params of the latest checkpoint in one of our workdirs, on `mesh`."""
-  source = ml_collections.ConfigDict(json.loads((path / "config.json").read_text()))
+  source = from_saved(json.loads((path / "config.json").read_text()))
   manager = checkpoint.make_manager(path, source.keep_checkpoints)
   step = checkpoint.latest_compatible_step(manager, source)
   model, (optimizer, _) = build_model(source), optim.make_optimizer(source)

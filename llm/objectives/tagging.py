@@ -6,7 +6,6 @@ reports token accuracy; evaluation decodes BIO sequences per word and scores ent
 precision/recall/F1 with seqeval (CoNLL rules), overall and per entity type.
 """
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 HEADS = ("tag",)

@@ -1,0 +1,105 @@
+"""LoRA and freezing: merge arithmetic, and train steps that move only what should move."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from llm import lora, optim, parallel, state as state_lib
+from llm.objectives import classification
+from llm.train import make_train_step
+
+from test_pipeline import load_config
+
+
+def tiny_classifier(**overrides):
+  config = load_config("finetune_topic", "init=scratch", seq_len=16, batch_size=8,
+                       vocab_size=100, total_steps=10, **{"model.num_classes": 3,
+                       "model.num_layers": 2, "model.embed_dim": 32, "model.num_heads": 4,
+                       "model.mlp_dim": 64, "model.max_len": 16,
+                       "optimizer.warmup_steps": 0, "optimizer.learning_rate": 1e-2},
+                       **overrides)
+  config.mesh = dict(data=8, fsdp=1, tensor=1)
+  return config
+
+
+def test_merge_adds_scaled_low_rank_update():
+  cfg = load_config("finetune_topic", **{"lora.rank": 2, "lora.alpha": 4.0}).lora
+  w_q, w_out = np.ones((6, 3, 2)), np.ones((3, 2, 6))       # (embed, heads, kv), (heads, kv, embed)
+  params = {"layer_0": {"attention": {"query": {"kernel": w_q}, "out": {"kernel": w_out}}}}
+  a_q, b_q = np.arange(12.).reshape(6, 2), np.arange(12.).reshape(2, 6) / 10
+  a_o, b_o = np.arange(12.).reshape(6, 2) / 7, np.arange(12.).reshape(2, 6)
+  params["lora"] = {"layer_0": {"attention": {"query": {"kernel": {"a": a_q, "b": b_q}},
+                                              "out": {"kernel": {"a": a_o, "b": b_o}}}}}
+  merged = lora.merge(params, cfg)
+  assert "lora" not in merged
+  np.testing.assert_allclose(merged["layer_0"]["attention"]["query"]["kernel"],
+                             w_q + 2.0 * (a_q @ b_q).reshape(6, 3, 2))
+  # The output kernel's input is its first two axes (heads * kv = 6).
+  np.testing.assert_allclose(merged["layer_0"]["attention"]["out"]["kernel"],
+                             w_out + 2.0 * (a_o @ b_o).reshape(3, 2, 6))
+
+
+def build(config):
+  mesh = parallel.make_mesh(config.mesh)
+  from llm.models import build_model
+  model, (optimizer, schedule) = build_model(config), optim.make_optimizer(config)
+  _, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
+  state = state_lib.init_state(model, optimizer, config, shardings)
+  return model, optimizer, schedule, state
+
+
+def batch():
+  rng = np.random.default_rng(0)
+  inputs = rng.integers(7, 100, (8, 16)).astype(np.int32)
+  return {"inputs": inputs, "segment_ids": np.ones_like(inputs),
+          "positions": np.broadcast_to(np.arange(16, dtype=np.int32), (8, 16)),
+          "token_types": np.zeros_like(inputs), "labels": rng.integers(0, 3, 8).astype(np.int32)}
+
+
+def run_steps(config, steps=3):
+  model, optimizer, schedule, state = build(config)
+  before = jax.tree.map(np.asarray, state["params"])
+  step = jax.jit(make_train_step(model, classification, optimizer, schedule, config))
+  for _ in range(steps):
+    state, _, _ = step(state, batch())
+  return before, jax.tree.map(np.asarray, state["params"]), state
+
+
+def changed(before, after):
+  return {optim.path_name(p) for (p, a), b in zip(jax.tree_util.tree_leaves_with_path(before),
+                                                jax.tree.leaves(after)) if not np.array_equal(a, b)}
+
+
+def test_fresh_adapters_leave_the_model_unchanged():
+  config = tiny_classifier(**{"lora.rank": 4})
+  model, _, _, state = build(config)
+  with_lora = model.apply({"params": lora.merge(state["params"], config.lora)}, batch())
+  base = {k: v for k, v in state["params"].items() if k != "lora"}
+  without = model.apply({"params": base}, batch())
+  np.testing.assert_array_equal(with_lora["classify"], without["classify"])
+
+
+def test_lora_trains_adapters_and_head_only():
+  config = tiny_classifier(**{"lora.rank": 4})
+  before, after, state = run_steps(config)
+  moved = changed(before, after)
+  assert moved, "nothing trained"
+  assert all(p.startswith(("lora/", "classify_out/", "pooler/")) for p in moved), moved
+  assert any(p.startswith("lora/layer_1/attention/value") for p in moved)
+  # Frozen weights carry no Adam moments: optimizer state is far smaller than the model.
+  opt_floats = sum(x.size for x in jax.tree.leaves(state["opt_state"]))
+  trainable = sum(np.asarray(v).size for k, v in state["params"].items()
+                  if k in ("lora", "classify_out", "pooler") for v in jax.tree.leaves(v))
+  assert opt_floats <= 2 * trainable + 16
+
+
+def test_freeze_regex_without_lora():
+  before, after, _ = run_steps(tiny_classifier(**{"optimizer.freeze": r"^(layer_0|token_embed)/"}))
+  moved = changed(before, after)
+  assert not any(p.startswith(("layer_0/", "token_embed/")) for p in moved)
+  assert any(p.startswith("layer_1/") for p in moved)
+
+
+def test_bad_lora_targets_are_named():
+  with pytest.raises(ValueError, match="lora.targets='nothing_here'"):
+    build(tiny_classifier(**{"lora.rank": 2, "lora.targets": "nothing_here"}))
