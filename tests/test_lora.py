@@ -1,10 +1,10 @@
 """LoRA and freezing: merge arithmetic, and train steps that move only what should move."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from llm import lora, optim, parallel, state as state_lib
+from llm.models import build_model
 from llm.objectives import classification
 from llm.train import make_train_step
 
@@ -41,7 +41,6 @@ def test_merge_adds_scaled_low_rank_update():
 
 def build(config):
   mesh = parallel.make_mesh(config.mesh)
-  from llm.models import build_model
   model, (optimizer, schedule) = build_model(config), optim.make_optimizer(config)
   _, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
   state = state_lib.init_state(model, optimizer, config, shardings)
