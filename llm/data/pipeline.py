@@ -38,9 +38,17 @@ def prepare_corpus(config):
     raise ValueError(f"corpus={config.corpus!r}: expected one of {sorted(BUILDERS)}")
   builder = BUILDERS[config.corpus](data_dir=str(data_dir(config) / "tfds"),
                                     file_format="array_record")
-  if not builder.is_prepared():
-    builder.download_and_prepare()
+  _on_first_process(lambda: builder.is_prepared() or builder.download_and_prepare(), "corpus")
   return builder
+
+
+def _on_first_process(fn, name):
+  """Runs a one-time cache build on process 0 while the other processes wait for it."""
+  if jax.process_index() == 0:
+    fn()
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(f"llm.pipeline.{name}")
 
 
 def load_tokenizer(config, builder):
@@ -58,12 +66,14 @@ def load_tokenizer(config, builder):
       raise FileNotFoundError(f"tokenizer.path={cfg.path!r} does not exist")
   else:
     path = data_dir(config) / "tokenizers" / f"{config.corpus}_{cfg.model_type}_{config.vocab_size}.model"
-    if not path.is_file():
+    def train_tokenizer():
+      if path.is_file():
+        return
       source = builder.as_data_source("train")
       texts = (text_of(source[i]) for i in range(len(source)))
       tokenizer_lib.train((t.decode(errors="replace") if isinstance(t, bytes) else t
-                           for t in texts),
-                          config.vocab_size, cfg.model_type, path)
+                           for t in texts), config.vocab_size, cfg.model_type, path)
+    _on_first_process(train_tokenizer, "tokenizer")
   if cfg.kind == "sentencepiece":
     tok = tokenizer_lib.Tokenizer(path)
   if tok.vocab_size != config.vocab_size:
