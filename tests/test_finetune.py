@@ -83,3 +83,22 @@ def test_bad_init_is_one_line(cli, tmp_path, init, expected):
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
   assert not list(tmp_path.glob("checkpoints/*"))
+
+
+def test_ner_from_scratch_end_to_end(cli, tmp_path):
+  """The tag head through the whole loop: training, entity scores, per-word predictions."""
+  args = ["--config.total_steps=3", "--config.batch_size=16", "--config.seq_len=32",
+          "--config.model.max_len=32", "--config.model.num_layers=1", "--config.model.embed_dim=32",
+          "--config.model.num_heads=2", "--config.model.mlp_dim=64", "--config.eval_batches=2",
+          "--config.log_every=1"]
+  proc = cli("train", "configs/finetune_ner.py:init=scratch", tmp_path, *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
+  assert {"eval/span_f1", "eval/span_precision", "eval/span_recall", "eval/span_f1/person",
+          "eval/token_accuracy"} <= set(final)
+  proc = cli("evaluate", "configs/finetune_ner.py:init=scratch", tmp_path, *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(line) for line in (tmp_path / "predictions_validation.jsonl").read_text()
+          .splitlines()]
+  assert len(rows) == 32 and all(len(r["tokens"]) == len(r["tags"]) == len(r["predicted"])
+                                 for r in rows)
