@@ -3,17 +3,10 @@
 Batch: `inputs`, `targets` (the next tokens; 0 = padding, not scored), `segment_ids`, `positions`.
 """
 import jax.numpy as jnp
-import optax
+
+from llm.objectives.losses import cross_entropy_sums
 
 HEADS = ("lm",)
-
-
-def token_loss(logits, targets):
-  """Summed cross-entropy, correct predictions and count over non-padding targets."""
-  weights = (targets > 0).astype(jnp.float32)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-  correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
-  return jnp.sum(losses * weights), jnp.sum(correct * weights), jnp.sum(weights)
 
 
 def normalizers(batch):
@@ -22,7 +15,8 @@ def normalizers(batch):
 
 
 def loss_fn(outputs, batch, norms):
-  loss_sum, correct, count = token_loss(outputs["lm"], batch["targets"])
+  targets = batch["targets"]
+  loss_sum, correct, count = cross_entropy_sums(outputs["lm"], targets, targets > 0)
   return loss_sum / norms["tokens"], {"lm_loss": loss_sum, "lm_correct": correct, "lm_tokens": count}
 
 

@@ -7,7 +7,8 @@ counts summed over the whole split (not averaged over batches).
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+
+from llm.objectives.losses import cross_entropy_sums
 
 HEADS = ("classify",)
 
@@ -17,17 +18,14 @@ def normalizers(batch):
 
 
 def loss_fn(outputs, batch, norms):
-  logits, labels = outputs["classify"].astype(jnp.float32), batch["labels"]
+  logits, labels = outputs["classify"], batch["labels"]
   weights = (labels >= 0).astype(jnp.float32)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
-  predicted = jnp.argmax(logits, -1)
+  sums = dict(zip(("loss", "correct", "examples"), cross_entropy_sums(logits, labels, weights)))
   num_classes = logits.shape[-1]
-  pred_onehot = jax.nn.one_hot(predicted, num_classes) * weights[:, None]
+  pred_onehot = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes) * weights[:, None]
   true_onehot = jax.nn.one_hot(labels, num_classes) * weights[:, None]   # -1 -> all zeros
-  sums = {"loss": jnp.sum(losses * weights), "examples": jnp.sum(weights),
-          "correct": jnp.sum((predicted == labels) * weights),
-          "true_positives": jnp.sum(pred_onehot * true_onehot, 0),
-          "predicted": jnp.sum(pred_onehot, 0), "actual": jnp.sum(true_onehot, 0)}
+  sums.update(true_positives=jnp.sum(pred_onehot * true_onehot, 0),
+              predicted=jnp.sum(pred_onehot, 0), actual=jnp.sum(true_onehot, 0))
   return sums["loss"] / norms["examples"], sums
 
 

@@ -5,9 +5,8 @@ Batch: `inputs` (with [MASK]s), `targets` (original id at chosen positions, 0 el
 -1 = padding row) when NSP is on. The loss is mean MLM loss + mean NSP loss, as in BERT.
 """
 import jax.numpy as jnp
-import optax
 
-from llm.objectives.causal_lm import token_loss
+from llm.objectives.losses import cross_entropy_sums
 
 HEADS = ("mlm", "nsp")
 
@@ -20,17 +19,14 @@ def normalizers(batch):
 
 
 def loss_fn(outputs, batch, norms):
-  loss_sum, correct, count = token_loss(outputs["mlm"], batch["targets"])
+  targets = batch["targets"]
+  loss_sum, correct, count = cross_entropy_sums(outputs["mlm"], targets, targets > 0)
   sums = {"mlm_loss": loss_sum, "mlm_correct": correct, "mlm_tokens": count}
   loss = loss_sum / norms["tokens"]
   if "nsp_labels" in batch:
     labels = batch["nsp_labels"]
-    weights = (labels >= 0).astype(jnp.float32)
-    logits = outputs["nsp"].astype(jnp.float32)
-    nsp_losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
-    sums["nsp_loss"] = jnp.sum(nsp_losses * weights)
-    sums["nsp_correct"] = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
-    sums["nsp_pairs"] = jnp.sum(weights)
+    sums["nsp_loss"], sums["nsp_correct"], sums["nsp_pairs"] = cross_entropy_sums(
+        outputs["nsp"], labels, labels >= 0)
     loss += sums["nsp_loss"] / norms["pairs"]
   return loss, sums
 

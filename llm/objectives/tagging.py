@@ -6,7 +6,8 @@ reports token accuracy; evaluation decodes BIO sequences per word and scores ent
 precision/recall/F1 with seqeval (CoNLL rules), overall and per entity type.
 """
 import jax.numpy as jnp
-import optax
+
+from llm.objectives.losses import cross_entropy_sums
 
 HEADS = ("tag",)
 
@@ -16,12 +17,9 @@ def normalizers(batch):
 
 
 def loss_fn(outputs, batch, norms):
-  logits, labels = outputs["tag"].astype(jnp.float32), batch["labels"]
-  weights = (labels >= 0).astype(jnp.float32)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
-  correct = (jnp.argmax(logits, -1) == labels) * weights
-  sums = {"loss": jnp.sum(losses * weights), "correct": jnp.sum(correct),
-          "tokens": jnp.sum(weights)}
+  labels = batch["labels"]
+  sums = dict(zip(("loss", "correct", "tokens"),
+                  cross_entropy_sums(outputs["tag"], labels, labels >= 0)))
   return sums["loss"] / norms["tokens"], sums
 
 
