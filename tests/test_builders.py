@@ -4,7 +4,8 @@ import pathlib
 
 import pytest
 
-from llm.data.builders.bbc_news import BbcNews, package_dir
+from llm.data.builders.bbc_news import BbcNews
+from llm.data.builders.common import package_dir
 from llm.data.builders.conll import ConllNer, read_conll
 from llm.data.builders.spam_assassin import SpamAssassin, default_source_dir
 from llm.data.builders.tweet_sentiment import TweetSentiment

