@@ -37,12 +37,7 @@ def check_config(config, num_devices):
                      f"{config.model.max_len} (the position table); use seq_len <= "
                      f"{config.model.max_len} or a larger model.max_len")
   sizes = parallel.mesh_shape(config.mesh, num_devices)
-  rules = dict(parallel.axis_rules(config))
-  batch_axes = rules.get("batch") or ()
-  batch_axes = (batch_axes,) if isinstance(batch_axes, str) else batch_axes
-  ways = 1
-  for name in batch_axes:
-    ways *= sizes[name]
+  ways = parallel.data_parallel_size(sizes, parallel.axis_rules(config))
   accum = config.optimizer.grad_accum_steps
   if config.batch_size % (ways * accum):
     raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"

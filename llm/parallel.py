@@ -73,11 +73,12 @@ def batch_sharding(mesh, rules):
   return NamedSharding(mesh, spec)
 
 
-def data_parallel_size(mesh, rules):
-  """How many ways the batch dimension is split."""
+def data_parallel_size(mesh_sizes, rules):
+  """How many ways the batch dimension is split; mesh_sizes maps axis name -> size (a
+  Mesh.shape, or mesh_shape()'s result before any mesh exists)."""
   spec = nn.logical_to_mesh_axes(("batch",), rules)[0]
   names = () if spec is None else (spec,) if isinstance(spec, str) else spec
-  return math.prod(mesh.shape[name] for name in names)
+  return math.prod(mesh_sizes[name] for name in names)
 
 
 def check_divisible(abstract_tree, shardings, mesh):
