@@ -7,6 +7,8 @@ def base_config():
   c.objective = "causal_lm"
   c.corpus = "gensim_text"
   c.data_dir = ""                 # "" = $LLM_DATA_DIR or ~/.cache/llm (TFDS data + tokenizers)
+  # Your own files, for corpus="conll" (CoNLL-2003 NER) or "squad" (SQuAD v1.1 JSON).
+  c.data_files = dict(train="", validation="", test="")
   c.vocab_size = 8000
   # kind: sentencepiece (path "" = train one on the corpus and cache it) | wordpiece (path = a
   # Hugging Face BERT folder). A workdir's own tokenizer is in <workdir>/tokenizer.*
@@ -19,6 +21,9 @@ def base_config():
   c.nsp = True                    # next-sentence prediction (BERT); False = packed docs (RoBERTa)
   c.masking = "dynamic"           # dynamic (RoBERTa) | static (BERT)
   c.mask_prob = 0.15
+  # extractive_qa only (SQuAD recipe): question pieces kept, stride between context windows,
+  # longest answer decoded (pieces), candidates per window for start and end.
+  c.qa = dict(max_query_len=64, doc_stride=128, max_answer_len=30, n_best=20)
 
   c.seed = 0
   c.total_steps = 1000
@@ -34,11 +39,13 @@ def base_config():
       num_layers=4, embed_dim=256, num_heads=4, num_kv_heads=0, head_dim=0, mlp_dim=1024,
       max_len=128, position="learned", rope_base=10000.0, norm="pre", layer_norm_eps=1e-6,
       dropout_rate=0.1, attention_dropout_rate=0.0, causal=True, type_vocab_size=0,
-      tie_embeddings=True, heads=("lm",), num_classes=0, dtype="float32", attention_impl="auto")
+      tie_embeddings=True, heads=("lm",), num_classes=0, prompt_length=0, dtype="float32",
+      attention_impl="auto")   # prompt_length > 0: soft prompt vectors after the first token
   c.optimizer = dict(
       learning_rate=1e-3, warmup_steps=100, decay="cosine", end_lr_ratio=0.1, b1=0.9, b2=0.95,
       eps=1e-8, weight_decay=0.1, no_decay=r"(bias|scale|embedding)$", clip_norm=1.0,
-      grad_accum_steps=1, freeze="")   # freeze: regex of parameter paths not to train
+      grad_accum_steps=1, freeze="", train_only="")
+  # freeze: regex of parameter paths not to train; train_only: regex of the only ones to train.
   # LoRA (rank 0 = off): adapters on the kernels matching `targets`; only they and the
   # parameters matching `train_also` (a new task head) train.
   c.lora = dict(rank=0, alpha=16.0, targets=r"attention/(query|value)/kernel",
@@ -74,15 +81,21 @@ def from_saved(values):
   return config
 
 
+OBJECTIVE_HEAD = {"classification": ("classify",), "tagging": ("tag",), "extractive_qa": ("span",)}
+
+
 def classification_config(corpus, arg, total_steps, seq_len=128, objective="classification"):
   """Fine-tuning recipe for sentence classification on `corpus` (BERT: pooled [CLS] -> classes),
-  or token classification with objective="tagging" (a tag per word).
+  token classification with objective="tagging" (a tag per word), or extractive QA with
+  objective="extractive_qa" (start/end logits per piece).
 
   arg `init=minilm` (default; Hugging Face all-MiniLM-L6-v2), `init=scratch` (a tiny BERT with a
   SentencePiece vocabulary trained on the task's train split) or `init=PATH` (one of our
-  workdirs, e.g. a bert_tiny pretraining run, or a Hugging Face BERT folder).
+  workdirs, e.g. a bert_tiny pretraining run, or a Hugging Face BERT folder); and
+  `tuning=full` (default: every parameter), `tuning=lora` (rank-8 adapters + the head) or
+  `tuning=prompt` (20 soft prompt vectors + the head, encoder frozen).
   """
-  args = parse_arg(arg, init="minilm")
+  args = parse_arg(arg, init="minilm", tuning="full")
   c = base_config()
   c.objective = objective
   c.corpus = corpus
@@ -92,12 +105,23 @@ def classification_config(corpus, arg, total_steps, seq_len=128, objective="clas
   c.model.update(num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024, max_len=seq_len,
                  causal=False, norm="post", position="learned", layer_norm_eps=1e-12,
                  dropout_rate=0.1, attention_dropout_rate=0.1, type_vocab_size=2,
-                 heads=("tag",) if objective == "tagging" else ("classify",),
+                 heads=OBJECTIVE_HEAD[objective],
                  num_classes=0)   # 0 = the corpus' number of labels
   # BERT's fine-tuning recipe; from scratch a 10x larger peak rate trains far better.
   c.optimizer.update(learning_rate=5e-4 if args["init"] == "scratch" else 5e-5,
                      warmup_steps=total_steps // 10, decay="linear", end_lr_ratio=0.0,
                      b2=0.999, eps=1e-6, weight_decay=0.01)
+  heads = r"^(classify_out|tag_out|span_out|pooler)/"   # the new task head (+ BERT's pooler)
+  if args["tuning"] == "lora":     # low-rank adapters on query/value + the head
+    c.lora.update(rank=8, alpha=16.0, train_also=heads)
+    c.optimizer.learning_rate = 1e-3
+  elif args["tuning"] == "prompt":   # 20 soft prompt vectors + the head; the encoder is frozen
+    c.model.prompt_length = 20
+    c.model.max_len = seq_len + 20
+    c.optimizer.train_only = r"^prompt$|" + heads[1:]
+    c.optimizer.learning_rate = 3e-3
+  elif args["tuning"] != "full":
+    raise ValueError(f"config arg tuning={args['tuning']!r}: expected full, lora or prompt")
   c.total_steps = total_steps
   c.batch_size = 32
   c.log_every = 25

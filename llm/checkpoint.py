@@ -10,7 +10,9 @@ import orbax.checkpoint as ocp
 
 # Model settings that change parameter shapes: a checkpoint only restores if these match.
 SHAPE_KEYS = ("num_layers", "embed_dim", "num_heads", "num_kv_heads", "head_dim", "mlp_dim",
-              "max_len", "position", "type_vocab_size", "tie_embeddings", "heads")
+              "max_len", "position", "type_vocab_size", "tie_embeddings", "heads", "prompt_length")
+# Shape keys added later: the value older checkpoints were written with.
+SHAPE_DEFAULTS = {"prompt_length": 0}
 
 
 def make_manager(workdir, keep):
@@ -36,7 +38,8 @@ def check_compatible(saved, config, step_dir):
   if saved.get("vocab_size") != config.vocab_size:
     diffs.append(f"vocab_size {saved.get('vocab_size')} vs {config.vocab_size}")
   for key in SHAPE_KEYS:
-    old, new = saved.get("model", {}).get(key), config.model.get(key)
+    old = saved.get("model", {}).get(key, SHAPE_DEFAULTS.get(key))
+    new = config.model.get(key, SHAPE_DEFAULTS.get(key))
     if isinstance(new, tuple):
       new = list(new)
     if old != new:

@@ -1,6 +1,7 @@
 """What the three entry points share: flags, config checks, workdir, one-line errors."""
 import os
 import pathlib
+import re
 import sys
 
 from absl import flags, logging
@@ -17,7 +18,7 @@ flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed
                   "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
 
 OBJECTIVE_HEADS = {"causal_lm": ("lm",), "masked_lm": ("mlm",), "classification": ("classify",),
-                   "tagging": ("tag",)}
+                   "tagging": ("tag",), "extractive_qa": ("span",)}
 
 
 def check_config(config, num_devices):
@@ -32,16 +33,36 @@ def check_config(config, num_devices):
     raise ValueError(f"objective {config.objective} needs model.heads to include {sorted(missing)}")
   if config.objective == "masked_lm" and config.nsp and "nsp" not in config.model.heads:
     raise ValueError("nsp=True needs 'nsp' in model.heads (or set --config.nsp=False)")
-  if config.seq_len > config.model.max_len:
-    raise ValueError(f"seq_len={config.seq_len} is longer than model.max_len="
+  prompt = config.model.get("prompt_length", 0)
+  if prompt < 0:
+    raise ValueError(f"model.prompt_length={prompt} must be >= 0")
+  if config.seq_len + prompt > config.model.max_len:
+    with_prompt = f" + model.prompt_length={prompt}" if prompt else ""
+    raise ValueError(f"seq_len={config.seq_len}{with_prompt} is longer than model.max_len="
                      f"{config.model.max_len} (the position table); use seq_len <= "
-                     f"{config.model.max_len} or a larger model.max_len")
+                     f"{config.model.max_len - prompt} or a larger model.max_len")
+  for key in ("optimizer.freeze", "optimizer.train_only", "lora.targets", "lora.train_also"):
+    section, name = key.split(".")
+    try:
+      re.compile(config[section].get(name, ""))
+    except re.error as e:
+      raise ValueError(f"{key}={config[section][name]!r} is not a valid regex ({e})") from None
   sizes = parallel.mesh_shape(config.mesh, num_devices)
   ways = parallel.data_parallel_size(sizes, parallel.axis_rules(config))
   accum = config.optimizer.grad_accum_steps
   if config.batch_size % (ways * accum):
     raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"
                      f" shards x {accum} accumulation steps = {ways * accum}")
+  if config.objective == "extractive_qa":
+    qa = config.qa
+    for key in ("max_query_len", "doc_stride", "max_answer_len", "n_best"):
+      if qa[key] <= 0:
+        raise ValueError(f"qa.{key}={qa[key]} must be positive")
+    if qa.max_query_len + 3 + qa.doc_stride > config.seq_len:
+      raise ValueError(f"seq_len={config.seq_len} must hold [CLS] question [SEP] window [SEP] "
+                       f"with windows at least doc_stride long: need seq_len >= "
+                       f"qa.max_query_len + qa.doc_stride + 3 = "
+                       f"{qa.max_query_len + qa.doc_stride + 3}")
   for key in ("log_every", "eval_every", "checkpoint_every"):
     if config[key] < 0:
       raise ValueError(f"{key}={config[key]} must be >= 0 (0 = only at the end)")

@@ -37,7 +37,7 @@ def evaluate_checkpoint(config, workdir, split):
   eval_step = jax.jit(make_eval_step(model, objective, config), in_shardings=(shardings["params"], None),
                       out_shardings=parallel.replicated(mesh))
   batches = pipeline.eval_batches(config, tok, builder, split)
-  reference = pipeline.eval_reference(builder, split)
+  reference = pipeline.eval_reference(builder, split, config)
   result, predictions = evaluate(eval_step, state["params"], batches, mesh, rules, objective,
                                  reference)
   if jax.process_index() == 0:

@@ -5,7 +5,9 @@
 
 HF stores Dense weights as (out, in) with the attention heads fused into one axis; our kernels are
 (in, out) with separate head axes: (embed, heads, head_dim) for query/key/value and
-(heads, head_dim, embed) for the attention output.
+(heads, head_dim, embed) for the attention output. An export's HF class follows its heads:
+classify -> BertForSequenceClassification, tag -> BertForTokenClassification, span ->
+BertForQuestionAnswering, else mlm + nsp -> BertForPreTraining, mlm -> BertForMaskedLM, ...
 """
 import importlib.util
 import json
@@ -40,7 +42,13 @@ BERT_DEFAULTS = dict(
     layer_norm_eps=1e-12, position_embedding_type="absolute")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
                    "special_tokens_map.json")
-HEADS = ("pooler", "mlm_transform", "mlm_norm", "mlm_bias", "nsp_out", "classify_out")
+HEADS = ("pooler", "mlm_transform", "mlm_norm", "mlm_bias", "nsp_out", "classify_out", "tag_out",
+         "span_out")
+# A task head and the one HF class that has it. HF names both the classify and the tag head
+# 'classifier', so config.json's architecture says which of ours a 'classifier' is.
+TASK_HEADS = {"classify_out": "BertForSequenceClassification",
+              "tag_out": "BertForTokenClassification",
+              "span_out": "BertForQuestionAnswering"}
 
 
 def resolve_model_dir(name_or_path):
@@ -114,7 +122,9 @@ def _param_names(num_layers):
               ("mlm_transform", "cls.predictions.transform.dense"),
               ("mlm_norm", "cls.predictions.transform.LayerNorm"),
               ("nsp_out", "cls.seq_relationship"),
-              ("classify_out", "classifier")]
+              ("classify_out", "classifier"),
+              ("tag_out", "classifier"),
+              ("span_out", "qa_outputs")]   # (embed, 2): column 0 start, 1 end, as in HF
   # HF's decoder weight is tied to the word embeddings, as our MLM head's is: nothing to map.
   names = [("mlm_bias", "cls.predictions.bias")]
   for ours, hf in modules:
@@ -153,8 +163,8 @@ def _to_hf(path, param):
 
 
 def load_bert_params(model_dir):
-  """model.safetensors as our nested float32 params: the encoder, plus the pooler, MLM, NSP and
-  sequence-classification heads when the checkpoint has them."""
+  """model.safetensors as our nested float32 params: the encoder, plus the pooler, MLM and NSP
+  heads when the checkpoint has them, and the task head (classify, tag or span) of its class."""
   model_dir = resolve_model_dir(model_dir)
   hf = read_bert_config(model_dir)
   path = model_dir / "model.safetensors"
@@ -164,12 +174,11 @@ def load_bert_params(model_dir):
     raise ValueError(f"{path} could not be read ({type(e).__name__}: {e})") from e
   # BertModel files name the encoder's tensors bare, BertFor* files prefix them with 'bert.'.
   tensors = {name.removeprefix("bert."): t for name, t in tensors.items()}
-  # Token classification checkpoints also call their head 'classifier'; it is not ours.
-  sequence_classifier = "BertForSequenceClassification" in (hf.get("architectures") or [])
+  architectures = hf.get("architectures") or []
   params = {}
   for ours, name in _param_names(hf["num_hidden_layers"]):
     top = ours.split("/")[0]
-    if name not in tensors or (top == "classify_out" and not sequence_classifier):
+    if name not in tensors or (top in TASK_HEADS and TASK_HEADS[top] not in architectures):
       if top in HEADS:
         continue
       raise ValueError(f"{path} has no tensor {name!r}; expected a BERT checkpoint with "
@@ -192,25 +201,30 @@ def _check_exportable(cfg):
                      f"{cfg.head_dim} for embed_dim={cfg.embed_dim}, num_heads={cfg.num_heads})")
 
 
-def export_bert(params, model_cfg, out_dir, num_labels=None):
+def export_bert(params, model_cfg, out_dir, label_names=None):
   """Writes params (of a ModelConfig `model_cfg` model) as an HF BERT folder: config.json +
-  model.safetensors, loadable by transformers.BertModel and the BertFor* class of its heads."""
+  model.safetensors, loadable by transformers.BertModel and the BertFor* class of its heads.
+  `label_names` name the classify or tag head's classes in config.json (default LABEL_i)."""
   cfg = model_cfg
   _check_exportable(cfg)
   params = jax.tree.map(np.asarray, jax.device_get(nn.unbox(params)))
   known = {name.split("/")[0] for name, _ in _param_names(cfg.num_layers)}
   if unknown := sorted(set(params) - known):
     raise ValueError(f"params {unknown} have no HF BERT counterpart; export a model whose heads "
-                     f"are among mlm, nsp, classify")
-  if "classify_out" in params:
-    classes = params["classify_out"]["kernel"].shape[-1]
-    if num_labels not in (None, classes):
-      raise ValueError(f"num_labels={num_labels} but the classify head has {classes} classes")
-    num_labels = classes
-  elif num_labels:
-    raise ValueError(f"num_labels={num_labels} but the params have no classify head")
-  if num_labels:
-    architecture = "BertForSequenceClassification"
+                     f"are among mlm, nsp, classify, tag, span")
+  tasks = [head for head in TASK_HEADS if head in params]
+  if len(tasks) > 1:
+    raise ValueError(f"params have the task heads {tasks}; an HF BERT class holds one of them")
+  num_labels = None
+  if tasks in (["classify_out"], ["tag_out"]):
+    num_labels = params[tasks[0]]["kernel"].shape[-1]
+    if label_names is not None and len(label_names) != num_labels:
+      raise ValueError(f"{len(label_names)} label_names but the {tasks[0]} head has "
+                       f"{num_labels} classes")
+  elif label_names is not None:
+    raise ValueError("label_names given but the params have no classify or tag head")
+  if tasks:
+    architecture = TASK_HEADS[tasks[0]]
   elif "mlm_bias" in params:
     architecture = "BertForPreTraining" if "nsp_out" in params else "BertForMaskedLM"
   else:
@@ -224,10 +238,12 @@ def export_bert(params, model_cfg, out_dir, num_labels=None):
       value = value.get(key) if isinstance(value, dict) else None
     if value is None:
       if ours.split("/")[0] in (*HEADS, "type_embed"):
-        continue   # a head this model does not have, or no token types (handled below)
+        # A head this model does not have, or no token types (handled below). A model without
+        # nsp or classify has no pooler, like BertFor{Token,Question}* (add_pooling_layer=False).
+        continue
       raise ValueError(f"params have no {ours!r}; expected the params of a "
                        f"{cfg.num_layers}-layer BERT encoder")
-    head = name.startswith(("cls.", "classifier."))
+    head = name.startswith(("cls.", "classifier.", "qa_outputs."))
     tensors[name if head else prefix + name] = _to_hf(ours, value)
   type_vocab_size = cfg.type_vocab_size
   if not type_vocab_size:
@@ -245,9 +261,10 @@ def export_bert(params, model_cfg, out_dir, num_labels=None):
       "max_position_embeddings": cfg.max_len, "type_vocab_size": type_vocab_size,
       "layer_norm_eps": cfg.layer_norm_eps, "initializer_range": 0.02, "pad_token_id": 0,
       "position_embedding_type": "absolute", "tie_word_embeddings": True, "dtype": "float32"}
-  if num_labels:
-    config["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}
-    config["label2id"] = {f"LABEL_{i}": i for i in range(num_labels)}
+  if num_labels:   # span heads keep HF's default num_labels=2: start and end
+    names = label_names or [f"LABEL_{i}" for i in range(num_labels)]
+    config["id2label"] = {str(i): name for i, name in enumerate(names)}
+    config["label2id"] = {name: i for i, name in enumerate(names)}
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   # transformers refuses safetensors files without a 'format' entry in their metadata.
@@ -292,6 +309,15 @@ def compare(model_dir, texts):
   return float(diff.max())
 
 
+def _label_names(config):
+  """The class names of a classify or tag run's corpus, from its TFDS features (no data is read
+  or built), or None."""
+  from llm.data import pipeline   # TFDS: only export needs it
+  if not {"classify", "tag"} & set(config.model.heads):
+    return None
+  return pipeline.label_names(pipeline.corpus_builder(config))
+
+
 def export_checkpoint(workdir, out):
   """Writes the params of the latest checkpoint in `workdir` with export_bert. The model is the
   one saved with the checkpoint, so fine-tuned runs (pretrained init, corpus-sized classifier)
@@ -309,7 +335,7 @@ def export_checkpoint(workdir, out):
   params = checkpoint.restore(manager, step, abstract_state)["params"]
   if "lora" in params:   # Hugging Face has no adapters: fold them into the kernels
     params = lora.merge(params, config.lora)
-  path = export_bert(params, model_config(config), out)
+  path = export_bert(params, model_config(config), out, label_names=_label_names(config))
   tokenizer = config.get("tokenizer", {})
   if tokenizer.get("kind") == "wordpiece":   # an HF vocabulary: ship it, the folder is complete
     source = pathlib.Path(tokenizer["path"]).expanduser()

@@ -37,13 +37,15 @@ def decay_mask(params, no_decay_regex):
 def trainable_mask(params, config):
   """True for parameters the optimizer updates. With LoRA on, only the adapters and the
   parameters matching lora.train_also (the new task head) train; optimizer.freeze (a regex)
-  freezes more. Frozen parameters get no optimizer state at all."""
+  freezes more, and optimizer.train_only (a regex) trains only what it matches (e.g. a soft
+  prompt and the task head). Frozen parameters get no optimizer state at all."""
   freeze = re.compile(config.optimizer.freeze) if config.optimizer.freeze else None
+  only = re.compile(config.optimizer.train_only) if config.optimizer.get("train_only") else None
   lora_on = config.lora.rank > 0
   also = re.compile(config.lora.train_also) if lora_on and config.lora.train_also else None
   def trainable(key_path, _):
     path = path_name(key_path)
-    if freeze and freeze.search(path):
+    if (freeze and freeze.search(path)) or (only and not only.search(path)):
       return False
     if lora_on:
       return path.startswith("lora/") or bool(also and also.search(path))
@@ -59,7 +61,7 @@ def make_optimizer(config):
       optax.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else optax.identity(),
       optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
                   mask=lambda params: decay_mask(params, cfg.no_decay)))
-  if cfg.freeze or config.lora.rank > 0:
+  if cfg.freeze or cfg.get("train_only") or config.lora.rank > 0:
     labels = lambda params: jax.tree.map(lambda t: "train" if t else "frozen",
                                          trainable_mask(params, config))
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)

@@ -90,7 +90,9 @@ def evaluate(eval_step, params, batches, mesh, rules, objective, reference=None)
     if predicted is not None:
       predictions.append(predicted)
   result = objective.summarize(totals)
-  predictions = np.concatenate(predictions) if predictions else None
+  # Arrays, or dicts of arrays (QA), one per batch -> one per split.
+  predictions = (jax.tree.map(lambda *rows: np.concatenate(rows), *predictions)
+                 if predictions else None)
   if reference is not None and hasattr(objective, "score"):
     result.update(objective.score(predictions, *reference))
   return result, predictions
@@ -143,7 +145,7 @@ def train_and_evaluate(config, workdir):
                        out_shardings=(shardings, None, None), donate_argnums=(0,))
   eval_step = jax.jit(make_eval_step(model, objective, config), in_shardings=(shardings["params"], None),
                       out_shardings=parallel.replicated(mesh))
-  reference = pipeline.eval_reference(builder, "validation")
+  reference = pipeline.eval_reference(builder, "validation", config)
 
   def run_eval():
     return evaluate(eval_step, state["params"], eval_batches, mesh, rules, objective, reference)[0]

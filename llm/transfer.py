@@ -78,6 +78,17 @@ def _merge(target, source, path, loaded):
   return out
 
 
+def _prompt_from_vocabulary(params, seed):
+  """Soft prompt vectors copied from the embeddings of random tokens: prompt tuning of a
+  pretrained model starts far better from there than from noise (Lester et al., 2021, sec. 7)."""
+  embedding, prompt = params["token_embed"]["embedding"], params["prompt"]
+  # Tokens from the common part of the vocabulary, past the special and rare ones at the ends.
+  low, high = min(1000, embedding.shape[0] // 10), min(5000, embedding.shape[0])
+  ids = np.random.default_rng(seed).choice(np.arange(low, high), prompt.shape[0], replace=False)
+  rows = np.asarray(jax.device_get(embedding))[ids]
+  return jax.device_put(rows.astype(prompt.dtype), prompt.sharding)
+
+
 def load_pretrained(config, params, mesh):
   """Returns `params` with the init source's tensors loaded into it."""
   path = pathlib.Path(config.init).expanduser()
@@ -88,6 +99,8 @@ def load_pretrained(config, params, mesh):
     source = hf.load_bert_params(hf.resolve_model_dir(config.init))
   loaded = []
   merged = _merge(params, source, "", loaded)
+  if "prompt" in merged and "prompt" not in source:
+    merged["prompt"] = _prompt_from_vocabulary(merged, config.seed)
   fresh = sorted({p.split("/")[0] for p in state_lib.param_paths(params)} -
                  {p.split("/")[0] for p in loaded})
   if not loaded:

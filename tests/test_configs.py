@@ -14,6 +14,7 @@ DOCUMENTED_ARGS = {  # what each config's docstring offers; other files run with
     "gpt_tiny.py": [f"size={s}" for s in ("tiny", "small", "medium", "large")],
     "bert_tiny.py": [f"size={s},variant={v}" for s in ("tiny", "base", "large")
                      for v in ("bert", "roberta")],
+    "finetune_topic.py": [None, "init=scratch,tuning=prompt"],
 }
 PAPER_PARAMS = {  # published sizes (GPT-2 medium is 345M in the paper, 355M as released)
     ("gpt_tiny.py", "size=small"): 124e6, ("gpt_tiny.py", "size=medium"): 355e6,
@@ -54,6 +55,8 @@ def expected_params(config):
   count += (d + 1) * d if {"nsp", "classify"} & set(m.heads) else 0  # pooler
   count += (d + 1) * 2 if "nsp" in m.heads else 0                     # NSP classifier
   count += (d + 1) * m.num_classes if {"classify", "tag"} & set(m.heads) else 0
+  count += (d + 1) * 2 if "span" in m.heads else 0                    # start/end logits
+  count += m.prompt_length * d                                          # soft prompt
   return count
 
 
@@ -77,10 +80,11 @@ def test_config_builds_shards_and_has_expected_size(name, arg):
   assert tuple(params["layer_0"]["mlp"]["wi"]["kernel"].spec) == ("fsdp", "tensor")
   assert tuple(params["layer_0"]["mlp"]["wo"]["kernel"].spec) == ("tensor", "fsdp")
   assert tuple(params["layer_0"]["attention"]["query"]["kernel"].spec) == ("fsdp", "tensor", None)
-  # The embedding and its two Adam moments all shard the same way.
+  # The embedding and its two Adam moments (none when it is frozen) all shard the same way.
   embedding = [s.spec for path, s in jax.tree_util.tree_leaves_with_path(shardings)
                if jax.tree_util.keystr(path).endswith("['token_embed']['embedding']")]
-  assert [tuple(spec) for spec in embedding] == [("tensor", "fsdp")] * 3
+  copies = 1 if config.optimizer.train_only else 3
+  assert [tuple(spec) for spec in embedding] == [("tensor", "fsdp")] * copies
   leaf = abstract["params"]["layer_0"]["mlp"]["wi"]["kernel"]
   assert leaf.sharding == params["layer_0"]["mlp"]["wi"]["kernel"]
   assert leaf.dtype == jnp.float32

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llm import hf
+from llm import hf, transfer
 from llm.base_config import base_config
 from llm.data.wordpiece import WordPieceTokenizer
 from llm.models import build_model, model_config
@@ -87,13 +87,36 @@ def test_wordpiece_ids_and_offsets_match_transformers(minilm, tmp_path):
   assert tok.decode(tok.encode(SENTENCES[0]) + [0, 0]) == SENTENCES[0].lower()
 
 
-def small_bert():
+def small_bert(heads=("mlm", "nsp", "classify"), num_classes=3):
   c = base_config()
   c.vocab_size = 300
   c.model.update(num_layers=2, embed_dim=64, num_heads=4, mlp_dim=128, max_len=32, norm="post",
                  position="learned", causal=False, type_vocab_size=2, layer_norm_eps=1e-12,
-                 heads=("mlm", "nsp", "classify"), num_classes=3)
+                 heads=heads, num_classes=num_classes)
   return c
+
+
+# A padded batch with both token types; ids are arbitrary in a random model.
+TOKENS = padded([[7, 8, 9, 10, 11, 12], [13, 14, 15]])
+TOKEN_TYPES = np.array([[0, 0, 0, 1, 1, 1], [0, 1, 1, 0, 0, 0]], np.int32)
+
+
+def random_params(model, seed=0):
+  # Random values everywhere (LayerNorm scales and biases too): an all-zero bias maps anywhere.
+  shapes = nn.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), {"inputs": TOKENS}))
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: rng.normal(0, 0.2, s.shape).astype(np.float32), shapes["params"])
+
+
+def torch_inputs(torch):
+  return dict(input_ids=torch.from_numpy(TOKENS).long(),
+              attention_mask=torch.from_numpy(TOKENS != 0).long(),
+              token_type_ids=torch.from_numpy(TOKEN_TYPES).long())
+
+
+def assert_same_params(loaded, params):
+  assert jax.tree.structure(loaded) == jax.tree.structure(params)
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, loaded, params)))
 
 
 def test_export_round_trip_matches_transformers(tmp_path):
@@ -101,27 +124,21 @@ def test_export_round_trip_matches_transformers(tmp_path):
   transformers = pytest.importorskip("transformers")
   config = small_bert()
   model = build_model(config)
-  tokens = padded([[7, 8, 9, 10, 11, 12], [13, 14, 15]])   # ids are arbitrary in a random model
-  token_types = np.array([[0, 0, 0, 1, 1, 1], [0, 1, 1, 0, 0, 0]], np.int32)
-  shapes = nn.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), {"inputs": tokens}))
-  # Random values everywhere (LayerNorm scales and biases too): an all-zero bias maps anywhere.
-  rng = np.random.default_rng(0)
-  params = jax.tree.map(lambda s: rng.normal(0, 0.2, s.shape).astype(np.float32),
-                        shapes["params"])
-  out_dir = hf.export_bert(params, model_config(config), tmp_path / "bert", num_labels=3)
+  params = random_params(model)
+  out_dir = hf.export_bert(params, model_config(config), tmp_path / "bert",
+                           label_names=["neg", "neu", "pos"])
+  hf_config = json.loads((out_dir / "config.json").read_text())
+  assert hf_config["architectures"] == ["BertForSequenceClassification"]
+  assert hf_config["id2label"] == {"0": "neg", "1": "neu", "2": "pos"}
 
-  loaded = hf.load_bert_params(out_dir)
-  assert jax.tree.structure(loaded) == jax.tree.structure(params)
-  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, loaded, params)))
+  assert_same_params(hf.load_bert_params(out_dir), params)
   overrides = hf.bert_model_overrides(out_dir)
   assert overrides["vocab_size"] == 300
   assert all(config.model[k] == v for k, v in overrides["model"].items())
 
-  ours = model.apply({"params": params}, {"inputs": tokens, "token_types": token_types})
-  inputs = dict(input_ids=torch.from_numpy(tokens).long(),
-                attention_mask=torch.from_numpy(tokens != 0).long(),
-                token_type_ids=torch.from_numpy(token_types).long())
-  real = tokens != 0
+  ours = model.apply({"params": params}, {"inputs": TOKENS, "token_types": TOKEN_TYPES})
+  inputs = torch_inputs(torch)
+  real = TOKENS != 0
   with torch.no_grad():
     load = lambda cls: cls.from_pretrained(out_dir, dtype=torch.float32).eval()
     base = load(transformers.BertModel)(**inputs)
@@ -133,6 +150,83 @@ def test_export_round_trip_matches_transformers(tmp_path):
       "mlm": np.abs(ours["mlm"] - pretrain.prediction_logits.numpy())[real].max(),
       "nsp": np.abs(ours["nsp"] - pretrain.seq_relationship_logits.numpy()).max()}
   assert max(diffs.values()) <= 1e-4, diffs
+
+
+@pytest.mark.parametrize("head", ["tag", "span"])
+def test_token_heads_export_to_transformers_and_back(head, tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  config = small_bert(heads=(head,), num_classes=5)
+  model = build_model(config)
+  params = random_params(model, seed=1)
+  assert "pooler" not in params   # as in BertFor{Token,Question}*: add_pooling_layer=False
+  names = ["O", "B-x", "I-x", "B-y", "I-y"] if head == "tag" else None
+  out_dir = hf.export_bert(params, model_config(config), tmp_path / head, label_names=names)
+  assert_same_params(hf.load_bert_params(out_dir), params)
+
+  cls = {"tag": transformers.BertForTokenClassification,
+         "span": transformers.BertForQuestionAnswering}[head]
+  reference, info = cls.from_pretrained(out_dir, dtype=torch.float32, output_loading_info=True)
+  assert not any(info.values()), info   # no missing, unexpected or mismatched tensors
+  if head == "tag":
+    assert reference.config.id2label == dict(enumerate(names))
+  with torch.no_grad():
+    theirs = reference.eval()(**torch_inputs(torch))
+  ours = model.apply({"params": params}, {"inputs": TOKENS, "token_types": TOKEN_TYPES})
+  pairs = ([(ours["tag"], theirs.logits)] if head == "tag" else
+           [(ours["span_start"], theirs.start_logits), (ours["span_end"], theirs.end_logits)])
+  real = TOKENS != 0   # padding positions are not compared
+  for mine, other in pairs:
+    assert mine.shape == tuple(other.shape)
+    assert np.abs(np.asarray(mine) - other.numpy())[real].max() <= 1e-5
+
+
+def test_imported_task_heads_follow_the_architecture(tmp_path):
+  tag = small_bert(heads=("tag",), num_classes=5)
+  tag_params = random_params(build_model(tag))
+  tag_dir = hf.export_bert(tag_params, model_config(tag), tmp_path / "tag")
+  # The same 'classifier' tensor is a sequence classifier's head when config.json says so.
+  hf_config = json.loads((tag_dir / "config.json").read_text())
+  hf_config["architectures"] = ["BertForSequenceClassification"]
+  (tag_dir / "config.json").write_text(json.dumps(hf_config))
+  as_classify = hf.load_bert_params(tag_dir)
+  assert "tag_out" not in as_classify
+  np.testing.assert_array_equal(as_classify["classify_out"]["kernel"],
+                                tag_params["tag_out"]["kernel"])
+  hf_config["architectures"] = ["BertModel"]   # a bare encoder: no task head is loaded
+  (tag_dir / "config.json").write_text(json.dumps(hf_config))
+  assert not set(hf.TASK_HEADS) & set(hf.load_bert_params(tag_dir))
+
+  # Fine-tuning from an exported QA model: span_out is loaded, a tag head of any size is fresh.
+  span = small_bert(heads=("span",))
+  span_params = random_params(build_model(span))
+  span_dir = hf.export_bert(span_params, model_config(span), tmp_path / "span")
+  target = small_bert(heads=("tag", "span"), num_classes=4)
+  target.init = str(span_dir)
+  fresh = build_model(target).init(jax.random.PRNGKey(0), {"inputs": TOKENS})["params"]
+  merged = transfer.load_pretrained(target, nn.unbox(fresh), mesh=None)
+  assert_same_params(merged["span_out"], span_params["span_out"])
+  assert_same_params(merged["tag_out"], nn.unbox(fresh)["tag_out"])
+
+  # A token classifier with other labels than the new run's is a shape error, like classify's.
+  hf_config["architectures"] = ["BertForTokenClassification"]
+  (tag_dir / "config.json").write_text(json.dumps(hf_config))
+  target.init = str(tag_dir)
+  with pytest.raises(ValueError, match=r"^init: tag_out/(bias|kernel) has shape .* in the source"):
+    transfer.load_pretrained(target, nn.unbox(fresh), mesh=None)
+
+
+def test_export_label_names_come_from_the_corpus(tmp_path):
+  config = small_bert(heads=("tag",))
+  config.update(corpus="twitter_ner", data_dir=str(tmp_path))
+  names = hf._label_names(config)
+  assert len(names) == 21 and names[-1] == "O" and "B-person" in names
+  config.update(corpus="bbc_news")
+  config.model.heads = ("classify",)
+  assert hf._label_names(config) == ["business", "entertainment", "politics", "sports", "tech"]
+  config.model.heads = ("span",)   # no classes to name
+  assert hf._label_names(config) is None
+  assert not any(tmp_path.iterdir())   # the corpus was not built
 
 
 def test_compare_cli_reports_a_small_difference(minilm):
@@ -161,3 +255,10 @@ def test_bad_model_folders(tmp_path):
     WordPieceTokenizer(tmp_path / "vocab.txt")
   with pytest.raises(ValueError, match="model.norm='pre'"):
     hf.export_bert({}, model_config(base_config()), tmp_path / "out")
+  both = small_bert(heads=("classify", "tag"))
+  with pytest.raises(ValueError, match=r"task heads \['classify_out', 'tag_out'\]"):
+    hf.export_bert(random_params(build_model(both)), model_config(both), tmp_path / "out")
+  tag = small_bert(heads=("tag",))
+  with pytest.raises(ValueError, match="2 label_names but the tag_out head has 3 classes"):
+    hf.export_bert(random_params(build_model(tag)), model_config(tag), tmp_path / "out",
+                   label_names=["a", "b"])

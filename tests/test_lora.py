@@ -1,4 +1,5 @@
-"""LoRA and freezing: merge arithmetic, and train steps that move only what should move."""
+"""Parameter-efficient fine-tuning: LoRA merge arithmetic, soft prompts, freezing; train steps
+that move only what should move."""
 import jax
 import numpy as np
 import pytest
@@ -16,8 +17,8 @@ def tiny_classifier(**overrides):
                        vocab_size=100, total_steps=10, **{"model.num_classes": 3,
                        "model.num_layers": 2, "model.embed_dim": 32, "model.num_heads": 4,
                        "model.mlp_dim": 64, "model.max_len": 16,
-                       "optimizer.warmup_steps": 0, "optimizer.learning_rate": 1e-2},
-                       **overrides)
+                       "optimizer.warmup_steps": 0, "optimizer.learning_rate": 1e-2,
+                       **overrides})
   config.mesh = dict(data=8, fsdp=1, tensor=1)
   return config
 
@@ -102,3 +103,67 @@ def test_freeze_regex_without_lora():
 def test_bad_lora_targets_are_named():
   with pytest.raises(ValueError, match="lora.targets='nothing_here'"):
     build(tiny_classifier(**{"lora.rank": 2, "lora.targets": "nothing_here"}))
+
+
+def test_soft_prompt_acts_like_inserted_tokens():
+  """Prompt vectors equal to some tokens' embeddings give the states of a plain model that reads
+  those tokens after [CLS]; the prompt's own positions are dropped from the outputs."""
+  config = tiny_classifier(**{"model.prompt_length": 3, "model.max_len": 20,
+                              "model.dropout_rate": 0.0})
+  model, _, _, state = build(config)
+  params = jax.tree.map(np.asarray, state["params"])
+  prompt_ids = np.array([11, 12, 13])
+  params["prompt"] = params["token_embed"]["embedding"][prompt_ids]
+  b = batch()
+  b["segment_ids"][1, 10:] = 0            # a padded row too
+  b["token_types"][:, 8:] = 1
+  with_prompt = model.apply({"params": params}, b)["hidden"]
+  assert with_prompt.shape == (8, 16, 32)
+
+  plain_config = tiny_classifier(**{"model.max_len": 20, "model.dropout_rate": 0.0})
+  plain = build_model(plain_config)
+  plain_params = {k: v for k, v in params.items() if k != "prompt"}
+  insert = lambda a, mid: np.concatenate([a[:, :1], mid, a[:, 1:]], axis=1)
+  longer = {"inputs": insert(b["inputs"], np.broadcast_to(prompt_ids, (8, 3))),
+            "segment_ids": insert(b["segment_ids"], np.repeat(b["segment_ids"][:, :1], 3, 1)),
+            "positions": np.broadcast_to(np.arange(19, dtype=np.int32), (8, 19)),
+            "token_types": insert(b["token_types"], np.zeros((8, 3), np.int32))}
+  reference = plain.apply({"params": plain_params}, longer)["hidden"]
+  reference = np.concatenate([reference[:, :1], reference[:, 4:]], axis=1)
+  real = b["segment_ids"] > 0
+  np.testing.assert_allclose(np.asarray(with_prompt)[real], reference[real], atol=1e-5)
+
+
+def test_prompt_tuning_trains_prompt_and_head_only():
+  config = tiny_classifier(**{"model.prompt_length": 4, "model.max_len": 20})
+  config.optimizer.train_only = load_config("finetune_topic", "tuning=prompt").optimizer.train_only
+  before, after, state = run_steps(config)
+  moved = changed(before, after)
+  assert "prompt" in moved and "classify_out/kernel" in moved
+  assert all(p in ("prompt",) or p.startswith(("classify_out/", "pooler/")) for p in moved), moved
+  opt_floats = sum(x.size for x in jax.tree.leaves(state["opt_state"]))
+  assert opt_floats <= 2 * (4 * 32 + 32 * 3 + 3 + 32 * 32 + 32) + 16
+
+
+def test_prompt_config_errors_are_named():
+  from llm import cli
+  config = load_config("finetune_topic", "init=scratch,tuning=prompt", seq_len=128)
+  config.model.max_len = 128
+  with pytest.raises(ValueError, match=r"seq_len=128 \+ model.prompt_length=20 is longer than "
+                     r"model.max_len=128 \(the position table\); use seq_len <= 108"):
+    cli.check_config(config, 8)
+  with pytest.raises(ValueError, match=r"config arg tuning='soft': expected full, lora or prompt"):
+    load_config("finetune_topic", "tuning=soft")
+  config = load_config("finetune_topic", **{"optimizer.train_only": "(unclosed"})
+  with pytest.raises(ValueError, match=r"optimizer.train_only='\(unclosed' is not a valid regex"):
+    cli.check_config(config, 8)
+
+
+def test_prompt_starts_from_vocabulary_embeddings():
+  from llm import transfer
+  embedding = np.arange(200 * 4, dtype=np.float32).reshape(200, 4)
+  params = {"token_embed": {"embedding": jax.numpy.asarray(embedding)},
+            "prompt": jax.numpy.zeros((5, 4))}
+  prompt = np.asarray(transfer._prompt_from_vocabulary(params, seed=0))
+  ids = [int(np.flatnonzero((embedding == row).all(1))[0]) for row in prompt]
+  assert len(set(ids)) == 5 and min(ids) >= 20   # distinct, common (not special) tokens

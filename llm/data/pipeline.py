@@ -13,9 +13,9 @@ import grain
 import jax
 import numpy as np
 
-from llm.data import bert
+from llm.data import bert, qa
 from llm.data import tokenizer as tokenizer_lib
-from llm.data.builders import BUILDERS
+from llm.data.builders import BUILDERS, FILE_BUILDERS
 
 # Packed rows: ConcatThenSplit fills every row completely; pieces of different documents get
 # different segment ids, so attention never crosses a document boundary.
@@ -32,12 +32,28 @@ def data_dir(config):
   return pathlib.Path(path).expanduser().absolute()
 
 
+def corpus_builder(config):
+  """The TFDS builder for config.corpus (not yet built). FILE_BUILDERS corpora (conll, squad)
+  read the user's files named by config.data_files."""
+  kwargs = dict(data_dir=str(data_dir(config) / "tfds"), file_format="array_record")
+  if config.corpus in FILE_BUILDERS:
+    paths = {split: path for split, path in config.data_files.items() if path}
+    if not {"train", "validation"} <= set(paths):
+      raise ValueError(f"corpus={config.corpus!r} reads your files: set --config.data_files.train"
+                       f"=PATH and --config.data_files.validation=PATH (and optionally .test)")
+    for split, path in paths.items():
+      if not pathlib.Path(path).expanduser().is_file():
+        raise FileNotFoundError(f"data_files.{split}={path!r} does not exist")
+    return FILE_BUILDERS[config.corpus](paths=paths, **kwargs)
+  if config.corpus in BUILDERS:
+    return BUILDERS[config.corpus](**kwargs)
+  raise ValueError(f"corpus={config.corpus!r}: expected one of "
+                   f"{sorted(BUILDERS) + sorted(FILE_BUILDERS)}")
+
+
 def prepare_corpus(config):
   """The TFDS builder for config.corpus, built from local files on first use."""
-  if config.corpus not in BUILDERS:
-    raise ValueError(f"corpus={config.corpus!r}: expected one of {sorted(BUILDERS)}")
-  builder = BUILDERS[config.corpus](data_dir=str(data_dir(config) / "tfds"),
-                                    file_format="array_record")
+  builder = corpus_builder(config)
   _on_first_process(lambda: builder.is_prepared() or builder.download_and_prepare(), "corpus")
   return builder
 
@@ -109,18 +125,38 @@ def label_names(builder):
   return None
 
 
-def eval_reference(builder, split):
-  """(examples of the split in order, label names) for scoring and predictions files."""
+def eval_reference(builder, split, config):
+  """(examples of the split in order, what the objective needs to read predictions: label names,
+  or the QA decoding settings) for scoring and predictions files; None for language models."""
+  if config.objective == "extractive_qa":
+    return builder.as_data_source(split), config.qa
   names = label_names(builder)
   return None if names is None else (builder.as_data_source(split), names)
 
 
 def text_of(example):
-  """The running text of an example: its `text`, or its `tokens` joined by spaces."""
+  """The running text of an example: its `text`, its `context` (QA; questions are short and
+  repeat), or its `tokens` joined by spaces."""
   if "text" in example:
     return example["text"]
+  if "context" in example:
+    return example["context"]
   return " ".join(t.decode(errors="replace") if isinstance(t, bytes) else t
                   for t in example["tokens"])
+
+
+def decode_example(example):
+  """A TFDS example with its Text features (also inside sequences and nested dicts) as str."""
+  out = {}
+  for k, v in example.items():
+    if isinstance(v, bytes):
+      v = v.decode(errors="replace")
+    elif isinstance(v, dict):
+      v = decode_example(v)
+    elif isinstance(v, (list, tuple, np.ndarray)) and len(v) and isinstance(v[0], bytes):
+      v = [t.decode(errors="replace") for t in v]   # a sequence of Text
+    out[k] = v
+  return out
 
 
 def _documents(builder, split, process_index, process_count):
@@ -128,16 +164,7 @@ def _documents(builder, split, process_index, process_count):
 
   Text features are decoded to str; everything else is as TFDS stores it."""
   source = builder.as_data_source(split)
-  def decode(ex):
-    out = {}
-    for k, v in ex.items():
-      if isinstance(v, bytes):
-        v = v.decode(errors="replace")
-      elif isinstance(v, (list, tuple, np.ndarray)) and len(v) and isinstance(v[0], bytes):
-        v = [t.decode(errors="replace") for t in v]   # a sequence of Text
-      out[k] = v
-    return out
-  docs = grain.MapDataset.source(source).map_with_index(lambda i, ex: (i, decode(ex)))
+  docs = grain.MapDataset.source(source).map_with_index(lambda i, ex: (i, decode_example(ex)))
   return docs[process_index::process_count]
 
 
@@ -290,8 +317,20 @@ def _tagging_rows(docs, all_docs, config, tok, train):
   return docs.map(example).to_iter_dataset(READ_OPTIONS)
 
 
+def _qa_rows(docs, all_docs, config, tok, train):
+  """One row per context window (see data/qa.py); a long context gives several rows."""
+  del all_docs, train
+  def windows(item):
+    return qa.encode_qa(tok, item[1], item[0], config.seq_len, config.qa.max_query_len,
+                        config.qa.doc_stride)
+  return _flatten(docs.map(windows).to_iter_dataset(READ_OPTIONS))
+
+
 ROW_BUILDERS = {"causal_lm": _causal_lm_rows, "masked_lm": _masked_lm_rows,
-                "classification": _classification_rows, "tagging": _tagging_rows}
+                "classification": _classification_rows, "tagging": _tagging_rows,
+                "extractive_qa": _qa_rows}
+# Keys whose padding value is -1 ("nothing here"); all others pad with 0.
+PAD_WITH_MINUS_ONE = ("labels", "example_index", "word_index")
 
 
 def local_batch_size(config):
@@ -322,7 +361,7 @@ def eval_batches(config, tok, builder, split="validation"):
   if config.eval_batches > 0:
     num_batches = min(num_batches, config.eval_batches)
   # Padding rows: no tokens, and label -1, which every objective leaves out of its sums.
-  empty = {k: np.full_like(v, -1) if k.endswith("labels") else np.zeros_like(v)
+  empty = {k: np.full_like(v, -1) if k.endswith(PAD_WITH_MINUS_ONE) else np.zeros_like(v)
            for k, v in rows[0].items()}
   rows = rows + [empty] * (num_batches * batch - len(rows))
   # Process p holds block p of every global batch, so the global arrays keep the split's order.

@@ -25,6 +25,10 @@ class Tokenizer:
   def encode(self, text):
     return self.sp.encode(text)
 
+  def encode_batch(self, texts):
+    """[ids] per text, in one call (much faster than a loop for many short texts)."""
+    return self.sp.encode(list(texts))
+
   def decode(self, ids):
     return self.sp.decode([int(i) for i in ids if int(i) != PAD])
 

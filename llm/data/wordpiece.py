@@ -47,6 +47,10 @@ class WordPieceTokenizer:
   def encode(self, text):
     return self.tok.encode(text, add_special_tokens=False).ids
 
+  def encode_batch(self, texts):
+    """[ids] per text, in one call (much faster than a loop for many short texts)."""
+    return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+
   def encode_with_offsets(self, text):
     """(ids, [(start, end)]): each piece's character span in `text`."""
     encoding = self.tok.encode(text, add_special_tokens=False)

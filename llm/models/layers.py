@@ -35,6 +35,7 @@ class ModelConfig:
   tie_embeddings: bool = True
   heads: tuple[str, ...] = ("lm",)
   num_classes: int = 0           # for the `classify` and `tag` heads
+  prompt_length: int = 0         # soft prompt: trainable vectors inserted after the first token
   dtype: str = "float32"         # compute dtype; parameters are always float32
   attention_impl: str = "auto"   # auto | xla | cudnn: passed to jax.nn.dot_product_attention
 

@@ -4,6 +4,10 @@ The model maps a batch of token ids to a dict of named outputs (`cfg.heads`); ob
 outputs they need. Heads: `lm` (next-token logits), `mlm` (BERT's transform + tied decoder),
 `nsp` (pooled [CLS] -> 2 classes), `classify` (pooled [CLS] -> num_classes), `tag` (every token
 -> num_classes), `span` (every token -> start and end logits, for extractive QA).
+
+Soft prompt tuning (Lester et al., 2021): with `prompt_length` P > 0, P trainable vectors are
+inserted after the first token ([CLS] / <s>) as if they were tokens, and their states are dropped
+again before the heads, so every output keeps the input's length.
 """
 import flax.linen as nn
 import jax.numpy as jnp
@@ -29,6 +33,9 @@ class Transformer(nn.Module):
     self.final_norm = layer_norm(cfg, "embed_norm" if cfg.norm == "post" else "final_norm")
     self.blocks = [Block(cfg, name=f"layer_{i}") for i in range(cfg.num_layers)]
     self.embed_dropout = nn.Dropout(cfg.dropout_rate)
+    if cfg.prompt_length:
+      self.prompt = self.param("prompt", param_init((None, "embed")),
+                               (cfg.prompt_length, cfg.embed_dim))
     if "lm" in cfg.heads and not cfg.tie_embeddings:
       self.lm_out = nn.Dense(cfg.vocab_size, use_bias=False,
                              kernel_init=param_init(("embed", "vocab")), dtype=jnp.dtype(cfg.dtype))
@@ -65,12 +72,16 @@ class Transformer(nn.Module):
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
     x = self.token_embed(tokens)
+    if cfg.prompt_length:
+      x, segment_ids, positions, token_types = self._insert_prompt(x, segment_ids, positions,
+                                                                   token_types)
     if cfg.position == "learned":
       x += self.position_embed(positions)
     elif cfg.position == "sinusoidal":
       x += sinusoidal_table(positions, cfg.embed_dim).astype(x.dtype)
     if cfg.type_vocab_size:
-      x += self.type_embed(jnp.zeros_like(tokens) if token_types is None else token_types)
+      x += self.type_embed(jnp.zeros(x.shape[:2], jnp.int32) if token_types is None
+                           else token_types)
     if cfg.norm == "post":
       x = self.final_norm(x)
     x = constrain(self.embed_dropout(x, deterministic=not train), ("batch", "length", "embed"))
@@ -79,7 +90,24 @@ class Transformer(nn.Module):
       x = block(x, mask, positions, train)
     if cfg.norm == "pre":
       x = self.final_norm(x)
+    if cfg.prompt_length:
+      x = jnp.concatenate([x[:, :1], x[:, 1 + cfg.prompt_length:]], axis=1)
     return x
+
+  def _insert_prompt(self, x, segment_ids, positions, token_types):
+    """The prompt vectors after the first token: they join its segment and shift positions."""
+    p = self.cfg.prompt_length
+    prompt = jnp.broadcast_to(self.prompt.astype(x.dtype), (x.shape[0], p, x.shape[-1]))
+    def insert(a, middle):
+      return jnp.concatenate([a[:, :1], middle, a[:, 1:]], axis=1)
+    x = insert(x, prompt)
+    segment_ids = insert(segment_ids, jnp.repeat(segment_ids[:, :1], p, axis=1))
+    offsets = jnp.arange(1, p + 1, dtype=positions.dtype)[None]
+    positions = jnp.concatenate([positions[:, :1], positions[:, :1] + offsets,
+                                 positions[:, 1:] + p], axis=1)
+    if token_types is not None:
+      token_types = insert(token_types, jnp.repeat(token_types[:, :1], p, axis=1))
+    return x, segment_ids, positions, token_types
 
   def __call__(self, batch, train=False):
     """Runs the stack on a batch dict and returns the outputs named in `cfg.heads`."""

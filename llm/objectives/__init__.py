@@ -2,14 +2,15 @@
 
 An objective module defines HEADS (model outputs it reads), normalizers(batch), loss_fn(outputs,
 batch, norms) -> (loss, sums) and summarize(sums) -> {metric: float}. Task objectives also define
-predict(outputs, batch), records(predictions, source, label_names) for predictions files, and
-optionally score(predictions, source, label_names) for metrics that need whole sequences. Adding a task means adding a
+predict(outputs, batch) (an array, or a dict of arrays, per row), records(predictions, source, info)
+for predictions files, and optionally score(predictions, source, info) for metrics that need whole
+sequences or questions; `info` is the label names, or for QA the decoding settings (config.qa). Adding a task means adding a
 module here and a config, not editing the training loop.
 """
-from llm.objectives import causal_lm, classification, masked_lm, tagging
+from llm.objectives import causal_lm, classification, extractive_qa, masked_lm, tagging
 
 OBJECTIVES = {"causal_lm": causal_lm, "masked_lm": masked_lm, "classification": classification,
-              "tagging": tagging}
+              "tagging": tagging, "extractive_qa": extractive_qa}
 
 
 def get_objective(name):

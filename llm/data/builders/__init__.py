@@ -1,13 +1,16 @@
-"""TFDS builders over corpora that ship inside installable packages (no downloads).
-
-`ConllNer` (CoNLL-2003-format files of your own) needs file paths, so it is built directly rather
-than named by `config.corpus`.
+"""TFDS builders over corpora that ship inside installable packages (no downloads), and over
+files you bring (FILE_BUILDERS: `corpus="conll"` or `"squad"` with `data_files.train=PATH` etc.).
 """
+from llm.data.builders.aclsum_qa import AclsumQa
 from llm.data.builders.bbc_news import BbcNews
+from llm.data.builders.conll import ConllNer
 from llm.data.builders.gensim_text import GensimText
 from llm.data.builders.spam_assassin import SpamAssassin
+from llm.data.builders.squad import SquadJson
 from llm.data.builders.tweet_sentiment import TweetSentiment
 from llm.data.builders.twitter_ner import TwitterNer
 
 BUILDERS = {"gensim_text": GensimText, "bbc_news": BbcNews, "tweet_sentiment": TweetSentiment,
-            "spam_assassin": SpamAssassin, "twitter_ner": TwitterNer}
+            "spam_assassin": SpamAssassin, "twitter_ner": TwitterNer,
+            "aclsum_qa": AclsumQa}
+FILE_BUILDERS = {"conll": ConllNer, "squad": SquadJson}

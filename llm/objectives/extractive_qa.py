@@ -1,0 +1,138 @@
+"""Extractive QA (SQuAD v1.1): start/end logits per piece -> the best answer span per question.
+
+Batch: one row per context window (data/qa.py): model inputs, `start_labels`/`end_labels` (the
+answer's pieces in this window, 0 = [CLS] when it holds none, -1 in padding rows), `word_index`,
+`max_context` and `example_index`. Training minimises the mean of the start and end cross-entropies
+over the row's real pieces. Evaluation takes, in every window, the n_best start and end pieces,
+keeps pairs with start <= end, at most max_answer_len pieces long, that start at a piece in its
+max-context window, and answers each question with the highest start + end logit over all its
+windows, as whole words of the context. Exact match and F1 use SQuAD's official normalisation
+(lowercase, drop punctuation and a/an/the, collapse spaces) and the best over the gold answers.
+"""
+import collections
+import re
+import string
+
+import jax.numpy as jnp
+import numpy as np
+
+from llm.data.qa import context_words
+from llm.objectives.losses import cross_entropy_sums
+
+HEADS = ("span",)
+PASSED_THROUGH = ("word_index", "max_context", "example_index")
+
+
+def normalizers(batch):
+  return {"windows": jnp.maximum(jnp.sum(batch["start_labels"] >= 0), 1).astype(jnp.float32)}
+
+
+def _masked(logits, batch):
+  # Padding pieces can never be an answer; [CLS] stays, it is the label of answerless windows.
+  return jnp.where(batch["segment_ids"] > 0, logits.astype(jnp.float32), -1e9)
+
+
+def loss_fn(outputs, batch, norms):
+  sums = {}
+  for end in ("start", "end"):
+    labels = batch[f"{end}_labels"]
+    loss, correct, windows = cross_entropy_sums(_masked(outputs[f"span_{end}"], batch), labels,
+                                                labels >= 0)
+    sums["loss"] = sums.get("loss", 0.0) + loss / 2
+    sums[f"{end}_correct"] = correct
+  sums["windows"] = windows
+  return sums["loss"] / norms["windows"], sums
+
+
+def predict(outputs, batch):
+  """Per row: start/end logits plus what decoding needs to map pieces back to words."""
+  out = {f"{end}_logits": _masked(outputs[f"span_{end}"], batch) for end in ("start", "end")}
+  out.update({k: batch[k] for k in PASSED_THROUGH})
+  return out
+
+
+def summarize(sums):
+  windows = max(float(sums["windows"]), 1.0)
+  return {"loss": float(sums["loss"]) / windows,
+          "start_accuracy": float(sums["start_correct"]) / windows,
+          "end_accuracy": float(sums["end_correct"]) / windows}
+
+
+def best_spans(predictions, n_best, max_answer_len):
+  """{example index: (score, first word, last word)}: the best valid span over its windows."""
+  best = {}
+  for row, example in enumerate(predictions["example_index"]):
+    if example < 0:
+      continue
+    words, start_ok = predictions["word_index"][row], predictions["max_context"][row] > 0
+    start_logits = np.where(start_ok & (words >= 0), predictions["start_logits"][row], -np.inf)
+    end_logits = np.where(words >= 0, predictions["end_logits"][row], -np.inf)
+    starts = np.argsort(-start_logits)[:n_best]
+    ends = np.argsort(-end_logits)[:n_best]
+    scores = start_logits[starts][:, None] + end_logits[ends][None, :]
+    length = ends[None, :] - starts[:, None] + 1
+    scores = np.where((length >= 1) & (length <= max_answer_len), scores, -np.inf)
+    i, j = np.unravel_index(np.argmax(scores), scores.shape)
+    example = int(example)
+    if np.isfinite(scores[i, j]) and (best.get(example) is None or scores[i, j] > best[example][0]):
+      best[example] = (float(scores[i, j]), int(words[starts[i]]), int(words[ends[j]]))
+    best.setdefault(int(example), None)   # seen, but no valid span (yet)
+  return best
+
+
+def _str(value):
+  return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def answer_texts(predictions, source, qa):
+  """[(example index, predicted answer text)] in split order."""
+  out = []
+  for example, span in sorted(best_spans(predictions, qa.n_best, qa.max_answer_len).items()):
+    text = ""
+    if span is not None:
+      context = _str(source[example]["context"])
+      words = context_words(context)
+      text = context[words[span[1]][0]:words[span[2]][1]]
+    out.append((example, text))
+  return out
+
+
+def normalize_answer(text):
+  """SQuAD v1.1's official answer normalisation."""
+  text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+  text = re.sub(r"\b(a|an|the)\b", " ", text)
+  return " ".join(text.split())
+
+
+def exact_match(prediction, gold):
+  return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def f1(prediction, gold):
+  """Bag-of-words F1 between the normalised prediction and gold answer."""
+  predicted, actual = normalize_answer(prediction).split(), normalize_answer(gold).split()
+  same = sum((collections.Counter(predicted) & collections.Counter(actual)).values())
+  if same == 0:
+    return 0.0
+  precision, recall = same / len(predicted), same / len(actual)
+  return 2 * precision * recall / (precision + recall)
+
+
+def records(predictions, source, qa):
+  """One dict per question: id, question, predicted answer, gold answers, and its EM / F1."""
+  rows = []
+  for example, text in answer_texts(predictions, source, qa):
+    ex = source[example]
+    golds = [_str(t) for t in ex["answers"]["text"]]
+    rows.append({"id": _str(ex["id"]), "question": _str(ex["question"]), "prediction": text,
+                 "answers": golds, "exact_match": max(exact_match(text, g) for g in golds),
+                 "f1": max(f1(text, g) for g in golds)})
+  return rows
+
+
+def score(predictions, source, qa):
+  """Exact match and F1 (fractions, SQuAD reports them x100) over the questions evaluated."""
+  rows = records(predictions, source, qa)
+  count = max(len(rows), 1)
+  return {"exact_match": sum(r["exact_match"] for r in rows) / count,
+          "f1": sum(r["f1"] for r in rows) / count}
