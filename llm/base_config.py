@@ -24,6 +24,8 @@ def base_config():
   # extractive_qa only (SQuAD recipe): question pieces kept, stride between context windows,
   # longest answer decoded (pieces), candidates per window for start and end.
   c.qa = dict(max_query_len=64, doc_stride=128, max_answer_len=30, n_best=20)
+  # cloze only: the text in a template with one [MASK]; one single-piece word per label name.
+  c.cloze = dict(template="{text} [MASK] .", verbalizer={})
 
   c.seed = 0
   c.total_steps = 1000
@@ -81,7 +83,8 @@ def from_saved(values):
   return config
 
 
-OBJECTIVE_HEAD = {"classification": ("classify",), "tagging": ("tag",), "extractive_qa": ("span",)}
+OBJECTIVE_HEAD = {"classification": ("classify",), "tagging": ("tag",), "extractive_qa": ("span",),
+                  "cloze": ("mlm",)}
 
 
 def classification_config(corpus, arg, total_steps, seq_len=128, objective="classification"):

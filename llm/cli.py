@@ -18,7 +18,7 @@ flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed
                   "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
 
 OBJECTIVE_HEADS = {"causal_lm": ("lm",), "masked_lm": ("mlm",), "classification": ("classify",),
-                   "tagging": ("tag",), "extractive_qa": ("span",)}
+                   "tagging": ("tag",), "extractive_qa": ("span",), "cloze": ("mlm",)}
 
 
 def check_config(config, num_devices):

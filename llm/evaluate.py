@@ -1,5 +1,9 @@
 """Evaluates the latest checkpoint of a workdir on the validation split.
 
+With `config.init` set and no checkpoint in the workdir yet, it evaluates the init itself when
+the init holds every parameter of the model (zero-shot: e.g. a masked LM through
+configs/cloze_topic.py, before any fine-tuning).
+
   python -m llm.evaluate --config=configs/gpt_tiny.py --workdir=/tmp/gpt_tiny [--config.key=value]
 Prints the figures and writes them to <workdir>/evaluate.json.
 """
@@ -20,9 +24,10 @@ flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluat
 def evaluate_checkpoint(config, workdir, split):
   transfer.resolve_init(config)
   cli.check_config(config, jax.device_count())
-  workdir = cli.workdir_path(workdir, create=False)
+  workdir = cli.workdir_path(workdir, create=bool(config.init))
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  step = checkpoint.latest_compatible_step(manager, config)
+  zero_shot = bool(config.init) and manager.latest_step() is None
+  step = 0 if zero_shot else checkpoint.latest_compatible_step(manager, config)
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.axis_rules(config)
   builder = pipeline.prepare_corpus(config)
@@ -33,7 +38,12 @@ def evaluate_checkpoint(config, workdir, split):
   model, objective = build_model(config), get_objective(config.objective)
   optimizer, _ = optim.make_optimizer(config)
   abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
-  state = checkpoint.restore(manager, step, abstract_state)
+  if zero_shot:
+    metrics.log(f"no checkpoint in {manager.directory}: evaluating init={config.init} as is")
+    params = state_lib.init_state(model, optimizer, config, shardings)["params"]
+    state = {"params": transfer.load_pretrained(config, params, mesh, require_all=True)}
+  else:
+    state = checkpoint.restore(manager, step, abstract_state)
   eval_step = jax.jit(make_eval_step(model, objective, config), in_shardings=(shardings["params"], None),
                       out_shardings=parallel.replicated(mesh))
   batches = pipeline.eval_batches(config, tok, builder, split)

@@ -89,8 +89,9 @@ def _prompt_from_vocabulary(params, seed):
   return jax.device_put(rows.astype(prompt.dtype), prompt.sharding)
 
 
-def load_pretrained(config, params, mesh):
-  """Returns `params` with the init source's tensors loaded into it."""
+def load_pretrained(config, params, mesh, require_all=False):
+  """Returns `params` with the init source's tensors loaded into it. `require_all`: raise if the
+  source lacks any of them (evaluating an untrained head would measure noise)."""
   path = pathlib.Path(config.init).expanduser()
   if _is_our_workdir(path):
     source = _our_params(path, mesh)
@@ -105,6 +106,9 @@ def load_pretrained(config, params, mesh):
                  {p.split("/")[0] for p in loaded})
   if not loaded:
     raise ValueError(f"init={config.init!r} shares no parameters with this model")
+  if require_all and fresh:
+    raise ValueError(f"init={config.init!r} has no {', '.join(fresh)} for this model, so it "
+                     f"cannot be evaluated as is; train first with llm.train")
   metrics.log(f"init: loaded {len(loaded)} tensors from {config.init}; newly initialised: "
               f"{', '.join(fresh) or 'nothing'}")
   return merged

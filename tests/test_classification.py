@@ -1,4 +1,6 @@
 """Classification objective: loss, accuracy and macro-F1 against direct computations/sklearn."""
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -45,3 +47,80 @@ def test_macro_f1_hand_computed():
   # class 0: tp 1, predicted 2, actual 1 -> F1 2/3; class 1: tp 1, pred 1, actual 2 -> 2/3;
   # class 2 never occurs and is never predicted -> left out of the mean.
   assert classification.macro_f1([1, 1, 0], [2, 1, 0], [1, 2, 0]) == pytest.approx(2 / 3)
+
+
+# --- cloze prompting -----------------------------------------------------------------------------
+
+class _WordTok:
+  cls_id, sep_id, mask_id, path = 4, 5, 6, "words"
+  words = {"this": 10, "is": 11, "about": 12, ".": 13, "sport": 14, "film": 15, "two words": 99}
+
+  def encode(self, text):
+    return [self.words.get(w, 20 + len(w)) for w in text.split()] if text != "two words" else [1, 2]
+
+
+def test_cloze_rows_keep_the_template_whole():
+  from llm.data import pipeline
+  tok = _WordTok()
+  row = pipeline.encode_cloze(tok, " ".join(["word"] * 50), "{text} this is about [MASK] .", 16)
+  n = int(row["segment_ids"].sum())
+  assert n == 16                                       # the text was cut, not the template
+  assert list(row["inputs"][n - 6:n]) == [10, 11, 12, 6, 13, 5]
+  assert row["inputs"][row["mask_positions"]] == tok.mask_id and row["mask_positions"] == 13
+  with pytest.raises(ValueError, match="leaves no room for the text in seq_len=6"):
+    pipeline.encode_cloze(tok, "x", "{text} this is about [MASK] .", 6)
+
+
+def test_verbalizer_needs_one_single_piece_word_per_label():
+  import ml_collections
+  from llm.data import pipeline
+  config = ml_collections.ConfigDict({"corpus": "c", "cloze": {
+      "verbalizer": {"sports": "sport", "entertainment": "film"}}})
+  tok = _WordTok()
+  assert list(pipeline.verbalizer_ids(config, tok, ["entertainment", "sports"])) == [15, 14]
+  with pytest.raises(ValueError, match=r"has labels \['entertainment', 'sports'\] but corpus"):
+    pipeline.verbalizer_ids(config, tok, ["sports", "tech"])
+  config.cloze.verbalizer.sports = "two words"
+  with pytest.raises(ValueError, match="sports='two words' is 2 pieces"):
+    pipeline.verbalizer_ids(config, tok, ["entertainment", "sports"])
+
+
+def test_cloze_scores_are_label_word_logits_at_the_mask():
+  from llm.objectives import cloze
+  rng = np.random.default_rng(0)
+  mlm = rng.normal(size=(3, 7, 30)).astype(np.float32)
+  batch = {"mask_positions": jnp.array([2, 6, 0]), "verbalizer_ids": jnp.array([[5, 9, 1]] * 3),
+           "labels": jnp.array([1, 0, -1])}
+  got = np.asarray(cloze.class_logits({"mlm": jnp.asarray(mlm)}, batch))
+  np.testing.assert_array_equal(got, mlm[[0, 1, 2]][np.arange(3), [2, 6, 0]][:, [5, 9, 1]])
+  loss, sums = cloze.loss_fn({"mlm": jnp.asarray(mlm)}, batch, cloze.normalizers(batch))
+  want, _ = run(got, [1, 0, -1])
+  assert float(loss) == pytest.approx(want, rel=1e-6) and float(sums["examples"]) == 2
+
+
+def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
+  """llm.evaluate scores the pretrained MLM as is; llm.train then tunes it through the template;
+  an init without the needed head cannot be evaluated untrained."""
+  from conftest import tiny_overrides
+  bert = tiny_overrides(**{"total_steps": 2, "model.max_len": 64, "seq_len": 64})
+  proc = cli("train", "configs/bert_tiny.py", tmp_path / "bert", *bert)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  args = [f"--config.{k}={v}" for k, v in {"seq_len": 64, "batch_size": 16, "eval_batches": 2,
+                                            "total_steps": 2, "log_every": 1}.items()]
+  config = f"configs/cloze_topic.py:init={tmp_path / 'bert'}"
+  proc = cli("evaluate", config, tmp_path / "cloze", *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "evaluating init=" in proc.stdout and "newly initialised: nothing" in proc.stdout
+  result = json.loads((tmp_path / "cloze" / "evaluate.json").read_text())
+  rows = [json.loads(line) for line in (tmp_path / "cloze" / "predictions_validation.jsonl")
+          .read_text().splitlines()]
+  assert result["step"] == 0 and len(rows) == 32
+  assert np.mean([r["label"] == r["prediction"] for r in rows]) == pytest.approx(
+      result["accuracy"])
+  proc = cli("train", config, tmp_path / "cloze", *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "eval/accuracy" in json.loads((tmp_path / "cloze" / "metrics.jsonl").read_text()
+                                       .splitlines()[-1])
+  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path / "untrained", *args)
+  assert proc.returncode == 1
+  assert "init='minilm' has no classify_out" in proc.stderr and "train first" in proc.stderr

@@ -288,6 +288,50 @@ def _classification_rows(docs, all_docs, config, tok, train):
   return docs.map(example).to_iter_dataset(READ_OPTIONS)
 
 
+def _template_ids(tok, part):
+  """Token ids of a piece of template text, with [MASK] as the mask token."""
+  ids = []
+  for i, chunk in enumerate(part.split("[MASK]")):
+    if i:
+      ids.append(tok.mask_id)
+    if chunk.strip():
+      ids += tok.encode(chunk.strip())
+  return ids
+
+
+def encode_cloze(tok, text, template, seq_len):
+  """[CLS] template-with-text [SEP]: the text is cut so the template always fits whole.
+  Returns the row plus `mask_positions`, the index of the template's [MASK]."""
+  prefix, suffix = template.split("{text}")
+  before, after = _template_ids(tok, prefix), _template_ids(tok, suffix)
+  room = seq_len - 2 - len(before) - len(after)
+  if room < 1:
+    raise ValueError(f"cloze.template={template!r} leaves no room for the text in seq_len="
+                     f"{seq_len}; shorten the template or raise seq_len")
+  ids = [tok.cls_id] + before + tok.encode(text)[:room] + after + [tok.sep_id]
+  row = encode_single(tok, "", seq_len)
+  n = len(ids)
+  row["inputs"][:n], row["segment_ids"][:n], row["positions"][:n] = ids, 1, np.arange(n)
+  row["mask_positions"] = np.int32(ids.index(tok.mask_id))
+  return row
+
+
+def verbalizer_ids(config, tok, names):
+  """The token id of each class's label word (config.cloze.verbalizer), in class order."""
+  verbalizer = dict(config.cloze.verbalizer)
+  if set(verbalizer) != set(names):
+    raise ValueError(f"cloze.verbalizer has labels {sorted(verbalizer)} but corpus "
+                     f"{config.corpus!r} has {sorted(names)}; give one word per label")
+  ids = []
+  for name in names:
+    pieces = tok.encode(verbalizer[name])
+    if len(pieces) != 1:
+      raise ValueError(f"cloze.verbalizer: {name}={verbalizer[name]!r} is {len(pieces)} pieces "
+                       f"in this vocabulary ({tok.path}); choose a word that is one piece")
+    ids.append(pieces[0])
+  return np.asarray(ids, np.int32)
+
+
 def encode_words(tok, words, tags, seq_len):
   """[CLS] pieces [SEP] for a pre-split sentence; each word's tag sits on its first piece (the
   others get -1, ignored). A word with no pieces becomes [UNK] so words and tags stay aligned;
@@ -317,6 +361,21 @@ def _tagging_rows(docs, all_docs, config, tok, train):
   return docs.map(example).to_iter_dataset(READ_OPTIONS)
 
 
+def _cloze_rows(docs, all_docs, config, tok, train):
+  """One padded template row per example, with its [MASK] position, label and label words."""
+  del all_docs, train
+  template = config.cloze.template
+  if template.count("{text}") != 1 or template.count("[MASK]") != 1:
+    raise ValueError(f"cloze.template={template!r}: expected one '{{text}}' and one '[MASK]'")
+  words = verbalizer_ids(config, tok, label_names(corpus_builder(config)))
+  def example(item):
+    row = encode_cloze(tok, item[1]["text"], template, config.seq_len)
+    row["labels"] = np.int32(item[1]["label"])
+    row["verbalizer_ids"] = words
+    return row
+  return docs.map(example).to_iter_dataset(READ_OPTIONS)
+
+
 def _qa_rows(docs, all_docs, config, tok, train):
   """One row per context window (see data/qa.py); a long context gives several rows."""
   del all_docs, train
@@ -328,7 +387,7 @@ def _qa_rows(docs, all_docs, config, tok, train):
 
 ROW_BUILDERS = {"causal_lm": _causal_lm_rows, "masked_lm": _masked_lm_rows,
                 "classification": _classification_rows, "tagging": _tagging_rows,
-                "extractive_qa": _qa_rows}
+                "extractive_qa": _qa_rows, "cloze": _cloze_rows}
 # Keys whose padding value is -1 ("nothing here"); all others pad with 0.
 PAD_WITH_MINUS_ONE = ("labels", "example_index", "word_index")
 

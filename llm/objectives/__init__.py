@@ -7,10 +7,10 @@ for predictions files, and optionally score(predictions, source, info) for metri
 sequences or questions; `info` is the label names, or for QA the decoding settings (config.qa). Adding a task means adding a
 module here and a config, not editing the training loop.
 """
-from llm.objectives import causal_lm, classification, extractive_qa, masked_lm, tagging
+from llm.objectives import causal_lm, classification, cloze, extractive_qa, masked_lm, tagging
 
 OBJECTIVES = {"causal_lm": causal_lm, "masked_lm": masked_lm, "classification": classification,
-              "tagging": tagging, "extractive_qa": extractive_qa}
+              "tagging": tagging, "extractive_qa": extractive_qa, "cloze": cloze}
 
 
 def get_objective(name):
