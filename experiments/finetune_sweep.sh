@@ -26,7 +26,7 @@ declare -A RUN=(   # name -> config[:arg] and overrides
 )
 ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_scratch:0
        topic_scratch:1 topic_scratch:2 topic_minilm_lora:0 topic_minilm_lora:1 topic_minilm_lora:2
-       topic_minilm:0 topic_minilm:1 topic_minilm:2 sentiment_minilm:0 spam_minilm:0 ner_minilm:0
+       sentiment_minilm:0 spam_minilm:0 topic_minilm:0 topic_minilm:1 topic_minilm:2 ner_minilm:0
        topic_ours:0 qa_minilm:1 qa_minilm:2)
 [ $# -gt 0 ] && ORDER=("$@")
 
