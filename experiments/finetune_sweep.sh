@@ -17,17 +17,19 @@ declare -A RUN=(   # name -> config[:arg] and overrides
   [topic_minilm]="configs/finetune_topic.py"
   [topic_minilm_lora]="configs/finetune_topic.py:tuning=lora"
   [topic_minilm_prompt]="configs/finetune_topic.py:tuning=prompt"
+  [topic_minilm_probe]="configs/finetune_topic.py --config.optimizer.train_only=^(classify_out|pooler)/ --config.optimizer.learning_rate=3e-3"
   [topic_cloze_ours]="configs/cloze_topic.py:init=$bert --config.optimizer.learning_rate=5e-4"
   [sentiment_minilm]="configs/finetune_sentiment.py"
   [spam_minilm]="configs/finetune_spam.py"
   [ner_minilm]="configs/finetune_ner.py --config.optimizer.learning_rate=1e-4"
   [qa_scratch]="configs/finetune_qa.py:init=scratch"
   [qa_minilm]="configs/finetune_qa.py"
+  [qa_minilm_lr1e-4]="configs/finetune_qa.py --config.optimizer.learning_rate=1e-4"
 )
 ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_scratch:0
        topic_scratch:1 topic_scratch:2 topic_minilm_lora:0 topic_minilm_lora:1 topic_minilm_lora:2
-       sentiment_minilm:0 spam_minilm:0 topic_minilm:0 topic_minilm:1 topic_minilm:2 ner_minilm:0
-       topic_ours:0 qa_minilm:1 qa_minilm:2)
+       sentiment_minilm:0 spam_minilm:0 topic_minilm_probe:0 qa_minilm_lr1e-4:0 topic_minilm:0
+       topic_minilm:1 topic_minilm:2 ner_minilm:0 topic_ours:0 qa_minilm:1 qa_minilm:2)
 [ $# -gt 0 ] && ORDER=("$@")
 
 if [ ! -f "$bert/config.json" ]; then
