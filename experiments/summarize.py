@@ -1,6 +1,6 @@
 """Mean ± std (over seeds) of experiments/results/finetune.jsonl, as a markdown table.
 
-  python experiments/summarize.py [experiments/results/finetune.jsonl]
+  python experiments/summarize.py [experiments/results/finetune.jsonl | finetune_test.jsonl]
 """
 import collections
 import json

@@ -1,0 +1,45 @@
+"""Evaluates every finished sweep run on the test split and appends one JSON line per run to
+experiments/results/finetune_test.jsonl (same fields as finetune.jsonl, test figures as eval/*).
+
+  python experiments/test_metrics.py RUNS_DIR [BERT_WORKDIR]
+Runs already in the results file are skipped; summarize.py reads the file like finetune.jsonl.
+"""
+import json
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+
+RESULTS = pathlib.Path("experiments/results/finetune_test.jsonl")
+
+
+def main(runs, bert_workdir=None):
+  done = set()
+  if RESULTS.exists():
+    done = {(r["name"], r["seed"]) for r in map(json.loads, RESULTS.read_text().splitlines())}
+  for marker in sorted(pathlib.Path(runs).glob("*/done.json")):
+    run = json.loads(marker.read_text())
+    if run.get("skipped") or (run["name"], run["seed"]) in done:
+      continue
+    command = run["command"].replace("BERT_WORKDIR", bert_workdir or "BERT_WORKDIR")
+    args = shlex.split(command)[3:]   # drop "python -m llm.train"
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "llm.evaluate", *args, "--split=test",
+                           f"--workdir={marker.parent}"], capture_output=True, text=True)
+    if proc.returncode:
+      print(f"{run['name']} seed {run['seed']}: {proc.stderr.strip().splitlines()[-1]}")
+      continue
+    result = json.loads((marker.parent / "evaluate.json").read_text())
+    line = {"name": run["name"], "seed": run["seed"], "seconds": run["seconds"],
+            "eval_seconds": round(time.time() - start), "split": "test", "step": result["step"],
+            "command": command.replace("llm.train", "llm.evaluate", 1) + " --split=test",
+            **{f"eval/{k}": v for k, v in result.items() if k not in ("step", "split")}}
+    with RESULTS.open("a") as f:
+      f.write(json.dumps(line) + "\n")
+    print(f"{run['name']} seed {run['seed']}: " + ", ".join(
+        f"{k} {v:.3f}" for k, v in line.items() if k.startswith("eval/")))
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:])
