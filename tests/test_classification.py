@@ -53,7 +53,7 @@ def test_macro_f1_hand_computed():
 
 class _WordTok:
   cls_id, sep_id, mask_id, path = 4, 5, 6, "words"
-  words = {"this": 10, "is": 11, "about": 12, ".": 13, "sport": 14, "film": 15, "two words": 99}
+  words = {"this": 10, "is": 11, "about": 12, ".": 13, "sport": 14, "film": 15, "[MASK]": 6}
 
   def encode(self, text):
     return [self.words.get(w, 20 + len(w)) for w in text.split()] if text != "two words" else [1, 2]
@@ -67,6 +67,9 @@ def test_cloze_rows_keep_the_template_whole():
   assert n == 16                                       # the text was cut, not the template
   assert list(row["inputs"][n - 6:n]) == [10, 11, 12, 6, 13, 5]
   assert row["inputs"][row["mask_positions"]] == tok.mask_id and row["mask_positions"] == 13
+  # a [MASK] inside the text does not move the label position
+  row = pipeline.encode_cloze(tok, "[MASK]", "{text} this is about [MASK] .", 16)
+  assert row["mask_positions"] == 5 and row["inputs"][1] == tok.mask_id
   with pytest.raises(ValueError, match="leaves no room for the text in seq_len=6"):
     pipeline.encode_cloze(tok, "x", "{text} this is about [MASK] .", 6)
 

@@ -267,15 +267,19 @@ def _flatten(dataset):
   return grain.experimental.FlatMapIterDataset(dataset, _ListFlatten())
 
 
-def encode_single(tok, text, seq_len):
-  """[CLS] text [SEP], truncated to seq_len and padded with 0: the BERT input for one text."""
-  ids = [tok.cls_id] + tok.encode(text)[:seq_len - 2] + [tok.sep_id]
+def padded_row(ids, seq_len):
+  """One BERT input row holding `ids` (one segment, token type 0), padded with 0 to seq_len."""
   row = {"inputs": np.zeros(seq_len, np.int32), "segment_ids": np.zeros(seq_len, np.int32),
          "positions": np.zeros(seq_len, np.int32), "token_types": np.zeros(seq_len, np.int32)}
   row["inputs"][:len(ids)] = ids
   row["segment_ids"][:len(ids)] = 1
   row["positions"][:len(ids)] = np.arange(len(ids))
   return row
+
+
+def encode_single(tok, text, seq_len):
+  """[CLS] text [SEP], truncated to seq_len and padded with 0: the BERT input for one text."""
+  return padded_row([tok.cls_id] + tok.encode(text)[:seq_len - 2] + [tok.sep_id], seq_len)
 
 
 def _classification_rows(docs, all_docs, config, tok, train):
@@ -308,11 +312,12 @@ def encode_cloze(tok, text, template, seq_len):
   if room < 1:
     raise ValueError(f"cloze.template={template!r} leaves no room for the text in seq_len="
                      f"{seq_len}; shorten the template or raise seq_len")
-  ids = [tok.cls_id] + before + tok.encode(text)[:room] + after + [tok.sep_id]
-  row = encode_single(tok, "", seq_len)
-  n = len(ids)
-  row["inputs"][:n], row["segment_ids"][:n], row["positions"][:n] = ids, 1, np.arange(n)
-  row["mask_positions"] = np.int32(ids.index(tok.mask_id))
+  text_ids = tok.encode(text)[:room]
+  row = padded_row([tok.cls_id] + before + text_ids + after + [tok.sep_id], seq_len)
+  # Located in the template, not searched for: the text itself may contain the mask token.
+  mask = (1 + before.index(tok.mask_id) if tok.mask_id in before
+          else 1 + len(before) + len(text_ids) + after.index(tok.mask_id))
+  row["mask_positions"] = np.int32(mask)
   return row
 
 
@@ -345,11 +350,9 @@ def encode_words(tok, words, tags, seq_len):
     labels += [int(tag)] + [-1] * (len(ids) - 1)
   pieces.append(tok.sep_id)
   labels.append(-1)
-  row = encode_single(tok, "", seq_len)
-  n = len(pieces)
-  row["inputs"][:n], row["segment_ids"][:n], row["positions"][:n] = pieces, 1, np.arange(n)
+  row = padded_row(pieces, seq_len)
   row["labels"] = np.full(seq_len, -1, np.int32)
-  row["labels"][:n] = labels
+  row["labels"][:len(pieces)] = labels
   return row
 
 

@@ -67,11 +67,11 @@ def read_squad(path):
   return examples
 
 
-def write_squad(examples, path, title_key="title"):
+def write_squad(examples, path):
   """Writes examples (as read_squad returns them) as SQuAD v1.1 JSON, one paragraph per context."""
   articles = {}
   for ex in examples:
-    paragraphs = articles.setdefault(ex[title_key], {})
+    paragraphs = articles.setdefault(ex["title"], {})
     qas = paragraphs.setdefault(ex["context"], [])
     qas.append({"id": ex["id"], "question": ex["question"],
                 "answers": [{"text": t, "answer_start": int(s)} for t, s in
