@@ -80,7 +80,7 @@ def _merge(target, source, path, loaded):
 
 def _prompt_from_vocabulary(params, seed):
   """Soft prompt vectors copied from the embeddings of random tokens: prompt tuning of a
-  pretrained model starts far better from there than from noise (Lester et al., 2021, sec. 7)."""
+  pretrained model starts better from there than from random vectors (Lester et al., 2021)."""
   embedding, prompt = params["token_embed"]["embedding"], params["prompt"]
   # Tokens from the common part of the vocabulary, past the special and rare ones at the ends.
   low, high = min(1000, embedding.shape[0] // 10), min(5000, embedding.shape[0])
