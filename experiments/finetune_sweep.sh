@@ -2,7 +2,8 @@
 # Runs the fine-tuning results of experiments/README.md one after another and appends one JSON line
 # per run (name, seed, seconds, final validation metrics) to experiments/results/finetune.jsonl.
 #   bash experiments/finetune_sweep.sh RUNS_DIR [NAME ...]   (no names = all, in the order below)
-# Each run is `python -m llm.train` in RUNS_DIR/<name>_s<seed>; a finished run is not rerun.
+# Each run is `python -m llm.train` in RUNS_DIR/<name>_s<seed>; a finished run is not rerun. Each
+# finished run is then scored on the test split (test_metrics.py -> results/finetune_test.jsonl).
 # BERT_WORKDIR (our bert_tiny pretraining, default RUNS_DIR/bert_tiny) is trained first if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,11 +26,33 @@ declare -A RUN=(   # name -> config[:arg] and overrides
   [qa_scratch]="configs/finetune_qa.py:init=scratch"
   [qa_minilm]="configs/finetune_qa.py"
   [qa_minilm_lr1e-4]="configs/finetune_qa.py --config.optimizer.learning_rate=1e-4"
+  [sentiment_scratch]="configs/finetune_sentiment.py:init=scratch"
+  [sentiment_ours]="configs/finetune_sentiment.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [sentiment_minilm_lora]="configs/finetune_sentiment.py:tuning=lora"
+  [spam_scratch]="configs/finetune_spam.py:init=scratch"
+  [spam_ours]="configs/finetune_spam.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [spam_minilm_lora]="configs/finetune_spam.py:tuning=lora"
+  [ner_scratch]="configs/finetune_ner.py:init=scratch"
+  [ner_ours]="configs/finetune_ner.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [ner_minilm_lora]="configs/finetune_ner.py:tuning=lora"
+  # From scratch or from bert_tiny, 300 steps only ever predict O (loss plateaus near 0.35 until
+  # step ~650), so these rows train 5x longer.
+  [ner_scratch_1500]="configs/finetune_ner.py:init=scratch --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
+  [ner_ours_1500]="configs/finetune_ner.py:init=$bert --config.optimizer.learning_rate=5e-4 --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
+  # bert_tiny's position table has 128 entries, so its QA windows are 128 pieces (stride 64).
+  [qa_ours]="configs/finetune_qa.py:init=$bert --config.optimizer.learning_rate=5e-4 --config.seq_len=128 --config.qa.doc_stride=64"
+  [qa_minilm_lora]="configs/finetune_qa.py:tuning=lora"
 )
 ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_scratch:0
        topic_scratch:1 topic_scratch:2 topic_minilm_lora:0 topic_minilm_lora:1 topic_minilm_lora:2
        sentiment_minilm:0 spam_minilm:0 topic_minilm_probe:0 qa_minilm_lr1e-4:0 topic_minilm:0
-       topic_minilm:1 topic_minilm:2 ner_minilm:0 topic_ours:0 qa_minilm:1 qa_minilm:2)
+       topic_minilm:1 topic_minilm:2 ner_minilm:0 topic_ours:0 qa_minilm:1 qa_minilm:2
+       sentiment_scratch:0 sentiment_ours:0 sentiment_minilm_lora:0 ner_scratch:0 ner_ours:0
+       ner_minilm_lora:0 ner_scratch_1500:0 ner_ours_1500:0 qa_ours:0 spam_scratch:0 spam_ours:0
+       spam_minilm_lora:0 qa_minilm_lora:0 sentiment_scratch:1 sentiment_scratch:2 sentiment_ours:1
+       sentiment_ours:2 spam_scratch:1 spam_scratch:2 spam_ours:1 spam_ours:2 sentiment_minilm_lora:1
+       sentiment_minilm_lora:2 ner_scratch_1500:1 ner_scratch_1500:2 ner_ours_1500:1 ner_ours_1500:2
+       qa_ours:1 qa_ours:2 qa_scratch:1 qa_scratch:2)
 [ $# -gt 0 ] && ORDER=("$@")
 
 if [ ! -f "$bert/config.json" ]; then
@@ -56,4 +79,6 @@ line = {"name": name, "seed": int(seed), "seconds": int(seconds), "step": final[
 print(json.dumps(line))
 PY
   echo "$name seed $seed: ${seconds}s"
+  # Score it on the test split now, so the table does not depend on the workdir surviving.
+  .venv/bin/python experiments/test_metrics.py "$runs" "$bert"
 done

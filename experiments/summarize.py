@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 METRICS = ("eval/accuracy", "eval/macro_f1", "eval/span_f1", "eval/exact_match", "eval/f1")
+TASKS = ("topic", "sentiment", "spam", "ner", "qa")   # row order: by task, then as first run
 
 
 def main(path="experiments/results/finetune.jsonl"):
@@ -19,7 +20,9 @@ def main(path="experiments/results/finetune.jsonl"):
     runs[row["name"]][row["seed"]] = row        # a rerun of a seed replaces the earlier line
   print("| run | seeds | " + " | ".join(m.split("/")[1] for m in METRICS) + " | seconds/run |")
   print("|---|---|" + "---|" * len(METRICS) + "---|")
-  for name, seeds in runs.items():
+  order = sorted(runs, key=lambda name: TASKS.index(name.split("_")[0]))   # stable within a task
+  for name in order:
+    seeds = runs[name]
     rows = list(seeds.values())
     cells = []
     for metric in METRICS:
