@@ -35,8 +35,8 @@ declare -A RUN=(   # name -> config[:arg] and overrides
   [ner_scratch]="configs/finetune_ner.py:init=scratch"
   [ner_ours]="configs/finetune_ner.py:init=$bert --config.optimizer.learning_rate=5e-4"
   [ner_minilm_lora]="configs/finetune_ner.py:tuning=lora"
-  # From scratch or from bert_tiny, 300 steps only ever predict O (loss plateaus near 0.35 until
-  # step ~650), so these rows train 5x longer.
+  # From scratch or from bert_tiny, 300 steps only ever predict O (from scratch the loss sits near
+  # 0.35 until step ~650), so these rows train 5x longer.
   [ner_scratch_1500]="configs/finetune_ner.py:init=scratch --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
   [ner_ours_1500]="configs/finetune_ner.py:init=$bert --config.optimizer.learning_rate=5e-4 --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
   # bert_tiny's position table has 128 entries, so its QA windows are 128 pieces (stride 64).
