@@ -5,6 +5,7 @@ Args: size=tiny|base|large (BERT-base/large shapes build and shard; too big to t
 variant=bert|roberta (RoBERTa: no NSP, packed full documents, dynamic masking).
 """
 from llm.base_config import base_config, parse_arg
+from llm.models import presets
 
 SIZES = {  # layers, embed, heads, mlp, position table
     "tiny": (4, 256, 4, 1024, 128),
@@ -25,11 +26,9 @@ def get_config(arg=None):
   c.objective = "masked_lm"
   c.nsp = not roberta
   c.masking = "dynamic" if roberta else "static"
+  c.model.update(presets.BERT)
   c.model.update(num_layers=layers, embed_dim=embed, num_heads=heads, mlp_dim=mlp,
-                 max_len=max_len, causal=False, norm="post", position="learned",
-                 layer_norm_eps=1e-12, dropout_rate=0.1, attention_dropout_rate=0.1,
-                 type_vocab_size=0 if roberta else 2,
-                 heads=("mlm",) if roberta else ("mlm", "nsp"))
+                 max_len=max_len, type_vocab_size=0 if roberta else 2)
   c.optimizer.update(learning_rate=5e-4, warmup_steps=100, decay="linear", end_lr_ratio=0.0,
                      b2=0.999, eps=1e-6, weight_decay=0.01)
   c.seq_len = 128

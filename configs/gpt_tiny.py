@@ -4,6 +4,7 @@
 Paper shapes build (and shard) with :size=small (GPT-2 124M), :size=medium (350M), :size=large.
 """
 from llm.base_config import base_config, parse_arg
+from llm.models import presets
 
 SIZES = {  # layers, embed, heads, mlp, context
     "tiny": (4, 256, 4, 1024, 128),
@@ -20,8 +21,9 @@ def get_config(arg=None):
   layers, embed, heads, mlp, context = SIZES[args["size"]]
   c = base_config()
   c.objective = "causal_lm"
+  c.model.update(presets.GPT2)
   c.model.update(num_layers=layers, embed_dim=embed, num_heads=heads, mlp_dim=mlp,
-                 max_len=context, causal=True, norm="pre", position="learned", heads=("lm",))
+                 max_len=context)
   c.seq_len = 128
   c.total_steps = 600
   c.batch_size = 16

@@ -1,6 +1,11 @@
 """Defaults every experiment config starts from (configs/*.py override what they need)."""
 import ml_collections
 
+from llm.models import presets
+
+# The task heads a fine-tuning run adds (+ BERT's pooler): what LoRA and prompt tuning train.
+TASK_HEADS = r"^(pooler|classify_head|tag_head|span_head)/"
+
 
 def base_config():
   c = ml_collections.ConfigDict()
@@ -9,7 +14,8 @@ def base_config():
   c.data_dir = ""                 # "" = $LLM_DATA_DIR or ~/.cache/llm (TFDS data + tokenizers)
   # Your own files, for corpus="conll" (CoNLL-2003 NER) or "squad" (SQuAD v1.1 JSON).
   c.data_files = dict(train="", validation="", test="")
-  c.vocab_size = 8000
+  c.vocab_size = 8000             # the tokenizer's pieces
+  c.extra_ids = 0                 # ids past the tokenizer's, at the end of the model vocabulary
   # kind: sentencepiece (path "" = train one on the corpus and cache it) | wordpiece (path = a
   # Hugging Face BERT folder). A workdir's own tokenizer is in <workdir>/tokenizer.*
   c.tokenizer = dict(kind="sentencepiece", path="", model_type="unigram")
@@ -21,6 +27,8 @@ def base_config():
   c.nsp = True                    # next-sentence prediction (BERT); False = packed docs (RoBERTa)
   c.masking = "dynamic"           # dynamic (RoBERTa) | static (BERT)
   c.mask_prob = 0.15
+  # span_corruption only (T5): fraction of tokens dropped, mean length of a dropped span.
+  c.span_corruption = dict(noise_density=0.15, mean_span_length=3.0)
   # extractive_qa only (SQuAD recipe): question pieces kept, stride between context windows,
   # longest answer decoded (pieces), candidates per window for start and end.
   c.qa = dict(max_query_len=64, doc_stride=128, max_answer_len=30, n_best=20)
@@ -36,13 +44,19 @@ def base_config():
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.stop_at_step = 0              # > 0: save and exit after this step, as a preempted job would
+  # Resuming a checkpoint saved with the other model.scan_layers converts it only when asked.
+  c.convert_layout = False
 
+  # See llm/models/layers.py (ModelConfig) for what each key means; models/presets.py names the
+  # values that make a BERT, GPT-2, Llama or original Transformer.
   c.model = dict(
-      num_layers=4, embed_dim=256, num_heads=4, num_kv_heads=0, head_dim=0, mlp_dim=1024,
-      max_len=128, position="learned", rope_base=10000.0, norm="pre", layer_norm_eps=1e-6,
-      dropout_rate=0.1, attention_dropout_rate=0.0, causal=True, type_vocab_size=0,
-      tie_embeddings=True, heads=("lm",), num_classes=0, prompt_length=0, dtype="float32",
-      attention_impl="auto")   # prompt_length > 0: soft prompt vectors after the first token
+      family="decoder", num_layers=4, num_decoder_layers=0, embed_dim=256, num_heads=4,
+      num_kv_heads=0, head_dim=0, mlp_dim=1024, mlp="gelu", use_bias=True, max_len=128,
+      position="learned", rope_base=10000.0, relative_buckets=32, relative_max_distance=128,
+      norm="pre", norm_kind="layernorm", layer_norm_eps=1e-6,
+      embed_norm=False, embed_scale=False, dropout_rate=0.1, attention_dropout_rate=0.0,
+      type_vocab_size=0, tie_embeddings=True, num_classes=0, prompt_length=0, dtype="float32",
+      attention_impl="auto", scan_layers=False, remat="none")
   c.optimizer = dict(
       learning_rate=1e-3, warmup_steps=100, decay="cosine", end_lr_ratio=0.1, b1=0.9, b2=0.95,
       eps=1e-8, weight_decay=0.1, no_decay=r"(bias|scale|embedding)$", clip_norm=1.0,
@@ -51,7 +65,7 @@ def base_config():
   # LoRA (rank 0 = off): adapters on the kernels matching `targets`; only they and the
   # parameters matching `train_also` (a new task head) train.
   c.lora = dict(rank=0, alpha=16.0, targets=r"attention/(query|value)/kernel",
-                train_also=r"^(classify_out|tag_out|span_out|pooler)/")
+                train_also=TASK_HEADS)
 
   c.mesh = dict(data=-1, fsdp=1, tensor=1)
   # Logical axis -> mesh axes, highest priority first. A mesh axis already used by an earlier
@@ -66,6 +80,7 @@ def base_config():
       ("embed", "fsdp"),
       ("length", None),
       ("kv", None),
+      ("layers", None),   # the stacked axis of scanned layers
   ]
   return c
 
@@ -81,10 +96,6 @@ def from_saved(values):
         node[key] = value
   fill(config, values)
   return config
-
-
-OBJECTIVE_HEAD = {"classification": ("classify",), "tagging": ("tag",), "extractive_qa": ("span",),
-                  "cloze": ("mlm",)}
 
 
 def classification_config(corpus, arg, total_steps, seq_len=128, objective="classification"):
@@ -105,23 +116,20 @@ def classification_config(corpus, arg, total_steps, seq_len=128, objective="clas
   c.init = "" if args["init"] == "scratch" else args["init"]
   c.seq_len = seq_len
   # The shape below is used from scratch; a pretrained init replaces it with the source's.
+  c.model.update(presets.BERT)
   c.model.update(num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024, max_len=seq_len,
-                 causal=False, norm="post", position="learned", layer_norm_eps=1e-12,
-                 dropout_rate=0.1, attention_dropout_rate=0.1, type_vocab_size=2,
-                 heads=OBJECTIVE_HEAD[objective],
                  num_classes=0)   # 0 = the corpus' number of labels
   # BERT's fine-tuning recipe; from scratch a 10x larger peak rate trains far better.
   c.optimizer.update(learning_rate=5e-4 if args["init"] == "scratch" else 5e-5,
                      warmup_steps=total_steps // 10, decay="linear", end_lr_ratio=0.0,
                      b2=0.999, eps=1e-6, weight_decay=0.01)
-  heads = r"^(classify_out|tag_out|span_out|pooler)/"   # the new task head (+ BERT's pooler)
   if args["tuning"] == "lora":     # low-rank adapters on query/value + the head
-    c.lora.update(rank=8, alpha=16.0, train_also=heads)
+    c.lora.update(rank=8, alpha=16.0, train_also=TASK_HEADS)
     c.optimizer.learning_rate = 1e-3
   elif args["tuning"] == "prompt":   # 20 soft prompt vectors + the head; the encoder is frozen
     c.model.prompt_length = 20
     c.model.max_len = seq_len + 20
-    c.optimizer.train_only = r"^prompt$|" + heads[1:]
+    c.optimizer.train_only = r"/prompt$|" + TASK_HEADS
     c.optimizer.learning_rate = 3e-3
   elif args["tuning"] != "full":
     raise ValueError(f"config arg tuning={args['tuning']!r}: expected full, lora or prompt")

@@ -8,11 +8,14 @@ import sys
 import grain
 import orbax.checkpoint as ocp
 
-# Model settings that change parameter shapes: a checkpoint only restores if these match.
-SHAPE_KEYS = ("num_layers", "embed_dim", "num_heads", "num_kv_heads", "head_dim", "mlp_dim",
-              "max_len", "position", "type_vocab_size", "tie_embeddings", "heads", "prompt_length")
-# Shape keys added later: the value older checkpoints were written with.
-SHAPE_DEFAULTS = {"prompt_length": 0}
+from llm.base_config import from_saved
+
+# Model settings that change which parameters exist or their shapes: a checkpoint only restores
+# if these match (the layer layout, model.scan_layers, is checked on its own: it converts).
+SHAPE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_heads",
+              "num_kv_heads", "head_dim", "mlp_dim", "mlp", "use_bias", "max_len", "position",
+              "relative_buckets", "norm_kind", "embed_norm", "type_vocab_size", "tie_embeddings",
+              "prompt_length")
 
 
 def make_manager(workdir, keep):
@@ -32,30 +35,59 @@ def saved_config(manager, step):
   return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
 
-def check_compatible(saved, config, step_dir):
-  """Raises ValueError when the checkpoint was written for a differently shaped model."""
+def check_compatible(saved, config, step_dir, layout_may_differ=False):
+  """Raises ValueError when the checkpoint was written for a differently shaped model (or, unless
+  `layout_may_differ`, with the other layer layout)."""
+  from llm import tasks
+  model = saved.get("model", {})
+  if "family" not in model:
+    raise ValueError(f"checkpoint {step_dir} was written before model families existed (its "
+                     f"parameter names differ); train a new run in a new --workdir")
   diffs = []
-  if saved.get("vocab_size") != config.vocab_size:
-    diffs.append(f"vocab_size {saved.get('vocab_size')} vs {config.vocab_size}")
+  for key in ("vocab_size", "extra_ids"):
+    if saved.get(key, 0) != config.get(key, 0):
+      diffs.append(f"{key} {saved.get(key, 0)} vs {config.get(key, 0)}")
   for key in SHAPE_KEYS:
-    old = saved.get("model", {}).get(key, SHAPE_DEFAULTS.get(key))
-    new = config.model.get(key, SHAPE_DEFAULTS.get(key))
-    if isinstance(new, tuple):
-      new = list(new)
-    if old != new:
-      diffs.append(f"model.{key} {old} vs {new}")
+    if model.get(key) != config.model.get(key):
+      diffs.append(f"model.{key} {model.get(key)} vs {config.model.get(key)}")
+  saved_heads = tasks.get_task(saved["objective"]).heads(from_saved(saved))
+  heads = tasks.get_task(config.objective).heads(config)
+  if tuple(saved_heads) != tuple(heads):
+    diffs.append(f"heads {list(saved_heads)} vs {list(heads)}")
   if diffs:
     raise ValueError(f"checkpoint {step_dir} was saved for another model shape (checkpoint vs "
                      f"config: {', '.join(diffs)}); use the same model settings or a new --workdir")
+  scanned = bool(model.get("scan_layers"))
+  if not layout_may_differ and scanned != bool(config.model.scan_layers):
+    raise ValueError(f"checkpoint {step_dir} stores its layers with model.scan_layers={scanned}; "
+                     f"set --config.model.scan_layers={scanned}, or add "
+                     f"--config.convert_layout=True to convert it as it is restored")
 
 
-def latest_compatible_step(manager, config):
-  """The newest saved step, after checking it was written for `config`'s model shape."""
+def latest_step(manager):
+  """The newest saved step; FileNotFoundError when there is none."""
   step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {manager.directory}; train first with llm.train")
-  check_compatible(saved_config(manager, step), config, manager.directory / str(step))
   return step
+
+
+def restore_params(manager, step, abstract_params):
+  """Only the params of a saved train state (no optimizer state is read), onto the shardings in
+  `abstract_params`. An unreadable checkpoint raises one ValueError."""
+  path = manager.directory / str(step) / "state"
+  args = ocp.args.PyTreeRestore(
+      item={"params": abstract_params},
+      restore_args={"params": ocp.checkpoint_utils.construct_restore_args(abstract_params)},
+      partial_restore=True)
+  stderr, sys.stderr = sys.stderr, open(os.devnull, "w")   # see restore()
+  try:
+    params = ocp.PyTreeCheckpointer().restore(path, args=args)["params"]
+  except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used
+    raise ValueError(f"checkpoint {manager.directory / str(step)} could not be restored "
+                     f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from e
+  sys.stderr = stderr
+  return params
 
 
 def restore(manager, step, abstract_state, data_iterator=None):

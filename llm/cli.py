@@ -7,7 +7,8 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from llm import parallel
+from llm import parallel, tasks, transfer
+from llm.models import heads as heads_lib, model_config
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config: configs/NAME.py[:arg].",
@@ -17,8 +18,22 @@ flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed
                   "(auto-detects TPU pods and SLURM; elsewhere set JAX_COORDINATOR_ADDRESS, "
                   "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
 
-OBJECTIVE_HEADS = {"causal_lm": ("lm",), "masked_lm": ("mlm",), "classification": ("classify",),
-                   "tagging": ("tag",), "extractive_qa": ("span",), "cloze": ("mlm",)}
+def resolve_config(config, num_devices):
+  """Fills in, once and before anything runs, what the config leaves to its sources (the init's
+  architecture and tokenizer, the corpus' class count), then checks it; read-only after this."""
+  transfer.resolve_init(config)
+  if set(heads_lib.CLASS_HEADS) & set(tasks.get_task(config.objective).heads(config)):
+    from llm.data import pipeline   # TFDS: only for corpora with labels
+    count = pipeline.num_classes(pipeline.corpus_builder(config))
+    if not count:
+      raise ValueError(f"corpus {config.corpus!r} has no label or tags feature to classify")
+    if config.model.num_classes not in (0, count):
+      raise ValueError(f"model.num_classes={config.model.num_classes} but corpus "
+                       f"{config.corpus!r} has {count} classes; leave it 0 to take the corpus' "
+                       f"count")
+    config.model.num_classes = count
+  check_config(config, num_devices)
+  return config
 
 
 def check_config(config, num_devices):
@@ -26,13 +41,12 @@ def check_config(config, num_devices):
   for key in ("total_steps", "batch_size", "seq_len", "vocab_size"):
     if config[key] <= 0:
       raise ValueError(f"{key}={config[key]} must be positive")
-  if config.objective not in OBJECTIVE_HEADS:
-    raise ValueError(f"objective={config.objective!r}: expected one of {sorted(OBJECTIVE_HEADS)}")
-  missing = set(OBJECTIVE_HEADS[config.objective]) - set(config.model.heads)
-  if missing:
-    raise ValueError(f"objective {config.objective} needs model.heads to include {sorted(missing)}")
-  if config.objective == "masked_lm" and config.nsp and "nsp" not in config.model.heads:
-    raise ValueError("nsp=True needs 'nsp' in model.heads (or set --config.nsp=False)")
+  task = tasks.get_task(config.objective)
+  if config.model.family not in task.families:
+    raise ValueError(f"objective={config.objective!r} needs a model.family in "
+                     f"{list(task.families)}, not {config.model.family!r}")
+  model_config(config)   # the model's own checks (kinds, shapes)
+  task.check(config)
   prompt = config.model.get("prompt_length", 0)
   if prompt < 0:
     raise ValueError(f"model.prompt_length={prompt} must be >= 0")
@@ -53,16 +67,6 @@ def check_config(config, num_devices):
   if config.batch_size % (ways * accum):
     raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"
                      f" shards x {accum} accumulation steps = {ways * accum}")
-  if config.objective == "extractive_qa":
-    qa = config.qa
-    for key in ("max_query_len", "doc_stride", "max_answer_len", "n_best"):
-      if qa[key] <= 0:
-        raise ValueError(f"qa.{key}={qa[key]} must be positive")
-    if qa.max_query_len + 3 + qa.doc_stride > config.seq_len:
-      raise ValueError(f"seq_len={config.seq_len} must hold [CLS] question [SEP] window [SEP] "
-                       f"with windows at least doc_stride long: need seq_len >= "
-                       f"qa.max_query_len + qa.doc_stride + 3 = "
-                       f"{qa.max_query_len + qa.doc_stride + 3}")
   for key in ("log_every", "eval_every", "checkpoint_every"):
     if config[key] < 0:
       raise ValueError(f"{key}={config[key]} must be >= 0 (0 = only at the end)")

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from llm import checkpoint, cli, lora, metrics, optim, parallel, state as state_lib
+from llm import checkpoint, cli, lora, metrics, parallel, weights
 from llm.data import pipeline
 from llm.data.tokenizer import BOS, EOS
 from llm.models import build_model
@@ -58,24 +58,24 @@ def generate(model, params, prompt_ids, max_new_tokens, temperature, top_k, num_
 
 def generate_from_checkpoint(config, workdir):
   f = flags.FLAGS
-  cli.check_config(config, jax.device_count())
-  if not config.model.causal or "lm" not in config.model.heads:
-    raise ValueError("llm.generate needs a causal model with an 'lm' head (e.g. configs/gpt_tiny.py)")
+  cli.resolve_config(config, jax.device_count())
+  if config.model.family != "decoder":
+    raise ValueError(f"llm.generate needs model.family='decoder' (e.g. configs/gpt_tiny.py), "
+                     f"not {config.model.family!r}")
   if f.temperature < 0 or f.top_k < 0 or f.max_new_tokens <= 0 or f.num_samples <= 0:
     raise ValueError("--temperature and --top_k must be >= 0, --max_new_tokens and "
                      "--num_samples > 0")
   workdir = cli.workdir_path(workdir, create=False)
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  step = checkpoint.latest_compatible_step(manager, config)
+  step = checkpoint.latest_step(manager)
   tok = pipeline.load_tokenizer(config, pipeline.prepare_corpus(config))
   prompt_ids = [BOS] + tok.encode(f.prompt)
   if len(prompt_ids) + f.max_new_tokens > config.model.max_len:
     raise ValueError(f"prompt ({len(prompt_ids)} tokens) + --max_new_tokens={f.max_new_tokens} "
                      f"is longer than model.max_len={config.model.max_len}")
   mesh = parallel.make_mesh(config.mesh)
-  model, (optimizer, _) = build_model(config), optim.make_optimizer(config)
-  abstract_state, _ = state_lib.state_shardings(model, optimizer, config, mesh)
-  params = lora.merge(checkpoint.restore(manager, step, abstract_state)["params"], config.lora)
+  model = build_model(config, heads=("lm",))
+  params = lora.merge(weights.restore_params(manager, step, config, mesh), config.lora)
   samples = generate(model, params, prompt_ids, f.max_new_tokens, f.temperature, f.top_k,
                      f.num_samples, f.sample_seed)
   for i, ids in enumerate(samples):

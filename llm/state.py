@@ -18,17 +18,34 @@ def dummy_batch(config, batch_size=1):
            "positions": np.broadcast_to(np.arange(config.seq_len, dtype=np.int32), shape)}
   if config.model.type_vocab_size:
     batch["token_types"] = np.zeros(shape, np.int32)
+  if config.model.family == "encoder_decoder":
+    batch.update({f"decoder_{k}": v for k, v in batch.items() if k != "token_types"})
   return batch
 
 
-def _boxed_state(model, optimizer, config, rng):
-  """State whose params (and matching optimizer slots) are still LogicallyPartitioned boxes."""
+def _boxed_params(model, config, rng):
+  """Params (LoRA adapters included) still in their LogicallyPartitioned boxes."""
   params_rng, dropout_rng = jax.random.split(rng)
   variables = model.init({"params": params_rng, "dropout": dropout_rng}, dummy_batch(config))
   params = variables["params"]
   if config.lora.rank > 0:   # small and replicated: the adapters carry no logical axis names
     params = dict(params, lora=lora.init_adapters(nn.unbox(params), config.lora,
                                                   jax.random.fold_in(rng, 2)))
+  return params
+
+
+def abstract_params(model, config, mesh):
+  """Shapes, dtypes and shardings on `mesh` of the model's params, without materialising any."""
+  boxed = jax.eval_shape(lambda r: _boxed_params(model, config, r), jax.random.PRNGKey(0))
+  shardings = parallel.logical_to_sharding(parallel.logical_specs(boxed), mesh,
+                                           parallel.axis_rules(config))
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      nn.unbox(boxed), shardings)
+
+
+def _boxed_state(model, optimizer, config, rng):
+  """State whose params (and matching optimizer slots) are still LogicallyPartitioned boxes."""
+  params = _boxed_params(model, config, rng)
   return {"step": jnp.zeros((), jnp.int32), "params": params,
           "opt_state": optimizer.init(params), "rng": jax.random.fold_in(rng, 1)}
 

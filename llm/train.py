@@ -14,25 +14,26 @@ import optax
 import tqdm
 from absl import app
 
-from llm import checkpoint, cli, lora, metrics, optim, parallel, state as state_lib, transfer
+from llm import checkpoint, cli, convert, lora, metrics, optim, parallel, state as state_lib
+from llm import tasks, transfer
 from llm.data import pipeline
+from llm.base_config import from_saved
 from llm.models import build_model
-from llm.objectives import get_objective
 
 
-def make_train_step(model, objective, optimizer, schedule, config):
+def make_train_step(model, task, optimizer, schedule, config):
   accum_steps = config.optimizer.grad_accum_steps
 
   def micro_loss(params, batch, rng, norms):
     outputs = model.apply({"params": lora.merge(params, config.lora)}, batch, train=True,
                           rngs={"dropout": rng})
-    return objective.loss_fn(outputs, batch, norms)
+    return task.loss_fn(outputs, batch, norms)
 
   grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
   def train_step(state, batch):
     rng = jax.random.fold_in(state["rng"], state["step"])
-    norms = objective.normalizers(batch)   # whole-batch denominators: accumulation stays exact
+    norms = task.normalizers(batch)   # whole-batch denominators: accumulation stays exact
     if accum_steps == 1:
       (_, sums), grads = grad_fn(state["params"], batch, rng, norms)
     else:
@@ -60,12 +61,12 @@ def make_train_step(model, objective, optimizer, schedule, config):
   return train_step
 
 
-def make_eval_step(model, objective, config):
+def make_eval_step(model, task, config):
   """(params, batch) -> (metric sums, predictions or None)."""
   def eval_step(params, batch):
     outputs = model.apply({"params": lora.merge(params, config.lora)}, batch, train=False)
-    sums = objective.loss_fn(outputs, batch, objective.normalizers(batch))[1]
-    predicted = objective.predict(outputs, batch) if hasattr(objective, "predict") else None
+    sums = task.loss_fn(outputs, batch, task.normalizers(batch))[1]
+    predicted = task.predict(outputs, batch) if task.predict else None
     return sums, predicted
   return eval_step
 
@@ -78,9 +79,9 @@ def put_batch(batch, mesh, rules):
       for k, v in batch.items()}
 
 
-def evaluate(eval_step, params, batches, mesh, rules, objective, reference=None):
+def evaluate(eval_step, params, batches, mesh, rules, task, reference=None):
   """Metrics over all batches: sums of numerators/denominators, summarized; plus whole-split
-  scores (e.g. entity F1) when the objective has `score` and `reference` = (source, label names).
+  scores (e.g. entity F1) when the task has `score` (reading `reference`, from task.reference).
   Returns (metrics, predictions in split order or None)."""
   totals, predictions = {}, []
   for batch in batches:
@@ -89,32 +90,30 @@ def evaluate(eval_step, params, batches, mesh, rules, objective, reference=None)
       totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
     if predicted is not None:
       predictions.append(predicted)
-  result = objective.summarize(totals)
+  result = task.summarize(totals)
   # Arrays, or dicts of arrays (QA), one per batch -> one per split.
   predictions = (jax.tree.map(lambda *rows: np.concatenate(rows), *predictions)
                  if predictions else None)
-  if reference is not None and hasattr(objective, "score"):
-    result.update(objective.score(predictions, *reference))
+  if reference is not None and task.score:
+    result.update(task.score(predictions, *reference))
   return result, predictions
 
 
 def train_and_evaluate(config, workdir):
   """Runs (or resumes) training and returns the final validation metrics."""
-  transfer.resolve_init(config)   # a pretrained start fixes the model shape and tokenizer
-  cli.check_config(config, jax.device_count())
+  cli.resolve_config(config, jax.device_count())   # e.g. a pretrained start fixes the shape
   workdir = cli.workdir_path(workdir)
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.axis_rules(config)
 
   # Data: the corpus is built and the tokenizer trained on first use, then cached.
+  task = tasks.get_task(config.objective)
   builder = pipeline.prepare_corpus(config)
-  pipeline.set_num_classes(config, builder)
   tok = pipeline.load_tokenizer(config, builder)
-  train_iter = pipeline.train_iterator(config, tok, builder)
-  eval_batches = pipeline.eval_batches(config, tok, builder)
+  train_iter = pipeline.train_iterator(config, task, tok, builder)
+  eval_batches = pipeline.eval_batches(config, task, tok, builder)
 
-  model = build_model(config)
-  objective = get_objective(config.objective)
+  model = build_model(config, task.heads(config))
   optimizer, schedule = optim.make_optimizer(config)
   abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
 
@@ -126,8 +125,19 @@ def train_and_evaluate(config, workdir):
       state["params"] = transfer.load_pretrained(config, state["params"], mesh)
   else:
     step_dir = manager.directory / str(start)
-    checkpoint.check_compatible(checkpoint.saved_config(manager, start), config, step_dir)
-    state = checkpoint.restore(manager, start, abstract_state, train_iter)
+    saved = checkpoint.saved_config(manager, start)
+    checkpoint.check_compatible(saved, config, step_dir, layout_may_differ=config.convert_layout)
+    scanned = bool(saved["model"].get("scan_layers"))
+    if scanned == bool(config.model.scan_layers):
+      state = checkpoint.restore(manager, start, abstract_state, train_iter)
+    else:   # restore in the saved layout, then restack params and optimizer state alike
+      saved_config = from_saved(saved)
+      saved_abstract, _ = state_lib.state_shardings(build_model(saved_config, task.heads(config)),
+                                                    optimizer, saved_config, mesh)
+      state = checkpoint.restore(manager, start, saved_abstract, train_iter)
+      state = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding),
+                           convert.to_layout(state, config.model.scan_layers), abstract_state)
+      metrics.log(f"converted {step_dir} to model.scan_layers={config.model.scan_layers}")
     metrics.log(f"resumed from {step_dir}")
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(config.to_json(indent=2))
@@ -140,15 +150,16 @@ def train_and_evaluate(config, workdir):
               + state_lib.describe_trainable(state, config))
 
   # Batch shardings (None) are taken from the global arrays put_batch builds.
-  train_step = jax.jit(make_train_step(model, objective, optimizer, schedule, config),
+  train_step = jax.jit(make_train_step(model, task, optimizer, schedule, config),
                        in_shardings=(shardings, None),
                        out_shardings=(shardings, None, None), donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(model, objective, config), in_shardings=(shardings["params"], None),
+  eval_step = jax.jit(make_eval_step(model, task, config),
+                      in_shardings=(shardings["params"], None),
                       out_shardings=parallel.replicated(mesh))
-  reference = pipeline.eval_reference(builder, "validation", config)
+  reference = task.reference(builder, "validation", config) if task.reference else None
 
   def run_eval():
-    return evaluate(eval_step, state["params"], eval_batches, mesh, rules, objective, reference)[0]
+    return evaluate(eval_step, state["params"], eval_batches, mesh, rules, task, reference)[0]
 
   bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
                   or jax.process_index() != 0, dynamic_ncols=True)
@@ -167,7 +178,7 @@ def train_and_evaluate(config, workdir):
     if (config.log_every and step % config.log_every == 0) or last:
       stats = jax.device_get(stats)
       elapsed = time.perf_counter() - tick
-      record.update({f"train/{k}": v for k, v in objective.summarize(
+      record.update({f"train/{k}": v for k, v in task.summarize(
           jax.device_get(train_sums)).items()})
       # Loss/perplexity/accuracy average the whole interval; norm and rate are this step's.
       record.update({"train/grad_norm": stats["grad_norm"],

@@ -9,20 +9,19 @@ import json
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from llm import checkpoint, metrics, optim, state as state_lib
-from llm.base_config import from_saved
-from llm.models import build_model
+from llm import convert, metrics, state as state_lib, weights
+from llm.convert import hf_bert
 
-# Model settings a fine-tuning run takes over from its init source.
-ARCHITECTURE_KEYS = ("num_layers", "embed_dim", "num_heads", "num_kv_heads", "head_dim", "mlp_dim",
-                     "max_len", "position", "rope_base", "norm", "layer_norm_eps", "causal",
-                     "type_vocab_size", "tie_embeddings")
-
-
-def _is_our_workdir(path):
-  return (path / "checkpoints").is_dir() and (path / "config.json").is_file()
+# Model settings a fine-tuning run takes over from its init source (not the layer layout:
+# params convert to the run's own model.scan_layers).
+ARCHITECTURE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_heads",
+                     "num_kv_heads", "head_dim", "mlp_dim", "mlp", "use_bias", "max_len",
+                     "position", "rope_base", "relative_buckets", "relative_max_distance", "norm",
+                     "norm_kind", "layer_norm_eps", "embed_norm", "embed_scale", "type_vocab_size",
+                     "tie_embeddings")
 
 
 def resolve_init(config):
@@ -30,9 +29,13 @@ def resolve_init(config):
   if not config.init:
     return config
   path = pathlib.Path(config.init).expanduser()
-  if _is_our_workdir(path):
+  if weights.is_workdir(path):
     source = json.loads((path / "config.json").read_text())
+    if "family" not in source["model"]:
+      raise ValueError(f"init={config.init!r} was trained before model families existed (its "
+                       f"parameter names differ); retrain it")
     config.vocab_size = source["vocab_size"]
+    config.extra_ids = source.get("extra_ids", 0)
     for key in ARCHITECTURE_KEYS:
       config.model[key] = source["model"][key]
     if (path / "tokenizer.model").is_file():
@@ -40,23 +43,12 @@ def resolve_init(config):
     else:
       config.tokenizer.update(kind=source["tokenizer"]["kind"], path=source["tokenizer"]["path"])
     return config
-  from llm import hf
-  model_dir = hf.resolve_model_dir(config.init)
-  overrides = hf.bert_model_overrides(model_dir)
+  model_dir = hf_bert.resolve_model_dir(config.init)
+  overrides = hf_bert.model_overrides(model_dir)
   config.vocab_size = overrides["vocab_size"]
   config.model.update({k: v for k, v in overrides["model"].items() if k in ARCHITECTURE_KEYS})
   config.tokenizer.update(kind="wordpiece", path=str(model_dir))
   return config
-
-
-def _our_params(path, mesh):
-  """The params of the latest checkpoint in one of our workdirs, on `mesh`."""
-  source = from_saved(json.loads((path / "config.json").read_text()))
-  manager = checkpoint.make_manager(path, source.keep_checkpoints)
-  step = checkpoint.latest_compatible_step(manager, source)
-  model, (optimizer, _) = build_model(source), optim.make_optimizer(source)
-  abstract, _ = state_lib.state_shardings(model, optimizer, source, mesh)
-  return checkpoint.restore(manager, step, abstract)["params"]
 
 
 def _merge(target, source, path, loaded):
@@ -73,7 +65,7 @@ def _merge(target, source, path, loaded):
         raise ValueError(f"init: {where} has shape {tuple(source[key].shape)} in the source but "
                          f"{tuple(value.shape)} in this model; use a config with the source's "
                          f"shape")
-      out[key] = jax.device_put(np.asarray(source[key], value.dtype), value.sharding)
+      out[key] = jax.device_put(jnp.asarray(source[key], value.dtype), value.sharding)
       loaded.append(where)
   return out
 
@@ -81,7 +73,8 @@ def _merge(target, source, path, loaded):
 def _prompt_from_vocabulary(params, seed):
   """Soft prompt vectors copied from the embeddings of random tokens: prompt tuning of a
   pretrained model starts better from there than from random vectors (Lester et al., 2021)."""
-  embedding, prompt = params["token_embed"]["embedding"], params["prompt"]
+  stack = "encoder" if "encoder" in params else "decoder"
+  embedding, prompt = params["token_embed"]["embedding"], params[stack]["prompt"]
   # Tokens from the common part of the vocabulary, past the special and rare ones at the ends.
   low, high = min(1000, embedding.shape[0] // 10), min(5000, embedding.shape[0])
   ids = np.random.default_rng(seed).choice(np.arange(low, high), prompt.shape[0], replace=False)
@@ -93,17 +86,20 @@ def load_pretrained(config, params, mesh, require_all=False):
   """Returns `params` with the init source's tensors loaded into it. `require_all`: raise if the
   source lacks any of them (evaluating an untrained head would measure noise)."""
   path = pathlib.Path(config.init).expanduser()
-  if _is_our_workdir(path):
-    source = _our_params(path, mesh)
+  if weights.is_workdir(path):
+    source = weights.workdir_params(path, mesh)[0]
   else:
-    from llm import hf
-    source = hf.load_bert_params(hf.resolve_model_dir(config.init))
+    source = hf_bert.load_params(hf_bert.resolve_model_dir(config.init))
+  source = convert.to_layout(source, scan=bool(config.model.scan_layers))
   loaded = []
   merged = _merge(params, source, "", loaded)
-  if "prompt" in merged and "prompt" not in source:
-    merged["prompt"] = _prompt_from_vocabulary(merged, config.seed)
-  fresh = sorted({p.split("/")[0] for p in state_lib.param_paths(params)} -
-                 {p.split("/")[0] for p in loaded})
+  for stack in ("encoder", "decoder"):
+    if "prompt" in merged.get(stack, {}) and "prompt" not in source.get(stack, {}):
+      merged[stack] = dict(merged[stack], prompt=_prompt_from_vocabulary(merged, config.seed))
+  # What starts fresh, named by top-level module (by stack-level one inside encoder/decoder).
+  def part(p):
+    return "/".join(p.split("/")[:2 if p.startswith(("encoder/", "decoder/")) else 1])
+  fresh = sorted({part(p) for p in state_lib.param_paths(params)} - {part(p) for p in loaded})
   if not loaded:
     raise ValueError(f"init={config.init!r} shares no parameters with this model")
   if require_all and fresh:

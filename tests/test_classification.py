@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from llm.objectives import classification
+from llm.tasks import classification, cloze
 
 
 def run(logits, labels):
@@ -60,43 +60,40 @@ class _WordTok:
 
 
 def test_cloze_rows_keep_the_template_whole():
-  from llm.data import pipeline
   tok = _WordTok()
-  row = pipeline.encode_cloze(tok, " ".join(["word"] * 50), "{text} this is about [MASK] .", 16)
+  row = cloze.encode_cloze(tok, " ".join(["word"] * 50), "{text} this is about [MASK] .", 16)
   n = int(row["segment_ids"].sum())
   assert n == 16                                       # the text was cut, not the template
   assert list(row["inputs"][n - 6:n]) == [10, 11, 12, 6, 13, 5]
   assert row["inputs"][row["mask_positions"]] == tok.mask_id and row["mask_positions"] == 13
   # a [MASK] inside the text does not move the label position
-  row = pipeline.encode_cloze(tok, "[MASK]", "{text} this is about [MASK] .", 16)
+  row = cloze.encode_cloze(tok, "[MASK]", "{text} this is about [MASK] .", 16)
   assert row["mask_positions"] == 5 and row["inputs"][1] == tok.mask_id
   with pytest.raises(ValueError, match="leaves no room for the text in seq_len=6"):
-    pipeline.encode_cloze(tok, "x", "{text} this is about [MASK] .", 6)
+    cloze.encode_cloze(tok, "x", "{text} this is about [MASK] .", 6)
 
 
 def test_verbalizer_needs_one_single_piece_word_per_label():
   import ml_collections
-  from llm.data import pipeline
   config = ml_collections.ConfigDict({"corpus": "c", "cloze": {
       "verbalizer": {"sports": "sport", "entertainment": "film"}}})
   tok = _WordTok()
-  assert list(pipeline.verbalizer_ids(config, tok, ["entertainment", "sports"])) == [15, 14]
+  assert list(cloze.verbalizer_ids(config, tok, ["entertainment", "sports"])) == [15, 14]
   with pytest.raises(ValueError, match=r"has labels \['entertainment', 'sports'\] but corpus"):
-    pipeline.verbalizer_ids(config, tok, ["sports", "tech"])
+    cloze.verbalizer_ids(config, tok, ["sports", "tech"])
   config.cloze.verbalizer.sports = "two words"
   with pytest.raises(ValueError, match="sports='two words' is 2 pieces"):
-    pipeline.verbalizer_ids(config, tok, ["entertainment", "sports"])
+    cloze.verbalizer_ids(config, tok, ["entertainment", "sports"])
 
 
 def test_cloze_scores_are_label_word_logits_at_the_mask():
-  from llm.objectives import cloze
   rng = np.random.default_rng(0)
   mlm = rng.normal(size=(3, 7, 30)).astype(np.float32)
   batch = {"mask_positions": jnp.array([2, 6, 0]), "verbalizer_ids": jnp.array([[5, 9, 1]] * 3),
            "labels": jnp.array([1, 0, -1])}
   got = np.asarray(cloze.class_logits({"mlm": jnp.asarray(mlm)}, batch))
   np.testing.assert_array_equal(got, mlm[[0, 1, 2]][np.arange(3), [2, 6, 0]][:, [5, 9, 1]])
-  loss, sums = cloze.loss_fn({"mlm": jnp.asarray(mlm)}, batch, cloze.normalizers(batch))
+  loss, sums = cloze.loss_fn({"mlm": jnp.asarray(mlm)}, batch, cloze.TASK.normalizers(batch))
   want, _ = run(got, [1, 0, -1])
   assert float(loss) == pytest.approx(want, rel=1e-6) and float(sums["examples"]) == 2
 
@@ -126,4 +123,4 @@ def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
                                        .splitlines()[-1])
   proc = cli("evaluate", "configs/finetune_topic.py", tmp_path / "untrained", *args)
   assert proc.returncode == 1
-  assert "init='minilm' has no classify_out" in proc.stderr and "train first" in proc.stderr
+  assert "init='minilm' has no classify_head" in proc.stderr and "train first" in proc.stderr

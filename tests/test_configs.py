@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from llm import models, optim, parallel, state
+from llm import models, optim, parallel, state, tasks
 from llm.base_config import parse_arg
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
@@ -41,22 +41,23 @@ def abstract_state(config, mesh_sizes):
 
 
 def expected_params(config):
-  """Parameter count written out from the config's shapes."""
+  """Parameter count written out from the config's shapes (layernorm models with biases)."""
   m, vocab = config.model, config.vocab_size
+  heads_used = tasks.get_task(config.objective).heads(config)
   d, heads = m.embed_dim, m.num_heads
   kv_heads, head_dim = m.num_kv_heads or heads, m.head_dim or d // heads
   attention = (d + 1) * (heads + 2 * kv_heads) * head_dim + (heads * head_dim + 1) * d
   mlp = (d + 1) * m.mlp_dim + (m.mlp_dim + 1) * d
-  count = m.num_layers * (attention + mlp + 2 * 2 * d) + vocab * d + 2 * d
+  count = m.num_layers * (attention + mlp + 2 * 2 * d) + vocab * d + 2 * d   # + embed/final norm
   count += m.max_len * d if m.position == "learned" else 0
   count += m.type_vocab_size * d
-  count += vocab * d if "lm" in m.heads and not m.tie_embeddings else 0
-  count += (d + 1) * d + 2 * d + vocab if "mlm" in m.heads else 0   # transform, norm, bias
-  count += (d + 1) * d if {"nsp", "classify"} & set(m.heads) else 0  # pooler
-  count += (d + 1) * 2 if "nsp" in m.heads else 0                     # NSP classifier
-  count += (d + 1) * m.num_classes if {"classify", "tag"} & set(m.heads) else 0
-  count += (d + 1) * 2 if "span" in m.heads else 0                    # start/end logits
-  count += m.prompt_length * d                                          # soft prompt
+  count += vocab * d if "lm" in heads_used and not m.tie_embeddings else 0
+  count += (d + 1) * d + 2 * d + vocab if "mlm" in heads_used else 0   # transform, norm, bias
+  count += (d + 1) * d if {"nsp", "classify"} & set(heads_used) else 0  # pooler
+  count += (d + 1) * 2 if "nsp" in heads_used else 0                     # NSP classifier
+  count += (d + 1) * m.num_classes if {"classify", "tag"} & set(heads_used) else 0
+  count += (d + 1) * 2 if "span" in heads_used else 0                    # start/end logits
+  count += m.prompt_length * d                                             # soft prompt
   return count
 
 
@@ -67,7 +68,8 @@ CASES = [(path.name, arg) for path in sorted(CONFIGS.glob("*.py"))
 @pytest.mark.parametrize("name,arg", CASES, ids=[f"{n[:-3]}:{a}" for n, a in CASES])
 def test_config_builds_shards_and_has_expected_size(name, arg):
   config = load_config(name, arg)
-  if {"classify", "tag"} & set(config.model.heads) and not config.model.num_classes:
+  heads = tasks.get_task(config.objective).heads(config)
+  if {"classify", "tag"} & set(heads) and not config.model.num_classes:
     config.model.num_classes = 5   # set from the corpus at run time
   abstract, shardings = abstract_state(config, MESH_3D)
 
@@ -76,7 +78,7 @@ def test_config_builds_shards_and_has_expected_size(name, arg):
   if (name, arg) in PAPER_PARAMS:
     assert abs(count / PAPER_PARAMS[name, arg] - 1) < 0.02, count
 
-  params = shardings["params"]
+  params = shardings["params"][config.model.family]
   assert tuple(params["layer_0"]["mlp"]["wi"]["kernel"].spec) == ("fsdp", "tensor")
   assert tuple(params["layer_0"]["mlp"]["wo"]["kernel"].spec) == ("tensor", "fsdp")
   assert tuple(params["layer_0"]["attention"]["query"]["kernel"].spec) == ("fsdp", "tensor", None)
@@ -85,9 +87,19 @@ def test_config_builds_shards_and_has_expected_size(name, arg):
                if jax.tree_util.keystr(path).endswith("['token_embed']['embedding']")]
   copies = 1 if config.optimizer.train_only else 3
   assert [tuple(spec) for spec in embedding] == [("tensor", "fsdp")] * copies
-  leaf = abstract["params"]["layer_0"]["mlp"]["wi"]["kernel"]
+  leaf = abstract["params"][config.model.family]["layer_0"]["mlp"]["wi"]["kernel"]
   assert leaf.sharding == params["layer_0"]["mlp"]["wi"]["kernel"]
   assert leaf.dtype == jnp.float32
+
+
+def test_scanned_layers_shard_with_a_replicated_layers_axis():
+  config = load_config("gpt_tiny.py", "size=small")
+  config.model.scan_layers = True
+  abstract, shardings = abstract_state(config, MESH_3D)
+  assert state.count_params(abstract["params"]) == expected_params(config)
+  layers = shardings["params"]["decoder"]["layers"]
+  assert tuple(layers["mlp"]["wi"]["kernel"].spec) == (None, "fsdp", "tensor")
+  assert abstract["params"]["decoder"]["layers"]["mlp"]["wi"]["kernel"].shape == (12, 768, 3072)
 
 
 def test_unshardable_dimension_is_named():

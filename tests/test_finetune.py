@@ -5,8 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from llm import optim, parallel, state as state_lib, transfer
-from llm.data import pipeline
+from llm import cli, convert, optim, parallel, state as state_lib, transfer, weights
 from llm.models import build_model
 from llm.train import train_and_evaluate
 
@@ -21,7 +20,7 @@ def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
           "--config.eval_every=24", "--config.log_every=4", "--config.eval_batches=4"]
   proc = cli("train", "configs/finetune_topic.py", tmp_path, *args)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "init: loaded 103 tensors from minilm; newly initialised: classify_out" in proc.stdout
+  assert "init: loaded 103 tensors from minilm; newly initialised: classify_head" in proc.stdout
   final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
   assert final["eval/accuracy"] > 0.6, final     # chance is ~0.23
   proc = cli("evaluate", "configs/finetune_topic.py", tmp_path, *args)
@@ -35,15 +34,16 @@ def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
 
 
 def test_init_from_our_pretrained_bert(tmp_path):
-  """Every backbone tensor of a bert_tiny run is loaded; the classifier is new."""
-  bert = tiny_config("bert_tiny", total_steps=2, **{"model.max_len": 32})
+  """Every backbone tensor of a bert_tiny run (trained with scanned layers) is loaded into an
+  unscanned model; the classifier is new."""
+  bert = tiny_config("bert_tiny", total_steps=2, **{"model.max_len": 32,
+                                                    "model.scan_layers": True})
   train_and_evaluate(bert, tmp_path / "bert")
-  config = load_config("finetune_topic", f"init={tmp_path / 'bert'}")
-  transfer.resolve_init(config)
+  config = load_config("finetune_topic", f"init={tmp_path / 'bert'}", seq_len=32)
+  cli.resolve_config(config, 8)
   assert config.model.embed_dim == 64 and config.model.num_layers == 2
+  assert not config.model.scan_layers   # the layout is the run's own choice
   assert config.tokenizer.path == str(tmp_path / "bert" / "tokenizer.model")
-  config.seq_len = 32
-  pipeline.set_num_classes(config, pipeline.prepare_corpus(config))
   assert config.model.num_classes == 5
   mesh = parallel.make_mesh(config.mesh)
   model, (optimizer, _) = build_model(config), optim.make_optimizer(config)
@@ -51,18 +51,19 @@ def test_init_from_our_pretrained_bert(tmp_path):
   fresh = state_lib.init_state(model, optimizer, config, shardings)["params"]
   loaded = transfer.load_pretrained(config, fresh, mesh)
 
-  saved = transfer._our_params(tmp_path / "bert", mesh)
-  for path in (("layer_1", "attention", "query", "kernel"), ("token_embed", "embedding"),
-               ("pooler", "kernel"), ("embed_norm", "scale")):
-    got, want = loaded, saved
-    for key in path:
-      got, want = got[key], want[key]
-    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-  np.testing.assert_array_equal(np.asarray(loaded["classify_out"]["kernel"]),
-                                np.asarray(fresh["classify_out"]["kernel"]))
+  saved, saved_config, _ = weights.workdir_params(tmp_path / "bert", mesh)
+  assert saved_config.model.scan_layers and "layers" in saved["encoder"]
+  saved = convert.flatten(convert.to_layout(saved, scan=False))
+  got = convert.flatten(loaded)
+  for path in ("encoder/layer_1/attention/query/kernel", "token_embed/embedding",
+               "pooler/dense/kernel", "encoder/embed_norm/scale"):
+    np.testing.assert_array_equal(np.asarray(got[path]), np.asarray(saved[path]))
+  np.testing.assert_array_equal(np.asarray(loaded["classify_head"]["out"]["kernel"]),
+                                np.asarray(fresh["classify_head"]["out"]["kernel"]))
   # Loaded tensors land on this model's shardings.
-  query = loaded["layer_1"]["attention"]["query"]["kernel"]
-  assert query.sharding == shardings["params"]["layer_1"]["attention"]["query"]["kernel"]
+  query = loaded["encoder"]["layer_1"]["attention"]["query"]["kernel"]
+  assert query.sharding == (
+      shardings["params"]["encoder"]["layer_1"]["attention"]["query"]["kernel"])
 
 
 def test_mismatched_tensor_shape_is_named():

@@ -16,8 +16,9 @@ import pytest
 
 from llm import hf, transfer
 from llm.base_config import base_config
+from llm.convert import hf_bert
 from llm.data.wordpiece import WordPieceTokenizer
-from llm.models import build_model, model_config
+from llm.models import build_model, heads as heads_lib, model_config, presets
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # local folders only
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ SENTENCES = ["The quick brown fox jumps over the lazy dog.",
 @pytest.fixture(scope="module")
 def minilm():
   try:
-    return hf.resolve_model_dir("minilm")
+    return hf_bert.resolve_model_dir("minilm")
   except FileNotFoundError as e:
     pytest.skip(str(e))
 
@@ -48,11 +49,10 @@ def test_minilm_hidden_states_and_pooler_match_transformers(minilm):
   tok = WordPieceTokenizer(minilm)
   tokens = padded([[tok.cls_id, *tok.encode(s), tok.sep_id] for s in SENTENCES])
   assert (tokens == 0).any()   # the batch has padding
-  # "nsp" builds the pooler; nsp_out is never called, so MiniLM need not have it.
-  model = build_model(hf.bert_config(minilm, heads=("nsp",)))
-  variables = {"params": hf.load_bert_params(minilm)}
-  hidden = model.apply(variables, tokens, method="encode")
-  pooled = model.apply(variables, hidden[:, 0], method=lambda m, h: jnp.tanh(m.pooler(h)))
+  config = hf.bert_config(minilm)
+  params = hf_bert.load_params(minilm)
+  hidden = build_model(config, heads=()).apply({"params": params}, {"inputs": tokens})["hidden"]
+  pooled = heads_lib.Pooler(model_config(config)).apply({"params": params["pooler"]}, hidden)
 
   reference = transformers.BertModel.from_pretrained(minilm, dtype=torch.float32).eval()
   with torch.no_grad():
@@ -87,12 +87,12 @@ def test_wordpiece_ids_and_offsets_match_transformers(minilm, tmp_path):
   assert tok.decode(tok.encode(SENTENCES[0]) + [0, 0]) == SENTENCES[0].lower()
 
 
-def small_bert(heads=("mlm", "nsp", "classify"), num_classes=3):
+def small_bert(num_classes=3):
   c = base_config()
   c.vocab_size = 300
-  c.model.update(num_layers=2, embed_dim=64, num_heads=4, mlp_dim=128, max_len=32, norm="post",
-                 position="learned", causal=False, type_vocab_size=2, layer_norm_eps=1e-12,
-                 heads=heads, num_classes=num_classes)
+  c.model.update(presets.BERT)
+  c.model.update(num_layers=2, embed_dim=64, num_heads=4, mlp_dim=128, max_len=32,
+                 num_classes=num_classes)
   return c
 
 
@@ -123,16 +123,18 @@ def test_export_round_trip_matches_transformers(tmp_path):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   config = small_bert()
-  model = build_model(config)
+  heads = ("mlm", "nsp", "classify")
+  model = build_model(config, heads)
   params = random_params(model)
-  out_dir = hf.export_bert(params, model_config(config), tmp_path / "bert",
-                           label_names=["neg", "neu", "pos"])
+  out_dir = hf_bert.export(params, model_config(config), heads, tmp_path / "bert",
+                           label_names=["neg", "neu", "pos"],
+                           architecture="BertForSequenceClassification")
   hf_config = json.loads((out_dir / "config.json").read_text())
   assert hf_config["architectures"] == ["BertForSequenceClassification"]
   assert hf_config["id2label"] == {"0": "neg", "1": "neu", "2": "pos"}
 
-  assert_same_params(hf.load_bert_params(out_dir), params)
-  overrides = hf.bert_model_overrides(out_dir)
+  assert_same_params(hf_bert.load_params(out_dir), params)
+  overrides = hf_bert.model_overrides(out_dir)
   assert overrides["vocab_size"] == 300
   assert all(config.model[k] == v for k, v in overrides["model"].items())
 
@@ -156,13 +158,14 @@ def test_export_round_trip_matches_transformers(tmp_path):
 def test_token_heads_export_to_transformers_and_back(head, tmp_path):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
-  config = small_bert(heads=(head,), num_classes=5)
-  model = build_model(config)
+  config = small_bert(num_classes=5)
+  model = build_model(config, (head,))
   params = random_params(model, seed=1)
   assert "pooler" not in params   # as in BertFor{Token,Question}*: add_pooling_layer=False
   names = ["O", "B-x", "I-x", "B-y", "I-y"] if head == "tag" else None
-  out_dir = hf.export_bert(params, model_config(config), tmp_path / head, label_names=names)
-  assert_same_params(hf.load_bert_params(out_dir), params)
+  out_dir = hf_bert.export(params, model_config(config), (head,), tmp_path / head,
+                           label_names=names)
+  assert_same_params(hf_bert.load_params(out_dir), params)
 
   cls = {"tag": transformers.BertForTokenClassification,
          "span": transformers.BertForQuestionAnswering}[head]
@@ -182,50 +185,51 @@ def test_token_heads_export_to_transformers_and_back(head, tmp_path):
 
 
 def test_imported_task_heads_follow_the_architecture(tmp_path):
-  tag = small_bert(heads=("tag",), num_classes=5)
-  tag_params = random_params(build_model(tag))
-  tag_dir = hf.export_bert(tag_params, model_config(tag), tmp_path / "tag")
+  tag = small_bert(num_classes=5)
+  tag_params = random_params(build_model(tag, ("tag",)))
+  tag_dir = hf_bert.export(tag_params, model_config(tag), ("tag",), tmp_path / "tag")
   # The same 'classifier' tensor is a sequence classifier's head when config.json says so.
   hf_config = json.loads((tag_dir / "config.json").read_text())
   hf_config["architectures"] = ["BertForSequenceClassification"]
   (tag_dir / "config.json").write_text(json.dumps(hf_config))
-  as_classify = hf.load_bert_params(tag_dir)
-  assert "tag_out" not in as_classify
-  np.testing.assert_array_equal(as_classify["classify_out"]["kernel"],
-                                tag_params["tag_out"]["kernel"])
+  as_classify = hf_bert.load_params(tag_dir)
+  assert "tag_head" not in as_classify
+  np.testing.assert_array_equal(as_classify["classify_head"]["out"]["kernel"],
+                                tag_params["tag_head"]["out"]["kernel"])
   hf_config["architectures"] = ["BertModel"]   # a bare encoder: no task head is loaded
   (tag_dir / "config.json").write_text(json.dumps(hf_config))
-  assert not set(hf.TASK_HEADS) & set(hf.load_bert_params(tag_dir))
+  assert not set(hf_bert.TASK_HEADS) & set(hf_bert.load_params(tag_dir))
 
-  # Fine-tuning from an exported QA model: span_out is loaded, a tag head of any size is fresh.
-  span = small_bert(heads=("span",))
-  span_params = random_params(build_model(span))
-  span_dir = hf.export_bert(span_params, model_config(span), tmp_path / "span")
-  target = small_bert(heads=("tag", "span"), num_classes=4)
+  # Fine-tuning from an exported QA model: span_head is loaded, a tag head of any size is fresh.
+  span = small_bert()
+  span_params = random_params(build_model(span, ("span",)))
+  span_dir = hf_bert.export(span_params, model_config(span), ("span",), tmp_path / "span")
+  target = small_bert(num_classes=4)
   target.init = str(span_dir)
-  fresh = build_model(target).init(jax.random.PRNGKey(0), {"inputs": TOKENS})["params"]
+  fresh = build_model(target, ("tag", "span")).init(jax.random.PRNGKey(0),
+                                                    {"inputs": TOKENS})["params"]
   merged = transfer.load_pretrained(target, nn.unbox(fresh), mesh=None)
-  assert_same_params(merged["span_out"], span_params["span_out"])
-  assert_same_params(merged["tag_out"], nn.unbox(fresh)["tag_out"])
+  assert_same_params(merged["span_head"], span_params["span_head"])
+  assert_same_params(merged["tag_head"], nn.unbox(fresh)["tag_head"])
 
   # A token classifier with other labels than the new run's is a shape error, like classify's.
   hf_config["architectures"] = ["BertForTokenClassification"]
   (tag_dir / "config.json").write_text(json.dumps(hf_config))
   target.init = str(tag_dir)
-  with pytest.raises(ValueError, match=r"^init: tag_out/(bias|kernel) has shape .* in the source"):
+  with pytest.raises(ValueError, match=r"^init: tag_head/out/(bias|kernel) has shape .* in the "
+                     r"source"):
     transfer.load_pretrained(target, nn.unbox(fresh), mesh=None)
 
 
 def test_export_label_names_come_from_the_corpus(tmp_path):
-  config = small_bert(heads=("tag",))
+  config = small_bert()
   config.update(corpus="twitter_ner", data_dir=str(tmp_path))
-  names = hf._label_names(config)
+  names = hf.label_names(config, ("tag",))
   assert len(names) == 21 and names[-1] == "O" and "B-person" in names
   config.update(corpus="bbc_news")
-  config.model.heads = ("classify",)
-  assert hf._label_names(config) == ["business", "entertainment", "politics", "sports", "tech"]
-  config.model.heads = ("span",)   # no classes to name
-  assert hf._label_names(config) is None
+  assert hf.label_names(config, ("classify",)) == [
+      "business", "entertainment", "politics", "sports", "tech"]
+  assert hf.label_names(config, ("span",)) is None   # no classes to name
   assert not any(tmp_path.iterdir())   # the corpus was not built
 
 
@@ -241,24 +245,25 @@ def test_compare_cli_reports_a_small_difference(minilm):
 
 def test_bad_model_folders(tmp_path):
   with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nope" / "config.json"))):
-    hf.load_bert_params(tmp_path / "nope")
+    hf_bert.load_params(tmp_path / "nope")
   (tmp_path / "model.safetensors").write_bytes(b"")
   for bad in ({"model_type": "gpt2"}, {"model_type": "bert", "hidden_act": "relu"}):
     (tmp_path / "config.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'config.json'} has")):
-      hf.bert_model_overrides(tmp_path)
+      hf_bert.model_overrides(tmp_path)
   (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
   with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'model.safetensors'} could not")):
-    hf.load_bert_params(tmp_path)   # an empty file
+    hf_bert.load_params(tmp_path)   # an empty file
   (tmp_path / "vocab.txt").write_text("[UNK]\n[PAD]\n[CLS]\n[SEP]\n[MASK]\nhello\n")
   with pytest.raises(ValueError, match=r"has \[PAD\] = 1; expected id 0"):
     WordPieceTokenizer(tmp_path / "vocab.txt")
-  with pytest.raises(ValueError, match="model.norm='pre'"):
-    hf.export_bert({}, model_config(base_config()), tmp_path / "out")
-  both = small_bert(heads=("classify", "tag"))
-  with pytest.raises(ValueError, match=r"task heads \['classify_out', 'tag_out'\]"):
-    hf.export_bert(random_params(build_model(both)), model_config(both), tmp_path / "out")
-  tag = small_bert(heads=("tag",))
-  with pytest.raises(ValueError, match="2 label_names but the tag_out head has 3 classes"):
-    hf.export_bert(random_params(build_model(tag)), model_config(tag), tmp_path / "out",
-                   label_names=["a", "b"])
+  with pytest.raises(ValueError, match="model.family='decoder': HF BERT needs family='encoder'"):
+    hf_bert.export({}, model_config(base_config()), ("lm",), tmp_path / "out")
+  both = small_bert()
+  with pytest.raises(ValueError, match=r"heads \['classify', 'tag'\] have no HF BERT class"):
+    hf_bert.export(random_params(build_model(both, ("classify", "tag"))), model_config(both),
+                   ("classify", "tag"), tmp_path / "out")
+  tag = small_bert()
+  with pytest.raises(ValueError, match="2 label_names but the tag head has 3 classes"):
+    hf_bert.export(random_params(build_model(tag, ("tag",))), model_config(tag), ("tag",),
+                   tmp_path / "out", label_names=["a", "b"])

@@ -1,4 +1,5 @@
-"""Attention, masks, RoPE and the whole Transformer against naive references and invariants."""
+"""Attention, masks, RoPE, norms, MLPs and the whole model against naive references and
+invariants, in every family, with scanned and unscanned layers."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,9 @@ import pytest
 
 from llm.base_config import base_config
 from llm.models import build_model
-from llm.models.layers import Attention, ModelConfig, apply_rope, attention_mask
+from llm import convert
+from llm.models import presets
+from llm.models.layers import Attention, Mlp, ModelConfig, apply_rope, attention_mask, norm
 from llm.models.layers import dot_product_attention_with_dropout
 
 
@@ -42,14 +45,14 @@ def attention_reference(q, k, v, segment_ids, causal):
   return out
 
 
-def attention_module_reference(params, x, segment_ids, positions, cfg):
+def attention_module_reference(params, x, segment_ids, positions, cfg, causal):
   """Attention recomputed from the module's params with the naive reference."""
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
   proj = lambda name: np.einsum("bte,ehd->bthd", x, p[name]["kernel"]) + p[name]["bias"]
   q, k, v = proj("query"), proj("key"), proj("value")
   if cfg.position == "rope":
     q, k = rope_reference(q, positions, cfg.rope_base), rope_reference(k, positions, cfg.rope_base)
-  out = attention_reference(q, k, v, segment_ids, cfg.causal)
+  out = attention_reference(q, k, v, segment_ids, causal)
   return np.einsum("bthd,hde->bte", out, p["out"]["kernel"]) + p["out"]["bias"]
 
 
@@ -76,7 +79,7 @@ PACKED = [[1, 1, 1, 2, 2, 3, 3, 0], [1, 2, 2, 2, 2, 2, 0, 0]]
 ], ids=["full", "padded", "packed", "packed-gqa", "packed-rope", "padded-gqa-rope"])
 def test_attention_matches_reference(causal, segment_ids, num_kv_heads, position):
   cfg = ModelConfig(vocab_size=10, embed_dim=16, num_heads=4, num_kv_heads=num_kv_heads,
-                    position=position, causal=causal)
+                    position=position)
   segment_ids = np.array(segment_ids)
   positions = positions_of(segment_ids)
   x = np.random.default_rng(0).normal(size=(2, 8, 16)).astype(np.float32)
@@ -91,7 +94,8 @@ def test_attention_matches_reference(causal, segment_ids, num_kv_heads, position
   assert params["key"]["kernel"].shape == (16, cfg.kv_heads, 4)
 
   out = np.asarray(model.apply({"params": params}, x, mask, positions, False))
-  expected = attention_module_reference(params, x.astype(np.float64), segment_ids, positions, cfg)
+  expected = attention_module_reference(params, x.astype(np.float64), segment_ids, positions, cfg,
+                                        causal)
   real = segment_ids != 0
   np.testing.assert_allclose(out[real], expected[real], atol=1e-5, rtol=1e-5)
   assert np.isfinite(out).all()  # padding queries are arbitrary but must not poison later layers
@@ -176,13 +180,18 @@ def small_config(**model):
 
 
 def encoder_config(**model):
-  return small_config(causal=False, norm="post", type_vocab_size=2, heads=("mlm", "nsp"), **model)
+  c = small_config(**{**presets.BERT, "dropout_rate": 0.0, "attention_dropout_rate": 0.0})
+  c.update(objective="masked_lm")
+  c.model.update(model)
+  return c
 
 
-def init_apply(config, seed=0):
+def init_apply(config, seed=0, heads=None):
   """(params, apply(batch) -> outputs as numpy) for the model the config names."""
-  model = build_model(config)
+  model = build_model(config, heads)
   example = {"inputs": np.ones((1, LENGTH), np.int32)}
+  if config.model.family == "encoder_decoder":
+    example["decoder_inputs"] = example["inputs"]
   params = nn.unbox(model.init(jax.random.PRNGKey(seed), example))["params"]
   return params, lambda batch, p=params: jax.tree.map(np.asarray, model.apply({"params": p}, batch))
 
@@ -238,11 +247,11 @@ def test_causal_model_does_not_see_the_future():
     assert not np.allclose(after[0, t:], before[0, t:])
 
 
-@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
-@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope"])
-def test_packed_document_equals_document_alone(position, causal):
-  config = small_config(position=position, causal=causal, heads=("lm",))
-  _, apply = init_apply(config)
+@pytest.mark.parametrize("family", ["decoder", "encoder"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope", "none"])
+def test_packed_document_equals_document_alone(position, family):
+  config = small_config(position=position, family=family)
+  _, apply = init_apply(config, heads=("lm",))
   packed = packed_batch([5, 7])
   doc_b = packed["segment_ids"][0] == 2
   alone = packed_batch([7])
@@ -253,7 +262,7 @@ def test_packed_document_equals_document_alone(position, causal):
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
-@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope", "none"])
 def test_position_and_norm_variants_run(position, norm):
   _, apply = init_apply(small_config(position=position, norm=norm))
   outputs = apply({"inputs": packed_batch([LENGTH])["inputs"]})  # default segments and positions
@@ -273,3 +282,136 @@ def test_bfloat16_compute_keeps_float32_params():
   scale = np.abs(logits32).max()
   np.testing.assert_allclose(logits16.astype(np.float32), logits32, atol=0.02 * scale)
   assert np.abs(logits16.astype(np.float32) - logits32).max() > 0  # it really ran in bfloat16
+
+
+# --- block library: norms, MLPs, biases --------------------------------------------------------
+
+def test_rmsnorm_and_layernorm_match_numpy():
+  x = np.random.default_rng(4).normal(size=(2, 3, 8)).astype(np.float32)
+  for kind in ("rmsnorm", "layernorm"):
+    cfg = ModelConfig(vocab_size=10, embed_dim=8, norm_kind=kind, layer_norm_eps=1e-5)
+    layer = norm(cfg, "n")
+    params = nn.unbox(layer.init(jax.random.PRNGKey(0), x))["params"]
+    scale = np.random.default_rng(5).normal(size=8).astype(np.float32)
+    params = dict(params, scale=scale)
+    if kind == "rmsnorm":
+      expected = x / np.sqrt((x ** 2).mean(-1, keepdims=True) + 1e-5) * scale
+      assert set(params) == {"scale"}   # no bias
+    else:
+      params["bias"] = np.full(8, 0.5, np.float32)
+      expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+      expected = expected * scale + 0.5
+    np.testing.assert_allclose(layer.apply({"params": params}, x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gelu", "gelu_tanh", "relu", "swiglu", "geglu"])
+def test_mlp_kinds_match_numpy(kind):
+  from scipy.special import erf
+  x = np.random.default_rng(6).normal(size=(2, 3, 8))
+  cfg = ModelConfig(vocab_size=10, embed_dim=8, mlp_dim=16, mlp=kind, use_bias=False)
+  mlp = Mlp(cfg)
+  params = nn.unbox(mlp.init(jax.random.PRNGKey(0), x.astype(np.float32)))["params"]
+  assert all(set(p) == {"kernel"} for p in params.values())   # use_bias=False: no biases
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  gelu = lambda z: 0.5 * z * (1 + erf(z / np.sqrt(2)))
+  gelu_tanh = lambda z: 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
+  act = {"gelu": gelu, "gelu_tanh": gelu_tanh, "relu": lambda z: np.maximum(z, 0),
+         "swiglu": lambda z: z / (1 + np.exp(-z)), "geglu": gelu_tanh}[kind]
+  h = x @ p["wi"]["kernel"]
+  h = act(x @ p["wi_gate"]["kernel"]) * h if kind in ("swiglu", "geglu") else act(h)
+  expected = h @ p["wo"]["kernel"]
+  np.testing.assert_allclose(mlp.apply({"params": params}, x.astype(np.float32)), expected,
+                             atol=1e-5, rtol=1e-5)
+
+
+def test_llama_preset_has_no_biases_and_uses_gqa():
+  config = small_config(**presets.LLAMA, num_kv_heads=2)
+  params, apply = init_apply(config)
+  paths = convert.flatten(params)
+  assert not any(p.endswith("/bias") for p in paths), [p for p in paths if p.endswith("bias")]
+  assert paths["decoder/layer_0/attention/key/kernel"].shape == (32, 2, 8)
+  assert "decoder/layer_0/mlp/wi_gate/kernel" in paths
+  assert "decoder/position_embed/embedding" not in paths   # RoPE
+  assert np.isfinite(apply(packed_batch([LENGTH]))["lm"]).all()
+
+
+# --- encoder-decoder: cross-attention and packing on both sides --------------------------------
+
+def encdec_config(**model):
+  c = small_config(**{**presets.TRANSFORMER, "dropout_rate": 0.0})
+  c.model.update(model)
+  return c
+
+
+def test_encoder_decoder_packing_pairs_source_and_target_segments():
+  """Target segment k reads only source segment k: changing source 2 (or target 2) leaves every
+  output of target 1 bit-identical, and does change target 2's."""
+  _, apply = init_apply(encdec_config(), heads=("lm",))
+  source, target = packed_batch([7, 5]), packed_batch([6, 8], seed=1)
+  batch = {"inputs": source["inputs"], "segment_ids": source["segment_ids"],
+           "positions": source["positions"], "decoder_inputs": target["inputs"],
+           "decoder_segment_ids": target["segment_ids"], "decoder_positions": target["positions"]}
+  before = apply(batch)["lm"][0]
+  t1, t2 = target["segment_ids"][0] == 1, target["segment_ids"][0] == 2
+  changed_source = dict(batch, inputs=_changed(source, source["segment_ids"] == 2, 5)["inputs"])
+  changed_target = dict(batch, decoder_inputs=_changed(target, target["segment_ids"] == 2,
+                                                       6)["inputs"])
+  for changed in (changed_source, changed_target):
+    after = apply(changed)["lm"][0]
+    np.testing.assert_array_equal(after[t1], before[t1])
+    assert not np.allclose(after[t2], before[t2])
+
+
+# --- scanned layers, remat ---------------------------------------------------------------------
+
+FAMILY_CONFIGS = {"decoder": lambda **m: small_config(**m),
+                  "llama": lambda **m: small_config(**{**presets.LLAMA, "num_kv_heads": 2, **m}),
+                  "encoder": lambda **m: encoder_config(**m),
+                  "encoder_decoder": lambda **m: encdec_config(**m)}
+
+
+def _batch_for(config):
+  batch = packed_batch([9, 7])
+  if config.model.family == "encoder_decoder":
+    batch.update(decoder_inputs=batch["inputs"], decoder_segment_ids=batch["segment_ids"],
+                 decoder_positions=batch["positions"])
+    batch.pop("token_types")
+  return batch
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_CONFIGS))
+def test_scanned_layers_match_unscanned_and_convert_both_ways(family):
+  heads = ("mlm", "nsp") if family == "encoder" else ("lm",)
+  plain = FAMILY_CONFIGS[family]()
+  params, apply_plain = init_apply(plain, heads=heads)
+  _, apply_scanned = init_apply(FAMILY_CONFIGS[family](scan_layers=True), heads=heads)
+  stacked = convert.to_layout(params, scan=True)
+  assert convert.layout_of(stacked) is True and convert.layout_of(params) is False
+  kernel = convert.flatten(stacked)[
+      ("encoder" if family == "encoder" else "decoder") + "/layers/mlp/wi/kernel"]
+  assert kernel.shape == (2, 32, 64)
+  batch = _batch_for(plain)
+  expected, got = apply_plain(batch), apply_scanned(batch, stacked)
+  for name in heads:
+    np.testing.assert_allclose(got[name], expected[name], atol=1e-6, rtol=1e-6)
+  back = convert.to_layout(stacked, scan=False)
+  assert jax.tree.structure(back) == jax.tree.structure(params)
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, back, params)))
+
+
+@pytest.mark.parametrize("remat", ["full", "dots_saveable"])
+@pytest.mark.parametrize("scan", [False, True])
+def test_remat_keeps_loss_and_gradients(remat, scan):
+  base = small_config(scan_layers=scan)
+  params, _ = init_apply(base)
+  batch = _batch_for(base)
+  def loss(config):
+    model = build_model(config)
+    def f(p):
+      logits = model.apply({"params": p}, batch)["lm"]
+      return jnp.mean(jax.nn.log_softmax(logits)[..., 1])
+    return jax.jit(jax.value_and_grad(f))(params)
+  (l0, g0), (l1, g1) = loss(base), loss(small_config(scan_layers=scan, remat=remat))
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)

@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from llm import lora, optim, parallel, state as state_lib
+from llm import convert, lora, optim, parallel, state as state_lib
 from llm.models import build_model
-from llm.objectives import classification
+from llm.tasks.classification import TASK as classification
 from llm.train import make_train_step
 
 from test_pipeline import load_config
@@ -38,6 +38,16 @@ def test_merge_adds_scaled_low_rank_update():
   # The output kernel's input is its first two axes (heads * kv = 6).
   np.testing.assert_allclose(merged["layer_0"]["attention"]["out"]["kernel"],
                              w_out + 2.0 * (a_o @ b_o).reshape(3, 2, 6))
+  # Scanned layers: the same adapters stacked along a leading layers axis merge layer by layer.
+  scanned = convert.to_layout({"layer_0": params["layer_0"], "layer_1": params["layer_0"],
+                               "lora": {"layer_0": params["lora"]["layer_0"],
+                                        "layer_1": params["lora"]["layer_0"]}}, scan=True)
+  merged_scanned = lora.merge(scanned, cfg)["layers"]["attention"]
+  for i in range(2):
+    np.testing.assert_allclose(merged_scanned["query"]["kernel"][i],
+                               merged["layer_0"]["attention"]["query"]["kernel"])
+    np.testing.assert_allclose(merged_scanned["out"]["kernel"][i],
+                               merged["layer_0"]["attention"]["out"]["kernel"])
 
 
 def build(config):
@@ -84,20 +94,30 @@ def test_lora_trains_adapters_and_head_only():
   before, after, state = run_steps(config)
   moved = changed(before, after)
   assert moved, "nothing trained"
-  assert all(p.startswith(("lora/", "classify_out/", "pooler/")) for p in moved), moved
-  assert any(p.startswith("lora/layer_1/attention/value") for p in moved)
+  assert all(p.startswith(("lora/", "classify_head/", "pooler/")) for p in moved), moved
+  assert any(p.startswith("lora/encoder/layer_1/attention/value") for p in moved)
   # Frozen weights carry no Adam moments: optimizer state is far smaller than the model.
   opt_floats = sum(x.size for x in jax.tree.leaves(state["opt_state"]))
   trainable = sum(np.asarray(v).size for k, v in state["params"].items()
-                  if k in ("lora", "classify_out", "pooler") for v in jax.tree.leaves(v))
+                  if k in ("lora", "classify_head", "pooler") for v in jax.tree.leaves(v))
   assert opt_floats <= 2 * trainable + 16
 
 
-def test_freeze_regex_without_lora():
-  before, after, _ = run_steps(tiny_classifier(**{"optimizer.freeze": r"^(layer_0|token_embed)/"}))
+def test_lora_on_scanned_layers_trains_adapters_and_head_only():
+  config = tiny_classifier(**{"lora.rank": 4, "model.scan_layers": True})
+  before, after, state = run_steps(config)
   moved = changed(before, after)
-  assert not any(p.startswith(("layer_0/", "token_embed/")) for p in moved)
-  assert any(p.startswith("layer_1/") for p in moved)
+  assert all(p.startswith(("lora/", "classify_head/", "pooler/")) for p in moved), moved
+  assert state["params"]["lora"]["encoder"]["layers"]["attention"]["value"]["kernel"]["a"].shape \
+      == (2, 32, 4)
+
+
+def test_freeze_regex_without_lora():
+  before, after, _ = run_steps(tiny_classifier(
+      **{"optimizer.freeze": r"^(encoder/layer_0|token_embed)/"}))
+  moved = changed(before, after)
+  assert not any(p.startswith(("encoder/layer_0/", "token_embed/")) for p in moved)
+  assert any(p.startswith("encoder/layer_1/") for p in moved)
 
 
 def test_bad_lora_targets_are_named():
@@ -113,7 +133,7 @@ def test_soft_prompt_acts_like_inserted_tokens():
   model, _, _, state = build(config)
   params = jax.tree.map(np.asarray, state["params"])
   prompt_ids = np.array([11, 12, 13])
-  params["prompt"] = params["token_embed"]["embedding"][prompt_ids]
+  params["encoder"]["prompt"] = params["token_embed"]["embedding"][prompt_ids]
   b = batch()
   b["segment_ids"][1, 10:] = 0            # a padded row too
   b["token_types"][:, 8:] = 1
@@ -122,7 +142,8 @@ def test_soft_prompt_acts_like_inserted_tokens():
 
   plain_config = tiny_classifier(**{"model.max_len": 20, "model.dropout_rate": 0.0})
   plain = build_model(plain_config)
-  plain_params = {k: v for k, v in params.items() if k != "prompt"}
+  plain_params = dict(params, encoder={k: v for k, v in params["encoder"].items()
+                                       if k != "prompt"})
   insert = lambda a, mid: np.concatenate([a[:, :1], mid, a[:, 1:]], axis=1)
   longer = {"inputs": insert(b["inputs"], np.broadcast_to(prompt_ids, (8, 3))),
             "segment_ids": insert(b["segment_ids"], np.repeat(b["segment_ids"][:, :1], 3, 1)),
@@ -139,8 +160,9 @@ def test_prompt_tuning_trains_prompt_and_head_only():
   config.optimizer.train_only = load_config("finetune_topic", "tuning=prompt").optimizer.train_only
   before, after, state = run_steps(config)
   moved = changed(before, after)
-  assert "prompt" in moved and "classify_out/kernel" in moved
-  assert all(p in ("prompt",) or p.startswith(("classify_out/", "pooler/")) for p in moved), moved
+  assert "encoder/prompt" in moved and "classify_head/out/kernel" in moved
+  assert all(p == "encoder/prompt" or p.startswith(("classify_head/", "pooler/"))
+             for p in moved), moved
   opt_floats = sum(x.size for x in jax.tree.leaves(state["opt_state"]))
   assert opt_floats <= 2 * (4 * 32 + 32 * 3 + 3 + 32 * 32 + 32) + 16
 
@@ -163,7 +185,7 @@ def test_prompt_starts_from_vocabulary_embeddings():
   from llm import transfer
   embedding = np.arange(200 * 4, dtype=np.float32).reshape(200, 4)
   params = {"token_embed": {"embedding": jax.numpy.asarray(embedding)},
-            "prompt": jax.numpy.zeros((5, 4))}
+            "encoder": {"prompt": jax.numpy.zeros((5, 4))}}
   prompt = np.asarray(transfer._prompt_from_vocabulary(params, seed=0))
   ids = [int(np.flatnonzero((embedding == row).all(1))[0]) for row in prompt]
   assert len(set(ids)) == 5 and min(ids) >= 20   # distinct, common (not special) tokens

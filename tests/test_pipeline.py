@@ -5,6 +5,7 @@ import grain
 import numpy as np
 import pytest
 
+from llm import tasks
 from llm.data import pipeline
 from llm.data.tokenizer import BOS
 
@@ -44,6 +45,10 @@ def assert_batches_equal(a, b):
       np.testing.assert_array_equal(x[k], y[k])
 
 
+def train_iterator(config, tok, builder):
+  return pipeline.train_iterator(config, tasks.get_task(config.objective), tok, builder)
+
+
 def test_corpus_splits_are_disjoint_real_text(corpus):
   builder, _ = corpus
   train, valid = builder.as_data_source("train"), builder.as_data_source("validation")
@@ -58,7 +63,7 @@ def test_corpus_splits_are_disjoint_real_text(corpus):
 def test_causal_lm_rows_are_shifted_and_packed(corpus):
   builder, tok = corpus
   config = load_config("gpt_tiny", seq_len=64, batch_size=4)
-  batch = next(pipeline.train_iterator(config, tok, builder))
+  batch = next(train_iterator(config, tok, builder))
   assert batch["inputs"].shape == (4, 64)
   seg, inputs, targets, pos = (batch[k] for k in ("segment_ids", "inputs", "targets", "positions"))
   assert (seg > 0).all()   # concat-then-split packing leaves no padding in training rows
@@ -77,7 +82,7 @@ def test_causal_lm_rows_are_shifted_and_packed(corpus):
 def test_masked_lm_rows(corpus, arg):
   builder, tok = corpus
   config = load_config("bert_tiny", arg, seq_len=64, batch_size=8)
-  batch = next(pipeline.train_iterator(config, tok, builder))
+  batch = next(train_iterator(config, tok, builder))
   inputs, targets, seg = batch["inputs"], batch["targets"], batch["segment_ids"]
   chosen = targets > 0
   assert chosen.any() and not (chosen & (seg == 0)).any()
@@ -98,11 +103,11 @@ def test_masked_lm_rows(corpus, arg):
 def test_iterator_state_restores_exact_position(corpus, name, arg):
   builder, tok = corpus
   config = load_config(name, arg, seq_len=64, batch_size=4)
-  first = pipeline.train_iterator(config, tok, builder)
+  first = train_iterator(config, tok, builder)
   take(first, 3)
   state = first.get_state()
   expected = take(first, 3)
-  second = pipeline.train_iterator(config, tok, builder)
+  second = train_iterator(config, tok, builder)
   second.set_state(state)
   assert_batches_equal(take(second, 3), expected)
 
@@ -115,7 +120,7 @@ def test_static_vs_dynamic_masking_across_epochs(corpus):
   docs = grain.MapDataset.source([(i, {"text": t}) for i, t in enumerate(texts)])
   for masking, same in (("static", True), ("dynamic", False)):
     config = load_config("bert_tiny", masking=masking, seq_len=32)
-    rows = list(pipeline.ROW_BUILDERS["masked_lm"](docs.repeat(2), docs, config, tok, True))
+    rows = list(tasks.get_task("masked_lm").rows(docs.repeat(2), docs, config, tok, True))
     half = len(rows) // 2
     equal = all(np.array_equal(a["inputs"], b["inputs"]) for a, b in zip(rows[:half], rows[half:]))
     assert equal == same, masking
@@ -124,9 +129,10 @@ def test_static_vs_dynamic_masking_across_epochs(corpus):
 def test_eval_batches_cover_every_row_once(corpus):
   builder, tok = corpus
   config = load_config("gpt_tiny", seq_len=64, batch_size=8)
-  batches = pipeline.eval_batches(config, tok, builder)
-  docs = pipeline._documents(builder, "validation", 0, 1)
-  rows = list(pipeline.ROW_BUILDERS["causal_lm"](docs, docs, config, tok, False))
+  batches = pipeline.eval_batches(config, tasks.get_task(config.objective), tok,
+                                  builder)
+  docs = pipeline.documents(builder, "validation", 0, 1)
+  rows = list(tasks.get_task("causal_lm").rows(docs, docs, config, tok, False))
   stacked = np.concatenate([b["inputs"] for b in batches])
   assert len(stacked) == len(batches) * 8 >= len(rows) > len(stacked) - 8
   np.testing.assert_array_equal(stacked[:len(rows)], np.stack([r["inputs"] for r in rows]))
@@ -135,6 +141,6 @@ def test_eval_batches_cover_every_row_once(corpus):
 
 def test_each_process_reads_its_own_documents(corpus):
   builder, _ = corpus
-  shares = [[i for i, _ in pipeline._documents(builder, "train", p, 2)] for p in range(2)]
+  shares = [[i for i, _ in pipeline.documents(builder, "train", p, 2)] for p in range(2)]
   assert not set(shares[0]) & set(shares[1])
   assert sorted(shares[0] + shares[1]) == list(range(len(builder.as_data_source("train"))))

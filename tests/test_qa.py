@@ -8,7 +8,7 @@ import pytest
 from llm.data import qa
 from llm.data.builders import aclsum_qa
 from llm.data.builders.squad import read_squad, write_squad
-from llm.objectives import extractive_qa
+from llm.tasks import extractive_qa
 
 from conftest import tiny_overrides
 

@@ -2,10 +2,9 @@
 import numpy as np
 import pytest
 
-from llm import hf
-from llm.data import pipeline
+from llm.convert import hf_bert
 from llm.data.wordpiece import WordPieceTokenizer
-from llm.objectives import tagging
+from llm.tasks import tagging
 
 NAMES = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]
 TAG = {name: i for i, name in enumerate(NAMES)}
@@ -13,13 +12,13 @@ TAG = {name: i for i, name in enumerate(NAMES)}
 
 @pytest.fixture(scope="module")
 def tok():
-  return WordPieceTokenizer(hf.resolve_model_dir("minilm"))
+  return WordPieceTokenizer(hf_bert.resolve_model_dir("minilm"))
 
 
 def test_first_piece_carries_the_tag(tok):
   words = ["Angela", "Merkel", "visited", "Ouagadougou", "\u200b"]
   tags = [TAG["B-PER"], TAG["I-PER"], TAG["O"], TAG["B-LOC"], TAG["O"]]
-  row = pipeline.encode_words(tok, words, tags, seq_len=32)
+  row = tagging.encode_words(tok, words, tags, seq_len=32)
   pieces = [tok.encode(w) or [1] for w in words]
   assert len(pieces[3]) > 1 and tok.encode("\u200b") == []   # a split word and an empty one
   expected_inputs = [tok.cls_id] + [i for p in pieces for i in p] + [tok.sep_id]
@@ -33,7 +32,7 @@ def test_first_piece_carries_the_tag(tok):
 
 def test_truncation_keeps_whole_words_and_predicts_o_for_the_rest(tok):
   words = ["word"] * 20
-  row = pipeline.encode_words(tok, words, [TAG["O"]] * 20, seq_len=8)
+  row = tagging.encode_words(tok, words, [TAG["O"]] * 20, seq_len=8)
   assert (row["labels"] >= 0).sum() == 6            # [CLS] + 6 words + [SEP]
   assert tagging.word_tags(np.where(row["labels"] >= 0, TAG["B-LOC"], -1), 20, NAMES) == \
       ["B-LOC"] * 6 + ["O"] * 14

@@ -1,7 +1,9 @@
-"""The block library shared by encoders and decoders: attention, MLP, positions, norms.
+"""The block library every family is built from: norms, MLPs, positions, attention, one layer.
 
 Shapes: (batch, length, embed) for hidden states, (batch, length, heads, head_dim) inside attention.
 Every parameter and main activation carries logical axis names; `parallel.py` maps them to the mesh.
+Each kind (norm, MLP, position, norm placement, remat policy) is chosen by name from a table here,
+so a new variant is one entry, not a branch in every module.
 """
 import dataclasses
 import math
@@ -10,34 +12,41 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-Dtype = jnp.dtype
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Shapes and switches of one Transformer; built from `config.model` (see models/__init__.py)."""
+  """Shapes and switches of one model; built from `config.model` (see models/__init__.py)."""
   vocab_size: int
-  num_layers: int = 4
+  family: str = "decoder"        # encoder (BERT) | decoder (GPT, Llama) | encoder_decoder
+  num_layers: int = 4            # (the encoder's, in encoder-decoders)
+  num_decoder_layers: int = 0    # encoder_decoder: layers of the decoder; 0 = num_layers
   embed_dim: int = 256
   num_heads: int = 4
   num_kv_heads: int = 0          # 0 = num_heads (multi-head); fewer = grouped-query attention
   head_dim: int = 0              # 0 = embed_dim // num_heads
   mlp_dim: int = 1024
+  mlp: str = "gelu"              # gelu | gelu_tanh | relu | swiglu | geglu (see MLPS)
+  use_bias: bool = True          # biases in attention and MLP (GPT-2, BERT yes; Llama no)
   max_len: int = 128             # size of the learned position table / longest allowed sequence
-  position: str = "learned"      # learned | sinusoidal | rope
+  position: str = "learned"      # learned | sinusoidal | rope | relative (T5's bias) | none
   rope_base: float = 10000.0
-  norm: str = "pre"              # pre | post (post = original Transformer / BERT)
+  relative_buckets: int = 32     # T5 relative attention bias: buckets and the distance past
+  relative_max_distance: int = 128   # which all offsets share the last bucket
+  norm: str = "pre"              # placement: pre (GPT-2, Llama) | post (original Transformer, BERT)
+  norm_kind: str = "layernorm"   # layernorm | rmsnorm
   layer_norm_eps: float = 1e-6
+  embed_norm: bool = False       # normalise the summed embeddings (BERT)
+  embed_scale: bool = False      # token embeddings x sqrt(embed_dim) (original Transformer)
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.0
-  causal: bool = True
   type_vocab_size: int = 0       # BERT segment (sentence A/B) embeddings; 0 = none
   tie_embeddings: bool = True
-  heads: tuple[str, ...] = ("lm",)
   num_classes: int = 0           # for the `classify` and `tag` heads
   prompt_length: int = 0         # soft prompt: trainable vectors inserted after the first token
   dtype: str = "float32"         # compute dtype; parameters are always float32
   attention_impl: str = "auto"   # auto | xla | cudnn: passed to jax.nn.dot_product_attention
+  scan_layers: bool = False      # one nn.scan over the layers (params get a leading `layers` axis)
+  remat: str = "none"            # rematerialisation policy per layer (see REMAT_POLICIES)
 
   @property
   def kv_heads(self):
@@ -52,18 +61,68 @@ def param_init(names, init=nn.initializers.normal(0.02)):
   return nn.with_logical_partitioning(init, names)
 
 
+ZEROS = nn.initializers.zeros
+
+
 def constrain(x, names):
   return nn.with_logical_constraint(x, names)
 
 
-def attention_mask(segment_ids, causal):
-  """Boolean (batch, 1, q_len, kv_len): a token sees tokens of its own segment (not padding = 0)."""
-  same = segment_ids[:, :, None] == segment_ids[:, None, :]
-  mask = same & (segment_ids != 0)[:, None, :]
-  if causal:
-    length = segment_ids.shape[1]
-    mask &= jnp.tril(jnp.ones((length, length), bool))
-  return mask[:, None]
+def dense(cfg, features, names, name, axis=-1, use_bias=None):
+  """A projection whose kernel carries logical `names` (input axes first) and optional bias."""
+  use_bias = cfg.use_bias if use_bias is None else use_bias
+  n_in = len(axis) if isinstance(axis, tuple) else 1
+  return nn.DenseGeneral(features, axis=axis, use_bias=use_bias, dtype=jnp.dtype(cfg.dtype),
+                         kernel_init=param_init(names),
+                         bias_init=param_init(names[n_in:], ZEROS), name=name)
+
+
+# --- norms -------------------------------------------------------------------------------------
+
+NORMS = {
+    "layernorm": lambda cfg, name: nn.LayerNorm(
+        epsilon=cfg.layer_norm_eps, dtype=jnp.dtype(cfg.dtype),
+        scale_init=param_init(("embed",), nn.initializers.ones),
+        bias_init=param_init(("embed",), ZEROS), name=name),
+    "rmsnorm": lambda cfg, name: nn.RMSNorm(
+        epsilon=cfg.layer_norm_eps, dtype=jnp.dtype(cfg.dtype),
+        scale_init=param_init(("embed",), nn.initializers.ones), name=name),
+}
+
+
+def norm(cfg, name):
+  return NORMS[cfg.norm_kind](cfg, name)
+
+
+# --- MLPs --------------------------------------------------------------------------------------
+
+# name -> (activation, gated). Gated MLPs (Shazeer, 2020) multiply act(x W_gate) with x W_in.
+MLPS = {"gelu": (lambda x: nn.gelu(x, approximate=False), False),
+        "gelu_tanh": (lambda x: nn.gelu(x, approximate=True), False),
+        "relu": (nn.relu, False),
+        "swiglu": (nn.silu, True),
+        "geglu": (lambda x: nn.gelu(x, approximate=True), True)}
+
+
+class Mlp(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.cfg
+    activation, gated = MLPS[cfg.mlp]
+    h = dense(cfg, cfg.mlp_dim, ("embed", "mlp"), "wi")(x)
+    if gated:
+      h = activation(dense(cfg, cfg.mlp_dim, ("embed", "mlp"), "wi_gate")(x)) * h
+    else:
+      h = activation(h)
+    h = constrain(h, ("batch", "length", "mlp"))
+    return dense(cfg, cfg.embed_dim, ("mlp", "embed"), "wo")(h)
+
+
+# --- positions ---------------------------------------------------------------------------------
+
+POSITIONS = ("learned", "sinusoidal", "rope", "relative", "none")
 
 
 def sinusoidal_table(positions, dim, base=10000.0):
@@ -83,11 +142,61 @@ def apply_rope(x, positions, base):
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1).astype(x.dtype)
 
 
-def dot_product_attention_with_dropout(q, k, v, mask, dropout_rng, rate):
+def relative_bucket(offset, bidirectional, num_buckets, max_distance):
+  """T5's bucket of each key-minus-query offset: exact buckets for small distances, then
+  logarithmically wider ones up to max_distance; bidirectional stacks give later keys their own
+  half of the buckets, causal ones send every later key to bucket 0 (it is masked anyway)."""
+  bucket = jnp.zeros_like(offset)
+  if bidirectional:
+    num_buckets //= 2
+    bucket += (offset > 0) * num_buckets
+    distance = jnp.abs(offset)
+  else:
+    distance = jnp.maximum(-offset, 0)
+  exact = num_buckets // 2
+  log_ratio = jnp.log(jnp.maximum(distance, 1) / exact) / jnp.log(max_distance / exact)
+  far = jnp.minimum(exact + (log_ratio * (num_buckets - exact)).astype(offset.dtype),
+                    num_buckets - 1)
+  return bucket + jnp.where(distance < exact, distance, far)
+
+
+class RelativeBias(nn.Module):
+  """(batch, heads, q_len, kv_len) attention logit bias learned per (bucket, head), T5-style:
+  one table per stack, shared by all its layers."""
+  cfg: ModelConfig
+  bidirectional: bool
+
+  @nn.compact
+  def __call__(self, q_positions, kv_positions):
+    cfg = self.cfg
+    table = self.param("embedding", param_init((None, "heads")),
+                       (cfg.relative_buckets, cfg.num_heads))
+    offset = kv_positions[:, None, :] - q_positions[:, :, None]          # (batch, q, kv)
+    buckets = relative_bucket(offset, self.bidirectional, cfg.relative_buckets,
+                              cfg.relative_max_distance)
+    return jnp.moveaxis(table[buckets], -1, 1).astype(jnp.dtype(cfg.dtype))
+
+
+# --- attention ---------------------------------------------------------------------------------
+
+def attention_mask(segment_ids, causal, kv_segment_ids=None):
+  """Boolean (batch, 1, q_len, kv_len): a query sees keys of its own segment (not padding = 0).
+  `kv_segment_ids` (cross-attention) are the keys' segments; causal masks need q_len == kv_len."""
+  kv = segment_ids if kv_segment_ids is None else kv_segment_ids
+  mask = (segment_ids[:, :, None] == kv[:, None, :]) & (kv != 0)[:, None, :]
+  if causal:
+    length = segment_ids.shape[1]
+    mask &= jnp.tril(jnp.ones((length, length), bool))
+  return mask[:, None]
+
+
+def dot_product_attention_with_dropout(q, k, v, mask, dropout_rng, rate, bias=None):
   """Softmax attention written out, for the one case jax.nn.dot_product_attention lacks: dropout."""
   groups = q.shape[2] // k.shape[2]
   k, v = jnp.repeat(k, groups, axis=2), jnp.repeat(v, groups, axis=2)
   scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
+  if bias is not None:
+    scores += bias.astype(jnp.float32)
   scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(scores, axis=-1)
   keep = jax.random.bernoulli(dropout_rng, 1.0 - rate, probs.shape)
@@ -96,68 +205,120 @@ def dot_product_attention_with_dropout(q, k, v, mask, dropout_rng, rate):
 
 
 class Attention(nn.Module):
+  """Multi-head (or grouped-query) attention of `x` over `context` (= x for self-attention).
+  RoPE turns queries and keys by `positions` (self-attention only); `mask` says who sees whom;
+  `bias` (batch, heads, q_len, kv_len) is added to the logits (T5's relative positions).
+
+  With `decode`, self-attention keeps its keys and values in the `cache` collection: a call with
+  q_len new tokens writes them at `cache_index` and attends over the whole cache (`mask` is then
+  (batch, 1, q_len, cache_len), built by the stack). The first call, under `init`, only sizes
+  the cache: its input length is the longest sequence the cache will hold."""
   cfg: ModelConfig
+  rotary: bool = True
+  decode: bool = False
 
   @nn.compact
-  def __call__(self, x, mask, positions, train):
-    cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
-    dense = lambda features, names, name: nn.DenseGeneral(
-        features, dtype=dtype, kernel_init=param_init(names),
-        bias_init=param_init(names[1:], nn.initializers.zeros), name=name)
-    q = dense((cfg.num_heads, cfg.qkv_dim), ("embed", "heads", "kv"), "query")(x)
-    k = dense((cfg.kv_heads, cfg.qkv_dim), ("embed", "kv_heads", "kv"), "key")(x)
-    v = dense((cfg.kv_heads, cfg.qkv_dim), ("embed", "kv_heads", "kv"), "value")(x)
-    if cfg.position == "rope":
+  def __call__(self, x, mask, positions, train, context=None, bias=None, cache_index=None):
+    cfg = self.cfg
+    cross = context is not None
+    context = x if context is None else context
+    q = dense(cfg, (cfg.num_heads, cfg.qkv_dim), ("embed", "heads", "kv"), "query")(x)
+    k = dense(cfg, (cfg.kv_heads, cfg.qkv_dim), ("embed", "kv_heads", "kv"), "key")(context)
+    v = dense(cfg, (cfg.kv_heads, cfg.qkv_dim), ("embed", "kv_heads", "kv"), "value")(context)
+    if cfg.position == "rope" and self.rotary:
       q, k = apply_rope(q, positions, cfg.rope_base), apply_rope(k, positions, cfg.rope_base)
+    if self.decode and not cross:
+      k, v = self._cached(k, v, cache_index)
     q = constrain(q, ("batch", "length", "heads", "kv"))
     k = constrain(k, ("batch", "length", "kv_heads", "kv"))
     v = constrain(v, ("batch", "length", "kv_heads", "kv"))
     if train and cfg.attention_dropout_rate > 0:
       out = dot_product_attention_with_dropout(
-          q, k, v, mask, self.make_rng("dropout"), cfg.attention_dropout_rate)
+          q, k, v, mask, self.make_rng("dropout"), cfg.attention_dropout_rate, bias)
     else:
       impl = None if cfg.attention_impl == "auto" else cfg.attention_impl
-      out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+      out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, implementation=impl)
     out = constrain(out, ("batch", "length", "heads", "kv"))
-    return nn.DenseGeneral(
-        cfg.embed_dim, axis=(-2, -1), dtype=dtype,
-        kernel_init=param_init(("heads", "kv", "embed")),
-        bias_init=param_init(("embed",), nn.initializers.zeros), name="out")(out)
+    return dense(cfg, cfg.embed_dim, ("heads", "kv", "embed"), "out", axis=(-2, -1))(out)
+
+  def _cached(self, k, v, index):
+    """(keys, values) of the whole cache after writing this call's at `index`."""
+    initialized = self.has_variable("cache", "cached_key")
+    names = ("batch", "length", "kv_heads", "kv")
+    zeros = nn.with_logical_partitioning(jnp.zeros, names)
+    cached_k = self.variable("cache", "cached_key", zeros, k.shape, k.dtype)
+    cached_v = self.variable("cache", "cached_value", zeros, v.shape, v.dtype)
+    if not initialized:   # init: the cache was only sized
+      return k, v
+    cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k.astype(cached_k.value.dtype),
+                                                  (0, index, 0, 0))
+    cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v.astype(cached_v.value.dtype),
+                                                  (0, index, 0, 0))
+    return cached_k.value, cached_v.value
 
 
-class Mlp(nn.Module):
-  cfg: ModelConfig
+# --- one layer ---------------------------------------------------------------------------------
 
-  @nn.compact
-  def __call__(self, x):
-    cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
-    h = nn.Dense(cfg.mlp_dim, dtype=dtype, kernel_init=param_init(("embed", "mlp")),
-                 bias_init=param_init(("mlp",), nn.initializers.zeros), name="wi")(x)
-    h = constrain(nn.gelu(h, approximate=False), ("batch", "length", "mlp"))
-    return nn.Dense(cfg.embed_dim, dtype=dtype, kernel_init=param_init(("mlp", "embed")),
-                    bias_init=param_init(("embed",), nn.initializers.zeros), name="wo")(h)
+def pre_norm(x, sublayer, norm_layer, drop):
+  return x + drop(sublayer(norm_layer(x)))
 
 
-def layer_norm(cfg, name):
-  return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.dtype(cfg.dtype),
-                      scale_init=param_init(("embed",), nn.initializers.ones),
-                      bias_init=param_init(("embed",), nn.initializers.zeros), name=name)
+def post_norm(x, sublayer, norm_layer, drop):
+  return norm_layer(x + drop(sublayer(x)))
+
+
+PLACEMENTS = {"pre": pre_norm, "post": post_norm}
 
 
 class Block(nn.Module):
-  """One Transformer layer; `cfg.norm` picks pre-LN (GPT-2) or post-LN (original, BERT)."""
+  """One layer: self-attention, cross-attention over `inputs["context"]` (when `cross`), MLP; each
+  a residual sublayer whose norm sits where `cfg.norm` says. Returns (x, None) so that the same
+  module runs under nn.scan. `inputs` holds what every layer shares: masks, positions, context."""
   cfg: ModelConfig
+  cross: bool = False
+  train: bool = False
+  decode: bool = False
 
   @nn.compact
-  def __call__(self, x, mask, positions, train):
-    cfg = self.cfg
-    drop = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
-    if cfg.norm == "pre":
-      x = x + drop(Attention(cfg, name="attention")(layer_norm(cfg, "attention_norm")(x), mask,
-                                                     positions, train))
-      x = x + drop(Mlp(cfg, name="mlp")(layer_norm(cfg, "mlp_norm")(x)))
-    else:
-      x = layer_norm(cfg, "attention_norm")(
-          x + drop(Attention(cfg, name="attention")(x, mask, positions, train)))
-      x = layer_norm(cfg, "mlp_norm")(x + drop(Mlp(cfg, name="mlp")(x)))
-    return constrain(x, ("batch", "length", "embed"))
+  def __call__(self, x, inputs):
+    cfg, residual = self.cfg, PLACEMENTS[self.cfg.norm]
+    drop = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=not self.train)
+    attend = Attention(cfg, decode=self.decode, name="attention")
+    x = residual(x, lambda h: attend(h, inputs["mask"], inputs["positions"], self.train,
+                                     bias=inputs.get("bias"),
+                                     cache_index=inputs.get("cache_index")),
+                 norm(cfg, "attention_norm"), drop)
+    if self.cross:
+      cross = Attention(cfg, rotary=False, name="cross_attention")
+      x = residual(x, lambda h: cross(h, inputs["context_mask"], None, self.train,
+                                      context=inputs["context"]),
+                   norm(cfg, "cross_attention_norm"), drop)
+    x = residual(x, Mlp(cfg, name="mlp"), norm(cfg, "mlp_norm"), drop)
+    return constrain(x, ("batch", "length", "embed")), None
+
+
+# Names for `model.remat`: what each layer keeps for the backward pass (the rest is recomputed).
+REMAT_POLICIES = {
+    "none": None,                                     # no rematerialisation: keep everything
+    "full": jax.checkpoint_policies.nothing_saveable,  # keep only the layer inputs
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def layer_stack(cfg, x, inputs, num_layers, cross, train, decode=False):
+  """Runs `num_layers` Blocks inside the calling module: `layer_0`, `layer_1`, ... or, with
+  cfg.scan_layers, one nn.scan named `layers` whose params (and KV caches) have a leading
+  `layers` axis."""
+  block = Block
+  if cfg.remat != "none":
+    block = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers)
+  if cfg.scan_layers:
+    scanned = nn.scan(block, variable_axes={"params": 0, "cache": 0},
+                      split_rngs={"params": True, "dropout": True},
+                      in_axes=nn.broadcast, length=num_layers,
+                      metadata_params={nn.PARTITION_NAME: "layers"})
+    return scanned(cfg, cross, train, decode, name="layers")(x, inputs)[0]
+  for i in range(num_layers):
+    x, _ = block(cfg, cross, train, decode, name=f"layer_{i}")(x, inputs)
+  return x

@@ -8,9 +8,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llm.objectives.losses import cross_entropy_sums
+from llm.data import pipeline
+from llm.tasks import Task
+from llm.tasks.losses import cross_entropy_sums
 
-HEADS = ("classify",)
+
+def rows(docs, all_docs, config, tok, train):
+  """One padded [CLS] text [SEP] row per example, with its integer label."""
+  del all_docs, train
+  def example(item):
+    row = pipeline.encode_single(tok, item[1]["text"], config.seq_len)
+    row["labels"] = np.int32(item[1]["label"])
+    return row
+  return docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS)
 
 
 def normalizers(batch):
@@ -53,3 +63,15 @@ def summarize(sums):
   examples = max(float(sums["examples"]), 1.0)
   return {"loss": float(sums["loss"]) / examples, "accuracy": float(sums["correct"]) / examples,
           "macro_f1": macro_f1(sums["true_positives"], sums["predicted"], sums["actual"])}
+
+
+def reference(builder, split, config):
+  """The split's examples in order and the label names: what `records` reads."""
+  del config
+  return builder.as_data_source(split), pipeline.label_names(builder)
+
+
+TASK = Task(name="classification", families=("encoder",), heads=lambda config: ("classify",),
+            rows=rows, normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
+            predict=predict, reference=reference, records=records,
+            export_class=lambda config: "BertForSequenceClassification")

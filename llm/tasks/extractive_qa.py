@@ -16,11 +16,21 @@ import string
 import jax.numpy as jnp
 import numpy as np
 
+from llm.data import pipeline, qa as qa_rows
 from llm.data.qa import context_words
-from llm.objectives.losses import cross_entropy_sums
+from llm.tasks import Task
+from llm.tasks.losses import cross_entropy_sums
 
-HEADS = ("span",)
 PASSED_THROUGH = ("word_index", "max_context", "example_index")
+
+
+def rows(docs, all_docs, config, tok, train):
+  """One row per context window (see data/qa.py); a long context gives several rows."""
+  del all_docs, train
+  def windows(item):
+    return qa_rows.encode_qa(tok, item[1], item[0], config.seq_len, config.qa.max_query_len,
+                             config.qa.doc_stride)
+  return pipeline.flatten(docs.map(windows).to_iter_dataset(pipeline.READ_OPTIONS))
 
 
 def normalizers(batch):
@@ -136,3 +146,27 @@ def score(predictions, source, qa):
   count = max(len(rows), 1)
   return {"exact_match": sum(r["exact_match"] for r in rows) / count,
           "f1": sum(r["f1"] for r in rows) / count}
+
+
+def reference(builder, split, config):
+  """The split's questions in order and the decoding settings: what `records` and `score` read."""
+  return builder.as_data_source(split), config.qa
+
+
+def check(config):
+  qa = config.qa
+  for key in ("max_query_len", "doc_stride", "max_answer_len", "n_best"):
+    if qa[key] <= 0:
+      raise ValueError(f"qa.{key}={qa[key]} must be positive")
+  if qa.max_query_len + 3 + qa.doc_stride > config.seq_len:
+    raise ValueError(f"seq_len={config.seq_len} must hold [CLS] question [SEP] window [SEP] "
+                     f"with windows at least doc_stride long: need seq_len >= "
+                     f"qa.max_query_len + qa.doc_stride + 3 = "
+                     f"{qa.max_query_len + qa.doc_stride + 3}")
+
+
+TASK = Task(name="extractive_qa", families=("encoder",), heads=lambda config: ("span",),
+            rows=rows, normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
+            predict=predict, reference=reference, records=records, score=score, check=check,
+            export_class=lambda config: "BertForQuestionAnswering",
+            pad_with_minus_one=("labels", "example_index", "word_index"))

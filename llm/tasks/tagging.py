@@ -6,10 +6,40 @@ reports token accuracy; evaluation decodes BIO sequences per word and scores ent
 precision/recall/F1 with seqeval (CoNLL rules), overall and per entity type.
 """
 import jax.numpy as jnp
+import numpy as np
 
-from llm.objectives.losses import cross_entropy_sums
+from llm.data import pipeline
+from llm.data import tokenizer as tokenizer_lib
+from llm.tasks import Task
+from llm.tasks.classification import reference
+from llm.tasks.losses import cross_entropy_sums
 
-HEADS = ("tag",)
+
+def encode_words(tok, words, tags, seq_len):
+  """[CLS] pieces [SEP] for a pre-split sentence; each word's tag sits on its first piece (the
+  others get -1, ignored). A word with no pieces becomes [UNK] so words and tags stay aligned;
+  words past seq_len are cut (evaluation then predicts 'O' for them)."""
+  pieces, labels = [tok.cls_id], [-1]
+  for word, tag in zip(words, tags):
+    ids = tok.encode(word) or [tokenizer_lib.UNK]
+    if len(pieces) + len(ids) > seq_len - 1:
+      break
+    pieces += ids
+    labels += [int(tag)] + [-1] * (len(ids) - 1)
+  pieces.append(tok.sep_id)
+  labels.append(-1)
+  row = pipeline.padded_row(pieces, seq_len)
+  row["labels"] = np.full(seq_len, -1, np.int32)
+  row["labels"][:len(pieces)] = labels
+  return row
+
+
+def rows(docs, all_docs, config, tok, train):
+  """One padded row per sentence, labels on first sub-tokens."""
+  del all_docs, train
+  def example(item):
+    return encode_words(tok, list(item[1]["tokens"]), list(item[1]["tags"]), config.seq_len)
+  return docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS)
 
 
 def normalizers(batch):
@@ -63,3 +93,9 @@ def score(predictions, source, names):
     if entity not in ("micro avg", "macro avg", "weighted avg"):
       out[f"span_f1/{entity}"] = values["f1-score"]
   return out
+
+
+TASK = Task(name="tagging", families=("encoder",), heads=lambda config: ("tag",), rows=rows,
+            normalizers=normalizers, loss_fn=loss_fn, summarize=summarize, predict=predict,
+            reference=reference, records=records, score=score,
+            export_class=lambda config: "BertForTokenClassification")

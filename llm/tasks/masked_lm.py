@@ -1,0 +1,133 @@
+"""Masked language modelling (BERT/RoBERTa), with next-sentence prediction when config.nsp.
+
+Rows (data/bert.py builds sentence pairs and masks): BERT `[CLS] A [SEP] B [SEP]` pairs, or
+RoBERTa-style packed whole documents when nsp=False. Batch: `inputs` (with [MASK]s), `targets`
+(original id at chosen positions, 0 elsewhere), `segment_ids`, `positions`, `token_types`, and
+`nsp_labels` (1 = B follows A, 0 = random B, -1 = padding row) when NSP is on. The loss is mean
+MLM loss + mean NSP loss, as in BERT.
+"""
+import zlib
+
+import jax.numpy as jnp
+import numpy as np
+
+from llm.data import bert, pipeline
+from llm.tasks import Task
+from llm.tasks.losses import cross_entropy_sums
+
+
+def rows(docs, all_docs, config, tok, train):
+  """BERT ([CLS] A [SEP] B [SEP] with NSP labels) or RoBERTa-style packed documents, then masking.
+
+  `docs` is the stream of (doc_index, text) to read, possibly shuffled and repeated for epochs;
+  `all_docs` is one epoch of this process's documents in index order, for random access.
+  Masking is `dynamic` (new masks each epoch, RoBERTa) or `static` (the same masks every epoch,
+  BERT); evaluation always uses static masks so its figures are comparable between runs.
+  """
+  num_docs = len(all_docs)
+  static = config.masking == "static" or not train
+  def rng_for(epoch, doc_index, purpose):
+    return np.random.default_rng([config.seed, 0 if static else epoch, doc_index, purpose])
+
+  def mask(row, rng):
+    row["inputs"], row["targets"] = bert.mask_tokens(
+        row["inputs"], row["segment_ids"], rng, mask_id=tok.mask_id, vocab_size=tok.vocab_size,
+        special_ids=tok.special_ids, mask_prob=config.mask_prob)
+    return row
+
+  def sentences(text):
+    return [ids for ids in (tok.encode(s) for s in bert.split_sentences(text)) if ids]
+
+  if config.nsp:
+    if num_docs < 2:
+      raise ValueError(f"nsp=True needs at least 2 documents per process, got {num_docs}")
+    def pairs(step, item):
+      doc_index, text = item[0], item[1]["text"]
+      epoch = step // num_docs
+      rng = rng_for(epoch, doc_index, 0)
+      def random_sentences(r):
+        # Uniform over the other documents: a draw of our own slot maps to the excluded last slot.
+        other = r.integers(num_docs - 1)
+        if all_docs[other][0] == doc_index:
+          other = num_docs - 1
+        # Only a window from a random sentence on is needed: tokenizing whole documents for a few
+        # sentences made NSP rows several times slower to build.
+        texts = bert.split_sentences(all_docs[other][1]["text"])
+        window, length = [], 0
+        for text in texts[r.integers(len(texts)):]:
+          if length >= config.seq_len:
+            break
+          if ids := tok.encode(text):
+            window.append(ids)
+            length += len(ids)
+        return window
+      instances = bert.create_nsp_instances(sentences(text), random_sentences,
+                                            config.seq_len - 3, rng)
+      rows = []
+      for k, inst in enumerate(instances):
+        row = bert.assemble_pair(inst["tokens_a"], inst["tokens_b"], tok.cls_id, tok.sep_id,
+                                 config.seq_len)
+        row["nsp_labels"] = np.int32(inst["is_next"])
+        rows.append(mask(row, rng_for(epoch, doc_index, 1 + k)))
+      return rows
+    return pipeline.flatten(docs.map_with_index(pairs).to_iter_dataset(pipeline.READ_OPTIONS))
+
+  def document(item):
+    ids = np.asarray([tok.cls_id] + tok.encode(item[1]["text"]) + [tok.sep_id], np.int32)
+    return {"inputs": ids, "targets": ids}
+  packed = pipeline.pack(docs.map(document).to_iter_dataset(pipeline.READ_OPTIONS),
+                         config.seq_len)
+  # Packed rows mix documents, so their masks are seeded by the row itself: by its content for
+  # static masking (the same sequence always gets the same mask), by its place in the endless
+  # stream for dynamic masking (never the same twice).
+  def mask_row(step, row):
+    key = zlib.crc32(row["inputs"].tobytes()) if static else step
+    return mask(row, rng_for(0, key, 1))
+  return packed.map_with_index(mask_row)
+
+
+
+def normalizers(batch):
+  norms = {"tokens": jnp.maximum(jnp.sum(batch["targets"] > 0), 1).astype(jnp.float32)}
+  if "nsp_labels" in batch:
+    norms["pairs"] = jnp.maximum(jnp.sum(batch["nsp_labels"] >= 0), 1).astype(jnp.float32)
+  return norms
+
+
+def loss_fn(outputs, batch, norms):
+  targets = batch["targets"]
+  loss_sum, correct, count = cross_entropy_sums(outputs["mlm"], targets, targets > 0)
+  sums = {"mlm_loss": loss_sum, "mlm_correct": correct, "mlm_tokens": count}
+  loss = loss_sum / norms["tokens"]
+  if "nsp_labels" in batch:
+    labels = batch["nsp_labels"]
+    sums["nsp_loss"], sums["nsp_correct"], sums["nsp_pairs"] = cross_entropy_sums(
+        outputs["nsp"], labels, labels >= 0)
+    loss += sums["nsp_loss"] / norms["pairs"]
+  return loss, sums
+
+
+def summarize(sums):
+  tokens = max(float(sums["mlm_tokens"]), 1.0)
+  mlm_loss = float(sums["mlm_loss"]) / tokens
+  out = {"mlm_loss": mlm_loss, "perplexity": float(np.exp(mlm_loss)),
+         "mlm_accuracy": float(sums["mlm_correct"]) / tokens, "loss": mlm_loss}
+  if "nsp_pairs" in sums:
+    pairs = max(float(sums["nsp_pairs"]), 1.0)
+    out["nsp_loss"] = float(sums["nsp_loss"]) / pairs
+    out["nsp_accuracy"] = float(sums["nsp_correct"]) / pairs
+    out["loss"] = mlm_loss + out["nsp_loss"]
+  return out
+
+
+def check(config):
+  if config.mask_prob <= 0 or config.mask_prob >= 1:
+    raise ValueError(f"mask_prob={config.mask_prob} must be in (0, 1)")
+  if config.masking not in ("static", "dynamic"):
+    raise ValueError(f"masking={config.masking!r}: expected 'static' or 'dynamic'")
+
+
+TASK = Task(name="masked_lm", families=("encoder",),
+            heads=lambda config: ("mlm", "nsp") if config.nsp else ("mlm",), rows=rows,
+            normalizers=normalizers, loss_fn=loss_fn, summarize=summarize, check=check,
+            export_class=lambda config: "BertForPreTraining" if config.nsp else "BertForMaskedLM")

@@ -1,0 +1,48 @@
+"""Where params come from: one loader for the checkpoints of our workdirs (params only, no
+optimizer state; any mesh; either layer layout) used by every entry point. Other formats come in
+through llm/convert (transfer.py picks the source)."""
+import json
+import pathlib
+
+import jax
+
+from llm import checkpoint, convert, state as state_lib
+from llm.base_config import from_saved
+from llm.models import build_model
+
+
+def is_workdir(path):
+  path = pathlib.Path(path)
+  return (path / "checkpoints").is_dir() and (path / "config.json").is_file()
+
+
+def to_layout(params, config, mesh):
+  """`params` in config's layer layout (model.scan_layers), on the shardings config gives them."""
+  if convert.layout_of(params) in (None, bool(config.model.scan_layers)):
+    return params
+  target = state_lib.abstract_params(build_model(config), config, mesh)
+  return jax.tree.map(lambda x, t: jax.device_put(x, t.sharding),
+                      convert.to_layout(params, config.model.scan_layers), target)
+
+
+def restore_params(manager, step, config, mesh):
+  """The params saved at `step` for a model shaped as `config`, on `mesh`, in config's layout."""
+  saved = checkpoint.saved_config(manager, step)
+  checkpoint.check_compatible(saved, config, manager.directory / str(step),
+                              layout_may_differ=True)
+  saved = from_saved(saved)
+  abstract = state_lib.abstract_params(build_model(saved), saved, mesh)
+  return to_layout(checkpoint.restore_params(manager, step, abstract), config, mesh)
+
+
+def workdir_params(path, mesh):
+  """(params, the config they were saved with, step) of the latest checkpoint in one of our
+  workdirs, in the layout it was saved in."""
+  path = pathlib.Path(path).expanduser().absolute()
+  source = from_saved(json.loads((path / "config.json").read_text()))
+  manager = checkpoint.make_manager(path, source.keep_checkpoints)
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}; train first with llm.train")
+  saved = from_saved(checkpoint.saved_config(manager, step))
+  return restore_params(manager, step, saved, mesh), saved, step
