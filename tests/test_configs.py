@@ -15,12 +15,17 @@ DOCUMENTED_ARGS = {  # what each config's docstring offers; other files run with
     "bert_tiny.py": [f"size={s},variant={v}" for s in ("tiny", "base", "large")
                      for v in ("bert", "roberta")],
     "finetune_topic.py": [None, "init=scratch,tuning=prompt"],
+    "t5_tiny.py": [f"size={s},variant={v}" for s in ("tiny", "small", "base", "large")
+                   for v in ("t5", "transformer")],
 }
 PAPER_PARAMS = {  # published sizes (GPT-2 medium is 345M in the paper, 355M as released)
     ("gpt_tiny.py", "size=small"): 124e6, ("gpt_tiny.py", "size=medium"): 355e6,
     ("gpt_tiny.py", "size=large"): 774e6,
     ("bert_tiny.py", "size=base,variant=bert"): 110e6,
     ("bert_tiny.py", "size=large,variant=bert"): 340e6,
+    # T5.1.1 as released (google/t5-v1_1-*): 77.0M, 247.6M, 783.2M
+    ("t5_tiny.py", "size=small,variant=t5"): 77.0e6, ("t5_tiny.py", "size=base,variant=t5"): 247.6e6,
+    ("t5_tiny.py", "size=large,variant=t5"): 783.2e6,
 }
 MESH_3D = dict(data=2, fsdp=2, tensor=2)
 
@@ -41,16 +46,30 @@ def abstract_state(config, mesh_sizes):
 
 
 def expected_params(config):
-  """Parameter count written out from the config's shapes (layernorm models with biases)."""
-  m, vocab = config.model, config.vocab_size
+  """Parameter count written out from the config's shapes."""
+  m, vocab = config.model, config.vocab_size + config.extra_ids
   heads_used = tasks.get_task(config.objective).heads(config)
   d, heads = m.embed_dim, m.num_heads
   kv_heads, head_dim = m.num_kv_heads or heads, m.head_dim or d // heads
-  attention = (d + 1) * (heads + 2 * kv_heads) * head_dim + (heads * head_dim + 1) * d
-  mlp = (d + 1) * m.mlp_dim + (m.mlp_dim + 1) * d
-  count = m.num_layers * (attention + mlp + 2 * 2 * d) + vocab * d + 2 * d   # + embed/final norm
-  count += m.max_len * d if m.position == "learned" else 0
-  count += m.type_vocab_size * d
+  bias = int(m.use_bias)
+  norm = (2 if m.norm_kind == "layernorm" else 1) * d
+  attention = d * (heads + 2 * kv_heads) * head_dim + heads * head_dim * d
+  attention += bias * ((heads + 2 * kv_heads) * head_dim + d)
+  gated = m.mlp in ("swiglu", "geglu")
+  mlp = d * m.mlp_dim * (2 if gated else 1) + m.mlp_dim * d
+  mlp += bias * (m.mlp_dim * (2 if gated else 1) + d)
+  def stack(layers, cross):
+    count = layers * ((2 if cross else 1) * (attention + norm) + mlp + norm)
+    count += norm if m.norm == "pre" else 0          # final norm
+    count += norm if m.embed_norm else 0
+    count += m.max_len * d if m.position == "learned" else 0
+    count += m.relative_buckets * heads if m.position == "relative" else 0
+    return count
+  if m.family == "encoder_decoder":
+    count = stack(m.num_layers, False) + stack(m.num_decoder_layers or m.num_layers, True)
+  else:
+    count = stack(m.num_layers, False)
+  count += vocab * d + m.type_vocab_size * d
   count += vocab * d if "lm" in heads_used and not m.tie_embeddings else 0
   count += (d + 1) * d + 2 * d + vocab if "mlm" in heads_used else 0   # transform, norm, bias
   count += (d + 1) * d if {"nsp", "classify"} & set(heads_used) else 0  # pooler
@@ -78,7 +97,8 @@ def test_config_builds_shards_and_has_expected_size(name, arg):
   if (name, arg) in PAPER_PARAMS:
     assert abs(count / PAPER_PARAMS[name, arg] - 1) < 0.02, count
 
-  params = shardings["params"][config.model.family]
+  stack = "encoder" if config.model.family == "encoder" else "decoder"
+  params = shardings["params"][stack]
   assert tuple(params["layer_0"]["mlp"]["wi"]["kernel"].spec) == ("fsdp", "tensor")
   assert tuple(params["layer_0"]["mlp"]["wo"]["kernel"].spec) == ("tensor", "fsdp")
   assert tuple(params["layer_0"]["attention"]["query"]["kernel"].spec) == ("fsdp", "tensor", None)
@@ -87,7 +107,7 @@ def test_config_builds_shards_and_has_expected_size(name, arg):
                if jax.tree_util.keystr(path).endswith("['token_embed']['embedding']")]
   copies = 1 if config.optimizer.train_only else 3
   assert [tuple(spec) for spec in embedding] == [("tensor", "fsdp")] * copies
-  leaf = abstract["params"][config.model.family]["layer_0"]["mlp"]["wi"]["kernel"]
+  leaf = abstract["params"][stack]["layer_0"]["mlp"]["wi"]["kernel"]
   assert leaf.sharding == params["layer_0"]["mlp"]["wi"]["kernel"]
   assert leaf.dtype == jnp.float32
 
