@@ -9,6 +9,7 @@ A sequence ends at any of `stop_ids`, which is not returned.
 """
 import dataclasses
 import functools
+import time
 
 import flax.linen as nn
 import jax
@@ -282,9 +283,10 @@ def _map_cache_rows(fn, cache):
   return jax.tree_util.tree_map_with_path(apply, cache)
 
 
-def generate(model, params, prompts, settings, mesh=None, rules=None):
+def generate(model, params, prompts, settings, mesh=None, rules=None, timed=False):
   """New token ids for each prompt (a list of ids: the decoder's prefix, or an encoder-decoder's
-  source), without the stop token; and the number of decoding steps run."""
+  source), without the stop token; and the number of decoding steps run. `timed`: compile ahead
+  of time and also return the seconds the decoding itself took."""
   check(settings)
   batch = len(prompts)
   if model.cfg.family == "encoder_decoder":
@@ -299,5 +301,12 @@ def generate(model, params, prompts, settings, mesh=None, rules=None):
               "lengths": lengths}
     source_len = 0
   search = _compiled(model, settings, batch, prompt_len, source_len, mesh, rules)
-  out, lengths, steps = jax.device_get(search(params, prompt, jax.random.PRNGKey(settings.seed)))
-  return [[int(t) for t in row[:n]] for row, n in zip(out, lengths)], int(steps)
+  args = (params, prompt, jax.random.PRNGKey(settings.seed))
+  if timed:
+    search = search.lower(*args).compile()
+    start = time.perf_counter()
+  out, lengths, steps = jax.device_get(search(*args))
+  outputs = [[int(t) for t in row[:n]] for row, n in zip(out, lengths)]
+  if timed:
+    return outputs, int(steps), time.perf_counter() - start
+  return outputs, int(steps)

@@ -1,92 +1,111 @@
-"""Samples text from the latest checkpoint of a causal (GPT) model.
+"""Generates text with a decoder or an encoder-decoder (llm/decoding.py: KV cache, one jitted loop).
 
   python -m llm.generate --config=configs/gpt_tiny.py --workdir=/tmp/gpt_tiny --prompt="The war"
-Each new token re-runs the model over the whole window (no KV cache yet), which is fine for the
-small models trained here. --temperature=0 is greedy decoding; --top_k=0 samples the full softmax.
+  python -m llm.generate --config=configs/t5_tiny.py --workdir=/tmp/t5 --prompt="A source text"
+Weights: the latest checkpoint in --workdir; without one (or without --workdir) the config's init.
+--temperature=0 (the default) is greedy; --num_beams>1 is beam search. --format=json ends with one
+JSON line: {"samples": [{"prompt", "text", "ids"}], "new_tokens", "decode_tokens_per_sec"}.
 """
+import json
+
 import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
-from llm import checkpoint, cli, lora, metrics, parallel, weights
+from llm import checkpoint, cli, decoding, lora, metrics, parallel, state as state_lib, transfer
+from llm import weights
 from llm.data import pipeline
 from llm.data.tokenizer import BOS, EOS
 from llm.models import build_model
 
-flags.DEFINE_string("prompt", "", "Text to continue (empty = start of a document).")
+flags.DEFINE_multi_string("prompt", [""], "Text to continue (a decoder) or to transform (an "
+                          "encoder-decoder); repeat the flag for a batch of prompts.")
 flags.DEFINE_integer("max_new_tokens", 64, "How many tokens to add at most.")
-flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 = greedy.")
-flags.DEFINE_integer("top_k", 40, "Sample among the k most likely tokens; 0 = all.")
-flags.DEFINE_integer("num_samples", 1, "How many continuations.")
+flags.DEFINE_float("temperature", 0.0, "Softmax temperature; 0 = greedy.")
+flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0 = all.")
+flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set of tokens holding this mass.")
+flags.DEFINE_integer("num_beams", 1, "Beam search with this many beams (1 = no beam search).")
+flags.DEFINE_float("length_penalty", 1.0, "Beam score = log-probability / length ** this.")
+flags.DEFINE_integer("num_samples", 1, "Continuations per prompt.")
 flags.DEFINE_integer("sample_seed", 0, "Random seed for sampling.")
+flags.DEFINE_enum("format", "text", ["text", "json"], "text, or a JSON line at the end.")
 
 
-def sample_next(logits, rng, temperature, top_k):
-  """(batch, vocab) logits -> (batch,) token ids."""
-  if temperature == 0:
-    return jnp.argmax(logits, -1)
-  logits = logits.astype(jnp.float32) / temperature
-  if top_k:
-    kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
-    logits = jnp.where(logits < kth, -jnp.inf, logits)
-  return jax.random.categorical(rng, logits)
-
-
-def generate(model, params, prompt_ids, max_new_tokens, temperature, top_k, num_samples, seed):
-  """Continues `prompt_ids` (a list starting with <s>); returns one id list per sample."""
-  length = len(prompt_ids) + max_new_tokens
-  tokens = np.zeros((num_samples, length), np.int32)
-  tokens[:, :len(prompt_ids)] = prompt_ids
-
-  @jax.jit
-  def step(tokens, index, rng):
-    batch = {"inputs": tokens, "segment_ids": (jnp.arange(length) < index).astype(jnp.int32)
-             [None].repeat(num_samples, 0)}
-    logits = model.apply({"params": params}, batch)["lm"][:, index - 1]
-    return tokens.at[:, index].set(sample_next(logits, rng, temperature, top_k))
-
-  rng, tokens = jax.random.PRNGKey(seed), jnp.asarray(tokens)
-  for index in range(len(prompt_ids), length):
-    tokens = step(tokens, index, jax.random.fold_in(rng, index))
-  out = []
-  for row in np.asarray(tokens):
-    new = list(row[len(prompt_ids):])
-    out.append(list(prompt_ids) + (new[:new.index(EOS)] if EOS in new else new))
-  return out
-
-
-def generate_from_checkpoint(config, workdir):
+def settings_from_flags(stop_ids):
   f = flags.FLAGS
+  return decoding.Settings(max_new_tokens=f.max_new_tokens, temperature=f.temperature,
+                           top_k=f.top_k, top_p=f.top_p, num_beams=f.num_beams,
+                           length_penalty=f.length_penalty, stop_ids=tuple(stop_ids),
+                           seed=f.sample_seed)
+
+
+def load_params(config, workdir, model, mesh):
+  """(params, where they came from): the workdir's latest checkpoint, else config.init."""
+  path = cli.workdir_path(workdir, create=False) if workdir else None
+  manager = checkpoint.make_manager(path, config.keep_checkpoints) if path and (
+      path / "checkpoints").is_dir() else None
+  step = manager.latest_step() if manager else None
+  if step is not None:
+    return weights.restore_params(manager, step, config, mesh), f"step {step} of {path}"
+  if not config.init:
+    raise FileNotFoundError(f"no checkpoint in {path}/checkpoints and no config.init to "
+                            f"generate from; train first with llm.train or set --config.init")
+  abstract = state_lib.abstract_params(model, config, mesh)
+  zeros = jax.jit(lambda: jax.tree.map(lambda a: jax.numpy.zeros(a.shape, a.dtype), abstract),
+                  out_shardings=jax.tree.map(lambda a: a.sharding, abstract))()
+  return transfer.load_pretrained(config, zeros, mesh, require_all=True), f"init={config.init}"
+
+
+def generate_text(config, workdir):
+  f = flags.FLAGS
+  decoding.check(settings_from_flags(()))   # bad flags fail before anything loads
   cli.resolve_config(config, jax.device_count())
-  if config.model.family != "decoder":
-    raise ValueError(f"llm.generate needs model.family='decoder' (e.g. configs/gpt_tiny.py), "
-                     f"not {config.model.family!r}")
-  if f.temperature < 0 or f.top_k < 0 or f.max_new_tokens <= 0 or f.num_samples <= 0:
-    raise ValueError("--temperature and --top_k must be >= 0, --max_new_tokens and "
-                     "--num_samples > 0")
-  workdir = cli.workdir_path(workdir, create=False)
-  manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  step = checkpoint.latest_step(manager)
+  family = config.model.family
+  if family == "encoder":
+    raise ValueError("llm.generate needs a decoder or an encoder-decoder (model.family="
+                     "'decoder' or 'encoder_decoder'); an encoder has no output to continue")
+  if config.model.prompt_length:
+    raise ValueError("llm.generate does not decode soft prompts (model.prompt_length > 0)")
+  if f.num_samples <= 0:
+    raise ValueError(f"--num_samples={f.num_samples} must be positive")
   tok = pipeline.load_tokenizer(config, pipeline.prepare_corpus(config))
-  prompt_ids = [BOS] + tok.encode(f.prompt)
-  if len(prompt_ids) + f.max_new_tokens > config.model.max_len:
-    raise ValueError(f"prompt ({len(prompt_ids)} tokens) + --max_new_tokens={f.max_new_tokens} "
-                     f"is longer than model.max_len={config.model.max_len}")
+  stop_ids = [EOS] + list(getattr(tok, "stop_ids", ()))
+  settings = settings_from_flags(stop_ids)
+  texts = [p for p in f.prompt for _ in range(f.num_samples)]
+  if family == "decoder":
+    prompts = [[BOS] + tok.encode(t) for t in texts]
+  else:
+    prompts = [tok.encode(t) + [EOS] for t in texts]
+  longest = max(map(len, prompts)) + (settings.max_new_tokens if family == "decoder" else 0)
+  if config.model.position == "learned" and longest > config.model.max_len:
+    raise ValueError(f"a prompt of {max(map(len, prompts))} tokens + --max_new_tokens="
+                     f"{settings.max_new_tokens} is longer than the model's context, "
+                     f"model.max_len={config.model.max_len}; shorten the prompt or ask for fewer "
+                     f"tokens")
   mesh = parallel.make_mesh(config.mesh)
   model = build_model(config, heads=("lm",))
-  params = lora.merge(weights.restore_params(manager, step, config, mesh), config.lora)
-  samples = generate(model, params, prompt_ids, f.max_new_tokens, f.temperature, f.top_k,
-                     f.num_samples, f.sample_seed)
-  for i, ids in enumerate(samples):
-    metrics.log(f"--- sample {i} (step {step})\n{tok.decode(ids[1:])}")
+  params, source = load_params(config, workdir, model, mesh)
+  params = lora.merge(params, config.lora)
+  outputs, steps, seconds = decoding.generate(model, params, prompts, settings, mesh,
+                                              parallel.axis_rules(config), timed=True)
+  samples = []
+  for text, ids in zip(texts, outputs):
+    samples.append({"prompt": text, "text": tok.decode(ids), "ids": ids})
+    metrics.log(f"--- {source}: {text!r}\n{tok.decode(ids)}")
+  new_tokens = sum(map(len, outputs))
+  # Every row runs every step until the last one stops: rows x steps tokens were decoded.
+  rate = len(prompts) * steps / seconds
+  metrics.log(f"{new_tokens} new tokens, {steps} steps in {seconds:.2f} s "
+              f"({rate:,.1f} tokens/s decoded, compile excluded)")
+  if f.format == "json":
+    print(json.dumps({"samples": samples, "new_tokens": new_tokens,
+                      "decode_tokens_per_sec": rate}), flush=True)
   return samples
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  cli.run(generate_from_checkpoint, cli.FLAGS.config, cli.FLAGS.workdir)
+  cli.run(generate_text, cli.FLAGS.config, cli.FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -1,42 +1,70 @@
-"""Sampling: the fixed-size decode buffer gives what re-running on the bare prefix gives."""
+"""llm.generate from the CLI: JSON output, greedy ids against re-running the prefix, bad flags."""
+import json
+
 import jax
-import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from llm.base_config import base_config
-from llm.generate import generate, sample_next
+from llm import parallel, weights
+from llm.base_config import from_saved
+from llm.data import pipeline
 from llm.models import build_model
-from llm.state import dummy_batch
+
+from conftest import tiny_overrides
 
 
-def small_model():
-  config = base_config()
-  config.vocab_size = 50
-  config.seq_len = 16
-  config.model.update(num_layers=2, embed_dim=32, num_heads=4, mlp_dim=64, max_len=32)
-  model = build_model(config)
-  params = model.init(jax.random.PRNGKey(0), dummy_batch(config))["params"]
-  return model, jax.tree.map(lambda p: p.unbox() if hasattr(p, "unbox") else p, params,
-                             is_leaf=lambda p: hasattr(p, "unbox"))
+@pytest.fixture(scope="module")
+def gpt_workdir(tmp_path_factory):
+  from conftest import run_cli
+  workdir = tmp_path_factory.mktemp("gpt")
+  proc = run_cli("train", "configs/gpt_tiny.py", workdir, *tiny_overrides(total_steps=20))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir
 
 
-def test_greedy_matches_argmax_over_growing_prefixes():
-  model, params = small_model()
-  prompt = [2, 7, 11, 5]
-  (got,) = generate(model, params, prompt, 10, temperature=0.0, top_k=0, num_samples=1, seed=0)
-  expected = list(prompt)
-  for _ in range(10):
-    logits = model.apply({"params": params}, {"inputs": jnp.asarray([expected])})["lm"]
-    nxt = int(jnp.argmax(logits[0, -1]))
-    if nxt == 3:   # </s> ends the sample
-      break
-    expected.append(nxt)
-  assert got == expected
+def test_generate_json_matches_greedy_reference(cli, gpt_workdir):
+  prompts = ["The history of", "In 1990 the"]
+  proc = cli("generate", "configs/gpt_tiny.py", gpt_workdir, *tiny_overrides(),
+             *[f"--prompt={p}" for p in prompts], "--max_new_tokens=12", "--format=json")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert [s["prompt"] for s in out["samples"]] == prompts
+  assert out["new_tokens"] == sum(len(s["ids"]) for s in out["samples"])
+  assert out["decode_tokens_per_sec"] > 0
+
+  # Independent reference: full forward passes over the growing prefix, argmax each time.
+  config = from_saved(json.loads((gpt_workdir / "config.json").read_text()))
+  tok = pipeline.load_tokenizer(config, pipeline.prepare_corpus(config))
+  mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
+  params, _, _ = weights.workdir_params(gpt_workdir, mesh)
+  model = build_model(config, heads=("lm",))
+  forward = jax.jit(lambda ids: model.apply({"params": params}, {"inputs": ids})["lm"])
+  for sample in out["samples"]:
+    ids = [2] + tok.encode(sample["prompt"])
+    new = []
+    while len(new) < 12:
+      nxt = int(np.argmax(forward(np.asarray([ids + new]))[0, -1]))
+      if nxt == 3:   # </s>
+        break
+      new.append(nxt)
+    assert sample["ids"] == new
+    assert sample["text"] == tok.decode(new)
 
 
-def test_top_k_only_samples_the_k_best():
-  logits = jnp.asarray([[0.0, 5.0, 1.0, 4.0, -2.0]] * 2000)
-  draws = np.asarray(sample_next(logits, jax.random.PRNGKey(1), 1.0, 2))
-  assert set(np.unique(draws)) == {1, 3}
-  assert 0.6 < (draws == 1).mean() < 0.85     # softmax(5, 4) gives token 1 73%
-  assert (np.asarray(sample_next(logits, jax.random.PRNGKey(1), 0.0, 0)) == 1).all()
+@pytest.mark.parametrize("args,message", [
+    (["--top_p=0"], r"--top_p=0.0 must be in \(0, 1\]"),
+    (["--num_beams=2", "--temperature=0.7"], "beam search, which does not sample"),
+    (["--max_new_tokens=200"], "longer than the model's context, model.max_len=32"),
+])
+def test_bad_generate_flags_are_one_line(cli, gpt_workdir, args, message):
+  proc = cli("generate", "configs/gpt_tiny.py", gpt_workdir,
+             *tiny_overrides(**{"model.max_len": 32}), *args)
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and __import__("re").search(message, errors[0]), proc.stderr[-2000:]
+
+
+def test_generate_without_checkpoint_or_init_is_one_line(cli, tmp_path):
+  proc = cli("generate", "configs/gpt_tiny.py", tmp_path, *tiny_overrides())
+  assert proc.returncode == 1 and "no checkpoint in" in proc.stderr and "config.init" in \
+      proc.stderr, proc.stderr[-2000:]
