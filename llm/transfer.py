@@ -1,7 +1,7 @@
 """Starting a run from pretrained weights (`config.init`).
 
 `init` is "" (from scratch), a workdir of ours (its latest checkpoint), a Hugging Face BERT
-folder (config.json + model.safetensors), or "minilm". The source decides the model's shape and
+folder (config.json + model.safetensors), "minilm", a Llama GGUF file, or "smollm2". The source decides the model's shape and
 tokenizer; every tensor the new model shares with it (same path, same shape) is loaded, and heads
 the source lacks (e.g. a classifier) keep their fresh initialisation.
 """
@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from llm import convert, metrics, state as state_lib, weights
-from llm.convert import hf_bert
+from llm.convert import gguf_llama, hf_bert
+from llm.models import model_config
 
 # Model settings a fine-tuning run takes over from its init source (not the layer layout:
 # params convert to the run's own model.scan_layers).
@@ -43,11 +44,16 @@ def resolve_init(config):
     else:
       config.tokenizer.update(kind=source["tokenizer"]["kind"], path=source["tokenizer"]["path"])
     return config
-  model_dir = hf_bert.resolve_model_dir(config.init)
-  overrides = hf_bert.model_overrides(model_dir)
+  if gguf_llama.is_gguf(config.init):
+    overrides = gguf_llama.model_overrides(gguf_llama.GgufFile(config.init))
+    tokenizer = dict(kind="gguf", path=str(config.init))
+  else:
+    model_dir = hf_bert.resolve_model_dir(config.init)
+    overrides = hf_bert.model_overrides(model_dir)
+    tokenizer = dict(kind="wordpiece", path=str(model_dir))
   config.vocab_size = overrides["vocab_size"]
   config.model.update({k: v for k, v in overrides["model"].items() if k in ARCHITECTURE_KEYS})
-  config.tokenizer.update(kind="wordpiece", path=str(model_dir))
+  config.tokenizer.update(tokenizer)
   return config
 
 
@@ -88,6 +94,8 @@ def load_pretrained(config, params, mesh, require_all=False):
   path = pathlib.Path(config.init).expanduser()
   if weights.is_workdir(path):
     source = weights.workdir_params(path, mesh)[0]
+  elif gguf_llama.is_gguf(config.init):
+    source = gguf_llama.load_params(gguf_llama.GgufFile(config.init), model_config(config))
   else:
     source = hf_bert.load_params(hf_bert.resolve_model_dir(config.init))
   source = convert.to_layout(source, scan=bool(config.model.scan_layers))

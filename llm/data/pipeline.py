@@ -65,13 +65,19 @@ def _on_first_process(fn, name):
 
 def load_tokenizer(config, builder):
   """config.tokenizer.path if set, else a SentencePiece model trained once on the train split.
-  `tokenizer.kind="wordpiece"` loads a Hugging Face BERT vocabulary from the folder `path`."""
+  `tokenizer.kind="wordpiece"` loads a Hugging Face BERT vocabulary from the folder `path`,
+  `"gguf"` the byte-level BPE vocabulary in a GGUF file's metadata (path, or 'smollm2')."""
   cfg = config.tokenizer
   if cfg.kind == "wordpiece":
     from llm.data.wordpiece import WordPieceTokenizer
     tok = WordPieceTokenizer(cfg.path)
+  elif cfg.kind == "gguf":
+    from llm.convert.gguf_llama import GgufFile
+    from llm.data.bpe import BpeTokenizer
+    tok = BpeTokenizer(GgufFile(cfg.path))
   elif cfg.kind != "sentencepiece":
-    raise ValueError(f"tokenizer.kind={cfg.kind!r}: expected 'sentencepiece' or 'wordpiece'")
+    raise ValueError(f"tokenizer.kind={cfg.kind!r}: expected 'sentencepiece', 'wordpiece' or "
+                     f"'gguf'")
   elif cfg.path:
     path = pathlib.Path(cfg.path).expanduser()
     if not path.is_file():

@@ -21,6 +21,7 @@ class Tokenizer:
     self.vocab_size = self.sp.get_piece_size()
     self.cls_id, self.sep_id, self.mask_id = (self.sp.piece_to_id(p) for p in SPECIAL_PIECES)
     self.special_ids = (PAD, UNK, BOS, EOS, self.cls_id, self.sep_id, self.mask_id)
+    self.bos_id, self.eos_id, self.add_bos = BOS, EOS, True   # what texts start and end with
 
   def encode(self, text):
     return self.sp.encode(text)

@@ -43,6 +43,7 @@ class WordPieceTokenizer:
     self.vocab_size = self.tok.get_vocab_size()
     self.cls_id, self.sep_id, self.mask_id = ids["[CLS]"], ids["[SEP]"], ids["[MASK]"]
     self.special_ids = tuple(ids.values())
+    self.bos_id, self.eos_id, self.add_bos = self.cls_id, self.sep_id, True
 
   def encode(self, text):
     return self.tok.encode(text, add_special_tokens=False).ids

@@ -1,13 +1,12 @@
 """Causal language modelling (GPT, Llama): predict token t+1 from tokens <= t.
 
-Rows: `<s> text </s>` per document, shifted by one into `inputs`/`targets` (0 = padding, not
-scored), packed into full rows with `segment_ids` and `positions` restarting per document.
+Rows: `<s> text </s>` per document (the tokenizer's own ids; no <s> where it adds none, as
+SmolLM2's), shifted by one into `inputs`/`targets` (0 = padding, not scored), packed into full rows with `segment_ids` and `positions` restarting per document.
 """
 import jax.numpy as jnp
 import numpy as np
 
 from llm.data import pipeline
-from llm.data import tokenizer as tokenizer_lib
 from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
 
@@ -15,7 +14,7 @@ from llm.tasks.losses import cross_entropy_sums
 def rows(docs, all_docs, config, tok, train):
   del all_docs, train
   def example(item):
-    ids = [tokenizer_lib.BOS] + tok.encode(item[1]["text"]) + [tokenizer_lib.EOS]
+    ids = [tok.bos_id] * tok.add_bos + tok.encode(item[1]["text"]) + [tok.eos_id]
     ids = np.asarray(ids, np.int32)
     return {"inputs": ids[:-1], "targets": ids[1:]}
   return pipeline.pack(docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS), config.seq_len)
