@@ -89,7 +89,7 @@ def generate_text(config, workdir):
   if not all(prompts):
     raise ValueError(f"an empty --prompt: {tok.path} adds no start token, so give some text")
   longest = max(map(len, prompts)) + (settings.max_new_tokens if family == "decoder" else 0)
-  if config.model.position == "learned" and longest > config.model.max_len:
+  if longest > config.model.max_len:
     raise ValueError(f"a prompt of {max(map(len, prompts))} tokens + --max_new_tokens="
                      f"{settings.max_new_tokens} is longer than the model's context, "
                      f"model.max_len={config.model.max_len}; shorten the prompt or ask for fewer "

@@ -17,7 +17,7 @@ from conftest import tiny_overrides
 def gpt_workdir(tmp_path_factory):
   from conftest import run_cli
   workdir = tmp_path_factory.mktemp("gpt")
-  proc = run_cli("train", "configs/gpt_tiny.py", workdir, *tiny_overrides(total_steps=20))
+  proc = run_cli("train", "configs/gpt_tiny.py", workdir, *tiny_overrides(total_steps=4))
   assert proc.returncode == 0, proc.stderr[-3000:]
   return workdir
 
@@ -68,3 +68,9 @@ def test_generate_without_checkpoint_or_init_is_one_line(cli, tmp_path):
   proc = cli("generate", "configs/gpt_tiny.py", tmp_path, *tiny_overrides())
   assert proc.returncode == 1 and "no checkpoint in" in proc.stderr and "config.init" in \
       proc.stderr, proc.stderr[-2000:]
+
+
+def test_generate_needs_a_decoder(cli, tmp_path):
+  proc = cli("generate", "configs/bert_tiny.py", tmp_path, *tiny_overrides())
+  assert proc.returncode == 1 and "needs a decoder or an encoder-decoder" in proc.stderr, \
+      proc.stderr[-2000:]

@@ -98,7 +98,7 @@ def test_heldout_perplexity_matches_transformers(smollm2, reference, tmp_path):
   from llm.data import pipeline
   from llm.evaluate import evaluate_checkpoint
   torch, hf_model, _ = reference
-  config = load_config("smollm2", seq_len=128, batch_size=8, eval_batches=2,
+  config = load_config("smollm2", seq_len=64, batch_size=8, eval_batches=1,
                        **{"model.scan_layers": True})
   result = evaluate_checkpoint(config, tmp_path / "eval", "validation")
   # Reference: every packed segment of the same rows on its own through transformers.
@@ -120,3 +120,21 @@ def test_heldout_perplexity_matches_transformers(smollm2, reference, tmp_path):
   expected = float(np.exp(total / count))
   assert result["perplexity"] == pytest.approx(expected, rel=5e-3)
   assert json.loads((tmp_path / "eval" / "evaluate.json").read_text())["step"] == 0
+
+
+def test_unsupported_gguf_files_are_named(tmp_path):
+  gguf = pytest.importorskip("gguf")
+  path = tmp_path / "gpt2.gguf"
+  writer = gguf.GGUFWriter(path, "gpt2")
+  writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+  writer.write_header_to_file()
+  writer.write_kv_data_to_file()
+  writer.write_tensors_to_file()
+  writer.close()
+  with pytest.raises(ValueError, match=r"holds a 'gpt2' model; only the 'llama' architecture"):
+    gguf_llama.GgufFile(path)
+  (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
+  with pytest.raises(ValueError, match=r"junk.gguf is not a readable GGUF file"):
+    gguf_llama.GgufFile(tmp_path / "junk.gguf")
+  with pytest.raises(FileNotFoundError, match=r"nope.gguf does not exist"):
+    gguf_llama.GgufFile(tmp_path / "nope.gguf")

@@ -85,9 +85,9 @@ def test_resume_converts_between_layer_layouts_when_asked(tmp_path):
   """Stopped with unscanned layers, resumed with scanned ones (params and Adam moments restacked):
   the same losses as an uninterrupted unscanned run (dropout off: the two layouts draw their
   dropout masks differently)."""
-  common = dict(total_steps=6, **{"model.dropout_rate": 0.0})
+  common = dict(total_steps=4, eval_batches=1, **{"model.dropout_rate": 0.0})
   train_and_evaluate(tiny_config(**common), tmp_path / "straight")
-  train_and_evaluate(tiny_config(**common, stop_at_step=3), tmp_path / "moved")
+  train_and_evaluate(tiny_config(**common, stop_at_step=2), tmp_path / "moved")
   with pytest.raises(ValueError, match=r"stores its layers with model.scan_layers=False; set "
                      r"--config.model.scan_layers=False, or add --config.convert_layout=True"):
     train_and_evaluate(tiny_config(**common, **{"model.scan_layers": True}), tmp_path / "moved")
