@@ -9,7 +9,10 @@ compiled only: XLA's memory analysis of the compiled step (temporaries = activat
 import importlib.util
 import pathlib
 import statistics
+import sys
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))   # the repository root
 
 import jax
 import numpy as np

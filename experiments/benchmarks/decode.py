@@ -7,8 +7,12 @@ Needs the test extras (torch, transformers, accelerate: `bash scripts/setup.sh -
 """
 import argparse
 import os
+import pathlib
 import statistics
+import sys
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))   # the repository root
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -28,7 +32,7 @@ PROMPTS = ["The capital of France is", "Once upon a time, in a small village,",
 
 
 def copy_bandwidth(megabytes=512, repeats=5):
-  """Bytes per second of a large array copy (numpy, one core's view of memory)."""
+  """Memory traffic per second of a large array copy (bytes read + bytes written)."""
   src = np.ones(megabytes * 2**20 // 4, np.float32)
   dst = np.empty_like(src)
   times = []
@@ -36,7 +40,7 @@ def copy_bandwidth(megabytes=512, repeats=5):
     start = time.perf_counter()
     np.copyto(dst, src)
     times.append(time.perf_counter() - start)
-  return src.nbytes / min(times)
+  return 2 * src.nbytes / min(times)
 
 
 def main():
@@ -74,9 +78,9 @@ def main():
       mask[row, length - len(p):] = 1
     with torch.no_grad():
       start = time.perf_counter()
+      # eos_token_id=None: like ours without stop ids, it never stops before the last token.
       out = reference.generate(ids, attention_mask=mask, max_new_tokens=args.new_tokens,
-                               min_new_tokens=args.new_tokens, do_sample=False,
-                               pad_token_id=tok.eos_id)
+                               do_sample=False, eos_token_id=None, pad_token_id=tok.eos_id)
       seconds = time.perf_counter() - start
     return [row[length:].tolist() for row in out], seconds
 
@@ -97,7 +101,7 @@ def main():
       times["transformers"].append(t_theirs)
       same = sum(a == b for a, b in zip(mine, other))
     rate = {k: batch * args.new_tokens / statistics.median(v) for k, v in times.items()}
-    bound = batch * bandwidth / weight_bytes   # each step streams every weight once
+    bound = batch * bandwidth / weight_bytes   # each step reads every weight once
     rows.append((batch, rate["ours"], rate["transformers"], rate["ours"] / rate["transformers"],
                  bound, rate["ours"] / bound, same))
   print(f"\n| batch | ours tokens/s | transformers tokens/s | ours / transformers | "

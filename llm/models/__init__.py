@@ -31,9 +31,17 @@ class Model(nn.Module):
     pooled = None
     if set(heads_lib.POOLED) & set(self.heads):
       pooled = heads_lib.Pooler(cfg, name="pooler")(hidden)
+    dtype = jnp.dtype(cfg.dtype)
+
+    def attend(h):
+      """The tied output layer, h @ table.T. As an einsum over the table's own layout: XLA on
+      CPU copies a transposed table (the whole vocabulary) every call otherwise."""
+      table = jnp.asarray(token_embed.embedding, dtype)
+      return jnp.einsum("...d,vd->...v", h.astype(dtype), table)
+
     for name in self.heads:
       head = heads_lib.HEADS[name](cfg, name=f"{name}_head")
-      outputs.update(head(hidden, pooled, token_embed.attend, train))
+      outputs.update(head(hidden, pooled, attend, train))
     return outputs
 
 
