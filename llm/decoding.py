@@ -106,12 +106,13 @@ def _left_pad(prompts, length):
 
 
 def _right_pad(rows):
+  """(tokens, segment_ids) of encoder-decoder sources, left-aligned and padded with 0."""
   length = max(map(len, rows))
   tokens = np.zeros((len(rows), length), np.int32)
   for row, ids in enumerate(rows):
     tokens[row, :len(ids)] = ids
-  return tokens, (tokens != 0).astype(np.int32) * (np.arange(length) < np.asarray(
-      [len(r) for r in rows])[:, None])
+  lengths = np.asarray([len(r) for r in rows])
+  return tokens, (np.arange(length) < lengths[:, None]).astype(np.int32)
 
 
 def cache_spec(model, batch_size, cache_len, encoder_decoder):
