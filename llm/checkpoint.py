@@ -72,22 +72,32 @@ def latest_step(manager):
   return step
 
 
+def _quiet_restore(read, step_dir, hint=""):
+  """read() with sys.stderr muted; any failure becomes one ValueError naming `step_dir`.
+
+  When one array fails to read, Orbax's other reader threads print tracebacks through
+  sys.stderr as they die, racing with our error line: keep sys.stderr muted until the restore
+  succeeds (and for good if it fails; the CLI writes its error to sys.__stderr__)."""
+  stderr, sys.stderr = sys.stderr, open(os.devnull, "w")
+  try:
+    result = read()
+  except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used
+    raise ValueError(f"checkpoint {step_dir} could not be restored "
+                     f"({type(e).__name__}: {str(e).splitlines()[0][:160]}){hint}") from e
+  sys.stderr = stderr
+  return result
+
+
 def restore_params(manager, step, abstract_params):
   """Only the params of a saved train state (no optimizer state is read), onto the shardings in
   `abstract_params`. An unreadable checkpoint raises one ValueError."""
-  path = manager.directory / str(step) / "state"
   args = ocp.args.PyTreeRestore(
       item={"params": abstract_params},
       restore_args={"params": ocp.checkpoint_utils.construct_restore_args(abstract_params)},
       partial_restore=True)
-  stderr, sys.stderr = sys.stderr, open(os.devnull, "w")   # see restore()
-  try:
-    params = ocp.PyTreeCheckpointer().restore(path, args=args)["params"]
-  except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used
-    raise ValueError(f"checkpoint {manager.directory / str(step)} could not be restored "
-                     f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from e
-  sys.stderr = stderr
-  return params
+  step_dir = manager.directory / str(step)
+  read = lambda: ocp.PyTreeCheckpointer().restore(step_dir / "state", args=args)["params"]
+  return _quiet_restore(read, step_dir)
 
 
 def restore(manager, step, abstract_state, data_iterator=None):
@@ -96,15 +106,6 @@ def restore(manager, step, abstract_state, data_iterator=None):
   args = {"state": ocp.args.StandardRestore(abstract_state)}
   if data_iterator is not None:
     args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-  # When one array fails to read, Orbax's other reader threads print tracebacks through
-  # sys.stderr as they die, racing with our error line: keep sys.stderr muted until the restore
-  # succeeds (and for good if it fails; the CLI writes its error to sys.__stderr__).
-  stderr, sys.stderr = sys.stderr, open(os.devnull, "w")
-  try:
-    state = manager.restore(step, args=ocp.args.Composite(**args))["state"]
-  except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used
-    raise ValueError(f"checkpoint {manager.directory / str(step)} could not be restored "
-                     f"({type(e).__name__}: {str(e).splitlines()[0][:160]}); move it away to "
-                     f"resume from an earlier one") from e
-  sys.stderr = stderr
-  return state
+  read = lambda: manager.restore(step, args=ocp.args.Composite(**args))["state"]
+  return _quiet_restore(read, manager.directory / str(step),
+                        "; move it away to resume from an earlier one")

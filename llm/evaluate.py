@@ -10,10 +10,9 @@ Prints the figures and writes them to <workdir>/evaluate.json.
 import json
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags
 
-from llm import checkpoint, cli, metrics, parallel, state as state_lib, tasks, transfer, weights
+from llm import checkpoint, cli, metrics, parallel, tasks, transfer, weights
 from llm.data import pipeline
 from llm.models import build_model
 from llm.train import evaluate, make_eval_step
@@ -35,16 +34,13 @@ def evaluate_checkpoint(config, workdir, split):
   tok = pipeline.load_tokenizer(config, builder)
   task = tasks.get_task(config.objective)
   model = build_model(config, task.heads(config))
-  abstract = state_lib.abstract_params(model, config, mesh)
   if zero_shot:
     metrics.log(f"no checkpoint in {manager.directory}: evaluating init={config.init} as is")
-    params = jax.jit(lambda: jax.tree.map(jnp.zeros_like, abstract),
-                     out_shardings=jax.tree.map(lambda a: a.sharding, abstract))()
-    params = transfer.load_pretrained(config, params, mesh, require_all=True)
+    params = transfer.init_params(config, model, mesh)
   else:
     params = weights.restore_params(manager, step, config, mesh)
   eval_step = jax.jit(make_eval_step(model, task, config),
-                      in_shardings=(jax.tree.map(lambda a: a.sharding, abstract), None),
+                      in_shardings=(jax.tree.map(lambda a: a.sharding, params), None),
                       out_shardings=parallel.replicated(mesh))
   batches = pipeline.eval_batches(config, task, tok, builder, split)
   reference = task.reference(builder, split, config) if task.reference else None

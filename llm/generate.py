@@ -11,7 +11,7 @@ import json
 import jax
 from absl import app, flags
 
-from llm import checkpoint, cli, decoding, lora, metrics, parallel, state as state_lib, transfer
+from llm import checkpoint, cli, decoding, lora, metrics, parallel, transfer
 from llm import weights
 from llm.data import pipeline
 from llm.models import build_model
@@ -60,10 +60,7 @@ def load_params(config, workdir, model, mesh):
   if not config.init:
     raise FileNotFoundError(f"no checkpoint in {path}/checkpoints and no config.init to "
                             f"generate from; train first with llm.train or set --config.init")
-  abstract = state_lib.abstract_params(model, config, mesh)
-  zeros = jax.jit(lambda: jax.tree.map(lambda a: jax.numpy.zeros(a.shape, a.dtype), abstract),
-                  out_shardings=jax.tree.map(lambda a: a.sharding, abstract))()
-  return transfer.load_pretrained(config, zeros, mesh, require_all=True), f"init={config.init}"
+  return transfer.init_params(config, model, mesh), f"init={config.init}"
 
 
 def generate_text(config, workdir):

@@ -116,3 +116,12 @@ def load_pretrained(config, params, mesh, require_all=False):
   metrics.log(f"init: loaded {len(loaded)} tensors from {config.init}; newly initialised: "
               f"{', '.join(fresh) or 'nothing'}")
   return merged
+
+
+def init_params(config, model, mesh):
+  """`model`'s params wholly from config.init, on `mesh` (zero-shot evaluation, generation from
+  an init): every parameter must come from the source."""
+  abstract = state_lib.abstract_params(model, config, mesh)
+  zeros = jax.jit(lambda: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract),
+                  out_shardings=jax.tree.map(lambda a: a.sharding, abstract))()
+  return load_pretrained(config, zeros, mesh, require_all=True)
