@@ -41,8 +41,6 @@ def workdir_params(path, mesh):
   path = pathlib.Path(path).expanduser().absolute()
   source = from_saved(json.loads((path / "config.json").read_text()))
   manager = checkpoint.make_manager(path, source.keep_checkpoints)
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {manager.directory}; train first with llm.train")
+  step = checkpoint.latest_step(manager)
   saved = from_saved(checkpoint.saved_config(manager, step))
   return restore_params(manager, step, saved, mesh), saved, step
