@@ -44,6 +44,11 @@ def base_config():
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.stop_at_step = 0              # > 0: save and exit after this step, as a preempted job would
+  # A step whose loss or gradient norm is not finite is never applied; then `stop` ends the run
+  # naming it, `skip` goes on, up to max_nonfinite_skips such steps. Nothing non-finite is saved.
+  c.on_nonfinite = "stop"
+  c.max_nonfinite_skips = 10
+  c.nan_at_step = 0               # testing: make this step's loss NaN, as a diverging run would
   # Resuming a checkpoint saved with the other model.scan_layers converts it only when asked.
   c.convert_layout = False
 

@@ -1,8 +1,11 @@
 """What the three entry points share: flags, config checks, workdir, one-line errors."""
+import difflib
+import math
 import os
 import pathlib
 import re
 import sys
+import traceback
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -17,6 +20,10 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl a
 flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed.initialize() "
                   "(auto-detects TPU pods and SLURM; elsewhere set JAX_COORDINATOR_ADDRESS, "
                   "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
+
+# What a run does when a step's loss or gradient norm is not finite (see train.py).
+NONFINITE_POLICIES = ("stop", "skip")
+
 
 def resolve_config(config, num_devices):
   """Fills in, once and before anything runs, what the config leaves to its sources (the init's
@@ -64,12 +71,29 @@ def check_config(config, num_devices):
   sizes = parallel.mesh_shape(config.mesh, num_devices)
   ways = parallel.data_parallel_size(sizes, parallel.axis_rules(config))
   accum = config.optimizer.grad_accum_steps
+  if accum < 1:
+    raise ValueError(f"optimizer.grad_accum_steps={accum} must be >= 1 (1 = no accumulation)")
   if config.batch_size % (ways * accum):
     raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"
                      f" shards x {accum} accumulation steps = {ways * accum}")
   for key in ("log_every", "eval_every", "checkpoint_every"):
     if config[key] < 0:
       raise ValueError(f"{key}={config[key]} must be >= 0 (0 = only at the end)")
+  if config.keep_checkpoints < 1:
+    raise ValueError(f"keep_checkpoints={config.keep_checkpoints} must be >= 1 (how many of the "
+                     f"newest checkpoints to keep; 0 would keep none)")
+  if config.eval_batches == 0 or config.eval_batches < -1:
+    raise ValueError(f"eval_batches={config.eval_batches} must be -1 (the whole validation "
+                     f"split) or a positive number of batches")
+  opt = config.optimizer
+  if not opt.learning_rate > 0 or not math.isfinite(opt.learning_rate):   # catches NaN too
+    raise ValueError(f"optimizer.learning_rate={opt.learning_rate} must be a positive number")
+  for key in ("warmup_steps", "clip_norm", "weight_decay"):
+    if not opt[key] >= 0:
+      raise ValueError(f"optimizer.{key}={opt[key]} must be >= 0")
+  if config.get("on_nonfinite", "stop") not in NONFINITE_POLICIES:
+    raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of "
+                     f"{list(NONFINITE_POLICIES)}")
 
 
 def workdir_path(workdir, create=True):
@@ -89,28 +113,92 @@ def workdir_path(workdir, create=True):
   return path
 
 
+def _load_config_file(spec):
+  """get_config(arg) of `configs/NAME.py[:arg]`, or SystemExit with one line on what is wrong."""
+  path, _, arg = spec.partition(":")
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise SystemExit(f"error: config file {path} does not exist (expected configs/NAME.py)")
+  try:
+    source = path.read_text(encoding="utf-8")
+    code = compile(source, str(path), "exec")
+  except SyntaxError as e:
+    raise SystemExit(f"error: config file {path}, line {e.lineno}: {e.msg}") from None
+  except UnicodeDecodeError as e:
+    raise SystemExit(f"error: config file {path} is not UTF-8 text ({e.reason})") from None
+  namespace = {"__name__": "llm_config", "__file__": str(path)}
+  try:
+    exec(code, namespace)   # noqa: S102 - the user's own config file, as config_flags runs it
+    if not callable(namespace.get("get_config")):
+      raise SystemExit(f"error: config file {path} defines no get_config(); a config file is "
+                       f"`def get_config(arg=None): return <a ConfigDict>` (see configs/)")
+    return namespace["get_config"](*([arg] if arg else []))
+  except SystemExit:
+    raise
+  except Exception as e:  # noqa: BLE001 - whatever the user's code raised, name it in one line
+    where = next((f", line {f.lineno}" for f in reversed(traceback.extract_tb(e.__traceback__))
+                  if f.filename == str(path)), "")
+    message = str(e).splitlines()[0] if str(e) else ""
+    call = f"get_config({arg!r})" if arg else "get_config()"
+    raise SystemExit(f"error: {call} in {path} raised {type(e).__name__}{where}: "
+                     f"{message}") from None
+
+def _config_keys(node, prefix=""):
+  keys = []
+  for key, value in node.items():
+    keys.append(prefix + key)
+    if hasattr(value, "items") and not isinstance(value, dict):
+      keys += _config_keys(value, f"{prefix}{key}.")
+  return keys
+
+
+def _print_help():
+  main = sys.modules["__main__"]
+  print((main.__doc__ or "").strip() + "\n")
+  # absl files a `python -m` module's flags under its path (sys.argv[0]).
+  names = {"__main__", getattr(main, "__file__", None), sys.argv[0],
+           getattr(getattr(main, "__spec__", None), "name", None)}
+  own = [f for module, module_flags in FLAGS.flags_by_module_dict().items() if module in names
+         for f in module_flags]
+  for flag in [FLAGS[name] for name in ("config", "workdir", "distributed")] + own:
+    print(f"  --{flag.name}: {flag.help} (default: {flag.default_as_str or 'none'})")
+  print("  --config.KEY=VALUE: override any key of the config (see llm/base_config.py)")
+
+
 def parse_flags(argv):
-  """absl flag parsing with one-line errors: config_flags raises AttributeError/KeyError for an
-  unknown `--config.key`, and flags.Error for a bad value or a missing config file."""
-  for arg in argv[1:]:
-    if arg.startswith("--config="):
-      path = pathlib.Path(arg.split("=", 1)[1].split(":", 1)[0])
-      if not path.is_file():
-        raise SystemExit(f"error: config file {path} does not exist (expected configs/NAME.py)")
+  """absl flag parsing with one-line errors (config_flags raises AttributeError/KeyError for an
+  unknown `--config.key`, flags.Error for a bad value, and lets errors inside get_config() out
+  as tracebacks); `--help` lists the entry point's flags and exits 0."""
+  if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
+    _print_help()
+    raise SystemExit(0)
+  spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+  config = _load_config_file(spec) if spec else None
+  if config is not None:
+    keys = _config_keys(config)
+    for arg in argv[1:]:
+      if arg.startswith("--config."):
+        key = arg[len("--config."):].split("=", 1)[0]
+        parents = [k for k in keys if key.startswith(k + ".")]
+        if key not in keys and not any(_is_open_dict(config, k) for k in parents):
+          near = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+          hint = f"; did you mean {near[0]}?" if near else "; see the config file for its keys"
+          raise SystemExit(f"error: unknown config key {key}{hint}")
   try:
     return FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
     if os.environ.get("LLM_TRACEBACK"):
       raise
-    if isinstance(e, (AttributeError, KeyError)):
-      key = str(e).strip("\"'")
-      bad = [a for a in argv[1:] if a.startswith("--config.") and key in a.split("=")[0]]
-      raise SystemExit(f"error: unknown config key {key!r} in {' '.join(bad) or argv[1:]}; see "
-                       f"the config file for the keys that exist")
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    if any(line.startswith("Traceback") for line in lines):   # raised inside get_config()
-      lines = [lines[0].split(":", 1)[0] + ":", lines[-1]]
     raise SystemExit(f"error: {' '.join(lines)}")
+
+
+def _is_open_dict(config, key):
+  """A plain-dict field (e.g. cloze.verbalizer), whose keys a user may add."""
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  return isinstance(node, dict)
 
 
 def run(fn, *args, needs_config=True):

@@ -24,38 +24,49 @@ from llm.models import build_model
 def make_train_step(model, task, optimizer, schedule, config):
   accum_steps = config.optimizer.grad_accum_steps
 
-  def micro_loss(params, batch, rng, norms):
+  def micro_loss(params, batch, rng, norms, poison):
     outputs = model.apply({"params": lora.merge(params, config.lora)}, batch, train=True,
                           rngs={"dropout": rng})
-    return task.loss_fn(outputs, batch, norms)
+    loss, sums = task.loss_fn(outputs, batch, norms)
+    return loss * poison, sums
 
   grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
   def train_step(state, batch):
     rng = jax.random.fold_in(state["rng"], state["step"])
     norms = task.normalizers(batch)   # whole-batch denominators: accumulation stays exact
+    poison = 1.0
+    if config.nan_at_step:   # testing the divergence guard
+      poison = jnp.where(state["step"] + 1 == config.nan_at_step, jnp.nan, 1.0)
+    grad_fn_ = lambda params, mb, r: grad_fn(params, mb, r, norms, poison)
     if accum_steps == 1:
-      (_, sums), grads = grad_fn(state["params"], batch, rng, norms)
+      (loss, sums), grads = grad_fn_(state["params"], batch, rng)
     else:
       # Row r goes to micro-batch r % accum_steps: each device keeps its own rows, no resharding.
       micro = jax.tree.map(
           lambda x: jnp.swapaxes(x.reshape((-1, accum_steps) + x.shape[1:]), 0, 1), batch)
       def add_micro(carry, xs):
         i, mb = xs
-        out = grad_fn(state["params"], mb, jax.random.fold_in(rng, i), norms)
+        out = grad_fn_(state["params"], mb, jax.random.fold_in(rng, i))
         return jax.tree.map(jnp.add, carry, out), None
       first = jax.tree.map(lambda x: x[0], micro)
-      zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(
-          grad_fn, state["params"], first, rng, norms))
-      ((_, sums), grads), _ = jax.lax.scan(add_micro, zeros, (jnp.arange(accum_steps), micro))
+      zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(grad_fn_, state["params"], first, rng))
+      ((loss, sums), grads), _ = jax.lax.scan(add_micro, zeros, (jnp.arange(accum_steps), micro))
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-    new_state = dict(state, step=state["step"] + 1, opt_state=opt_state,
-                     params=optax.apply_updates(state["params"], updates))
     # The norm of trainable gradients only: frozen ones are then unused and XLA drops them.
     trainable = optim.trainable_mask(grads, config)
     grad_norm = optax.tree.norm(jax.tree.map(lambda g, t: g if t else jnp.zeros(()), grads,
                                              trainable))
-    stats = {"grad_norm": grad_norm, "learning_rate": schedule(state["step"])}
+    # A non-finite step is not applied (the step count still moves on, past its batch), so the
+    # state stays finite whatever the loop then decides (see config.on_nonfinite).
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep_finite = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+    new_state = dict(state, step=state["step"] + 1,
+                     opt_state=keep_finite(opt_state, state["opt_state"]),
+                     params=keep_finite(optax.apply_updates(state["params"], updates),
+                                        state["params"]))
+    sums = jax.tree.map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), sums)
+    stats = {"grad_norm": grad_norm, "learning_rate": schedule(state["step"]), "finite": finite}
     return new_state, stats, sums
 
   return train_step
@@ -125,6 +136,10 @@ def train_and_evaluate(config, workdir):
       state["params"] = transfer.load_pretrained(config, state["params"], mesh)
   else:
     step_dir = manager.directory / str(start)
+    if start > config.total_steps:
+      raise ValueError(f"{workdir} has a checkpoint at step {start}, past total_steps="
+                       f"{config.total_steps}; set --config.total_steps={start} or more to go on "
+                       f"from it, or use a new --workdir")
     saved = checkpoint.saved_config(manager, start)
     checkpoint.check_compatible(saved, config, step_dir, layout_may_differ=config.convert_layout)
     scanned = bool(saved["model"].get("scan_layers"))
@@ -165,17 +180,47 @@ def train_and_evaluate(config, workdir):
                   or jax.process_index() != 0, dynamic_ncols=True)
   tokens, train_sums, tick = 0, {}, time.perf_counter()
   result = None
+  unchecked, skipped = [], []   # (step, device-side "finite" flag) not yet read; skipped steps
+
+  def check_finite():
+    """Reads the finite flags of the steps since the last check (a host sync, so only at log
+    and save points); stops the run as config.on_nonfinite says."""
+    bad = [s for s, ok in jax.device_get(unchecked) if not ok]
+    unchecked.clear()
+    if not bad:
+      return
+    skipped.extend(bad)
+    where = f"step {bad[0]}" + (f" (and {len(bad) - 1} more up to step {bad[-1]})"
+                                if len(bad) > 1 else "")
+    if config.on_nonfinite == "stop" or len(skipped) > config.max_nonfinite_skips:
+      manager.wait_until_finished()
+      newest = manager.latest_step()
+      why = ("" if config.on_nonfinite == "stop" else
+             f" {len(skipped)} non-finite steps exceed max_nonfinite_skips="
+             f"{config.max_nonfinite_skips};")
+      raise ValueError(
+          f"the loss or gradient norm is not finite at {where}; not applied.{why} Stopped "
+          f"without saving; newest checkpoint: {newest if newest is not None else 'none'}. "
+          f"Lower optimizer.learning_rate, or set --config.on_nonfinite=skip to skip such steps")
+    metrics.log(f"skipped the update of {where}: non-finite loss or gradient norm "
+                f"({len(skipped)} skipped of at most {config.max_nonfinite_skips})")
+
   for step in range(start + 1, config.total_steps + 1):
     batch = next(train_iter)
     tokens += int(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
     state, stats, sums = train_step(state, put_batch(batch, mesh, rules))
+    unchecked.append((step, stats["finite"]))
     for k, v in sums.items():
       train_sums[k] = train_sums.get(k, 0.0) + v
     bar.update(1)
     last = step == config.total_steps
     stopping = step == config.stop_at_step
+    saving = (config.checkpoint_every and step % config.checkpoint_every == 0) or last or stopping
+    logging_now = (config.log_every and step % config.log_every == 0) or last
+    if saving or logging_now:
+      check_finite()
     record = {}   # everything logged at this step goes into one metrics.jsonl line
-    if (config.log_every and step % config.log_every == 0) or last:
+    if logging_now:
       stats = jax.device_get(stats)
       elapsed = time.perf_counter() - tick
       record.update({f"train/{k}": v for k, v in task.summarize(
@@ -184,6 +229,8 @@ def train_and_evaluate(config, workdir):
       record.update({"train/grad_norm": stats["grad_norm"],
                      "train/learning_rate": stats["learning_rate"],
                      "train/tokens_per_sec": tokens / elapsed})
+      if skipped:
+        record["train/skipped_steps"] = len(skipped)
       bar.set_postfix(loss=f"{record['train/loss']:.3f}")
       metrics.log(f"step {step}: loss {record['train/loss']:.4f}, "
                   f"{tokens / elapsed:,.0f} tokens/s")
@@ -194,7 +241,7 @@ def train_and_evaluate(config, workdir):
       metrics.log(f"step {step}: " + ", ".join(f"eval/{k} {v:.4f}" for k, v in result.items()))
     if record:
       writer.write(step, record)
-    if (config.checkpoint_every and step % config.checkpoint_every == 0) or last or stopping:
+    if saving:
       checkpoint.save(manager, step, state, train_iter, config)
     if stopping:
       metrics.log(f"stopped after step {step} (stop_at_step); rerun to continue")

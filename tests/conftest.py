@@ -35,3 +35,7 @@ def run_cli(module, config, workdir, *args, env=None):
 @pytest.fixture
 def cli():
   return run_cli
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "fault: fault injection and bad input (pytest -m fault)")

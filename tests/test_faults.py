@@ -1,0 +1,112 @@
+"""Faults and bad input: a diverging run, config files and keys a user gets wrong. Marked `fault`
+(run them alone with `pytest -m fault`)."""
+import json
+import math
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from llm import cli
+from llm.train import train_and_evaluate
+
+from conftest import ROOT, run_cli
+from test_train import tiny_config
+
+pytestmark = pytest.mark.fault
+
+
+def saved_steps(workdir):
+  return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def all_finite(workdir, step):
+  state = ocp.PyTreeCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
+  return all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state)
+             if np.issubdtype(np.asarray(x).dtype, np.floating))
+
+
+def test_nonfinite_loss_stops_the_run_naming_the_step_and_saves_nothing_bad(tmp_path):
+  config = tiny_config(total_steps=8, checkpoint_every=2, log_every=4, nan_at_step=3)
+  with pytest.raises(ValueError, match=r"not finite at step 3; not applied.*newest checkpoint: 2"):
+    train_and_evaluate(config, tmp_path)
+  # Step 4 (the first check after step 3) and later were never saved; step 2 is whole and finite.
+  assert saved_steps(tmp_path) == [2]
+  assert all_finite(tmp_path, 2)
+
+
+def test_nonfinite_steps_are_skipped_when_asked_and_bounded(tmp_path):
+  config = tiny_config(total_steps=6, checkpoint_every=3, nan_at_step=2, on_nonfinite="skip")
+  train_and_evaluate(config, tmp_path / "skip")
+  rows = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text()
+          .splitlines()]
+  assert rows[-1]["train/skipped_steps"] == 1 and math.isfinite(rows[-1]["train/loss"])
+  assert saved_steps(tmp_path / "skip") == [3, 6] and all_finite(tmp_path / "skip", 6)
+  with pytest.raises(ValueError, match="exceed max_nonfinite_skips=0"):
+    train_and_evaluate(tiny_config(total_steps=4, nan_at_step=2, on_nonfinite="skip",
+                                   max_nonfinite_skips=0), tmp_path / "bounded")
+
+
+def test_total_steps_below_the_checkpoint_is_refused(tmp_path):
+  train_and_evaluate(tiny_config(total_steps=3), tmp_path)
+  with pytest.raises(ValueError, match=r"checkpoint at step 3, past total_steps=2; set "
+                                       r"--config.total_steps=3 or more"):
+    train_and_evaluate(tiny_config(total_steps=2), tmp_path)
+  assert saved_steps(tmp_path) == [3]
+
+
+BAD_VALUES = [
+    ({"optimizer.grad_accum_steps": 0}, "optimizer.grad_accum_steps=0 must be >= 1"),
+    ({"keep_checkpoints": 0}, "keep_checkpoints=0 must be >= 1"),
+    ({"keep_checkpoints": -2}, "keep_checkpoints=-2 must be >= 1"),
+    ({"optimizer.learning_rate": float("nan")}, "optimizer.learning_rate=nan must be a positive"),
+    ({"optimizer.learning_rate": -1e-3}, "optimizer.learning_rate=-0.001 must be a positive"),
+    ({"eval_batches": 0}, "eval_batches=0 must be -1 (the whole validation split) or a positive"),
+    ({"on_nonfinite": "ignore"}, "on_nonfinite='ignore' must be one of ['stop', 'skip']"),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", BAD_VALUES)
+def test_bad_values_are_named(overrides, expected):
+  with pytest.raises(ValueError, match=expected.replace("[", r"\[").replace("(", r"\(")
+                     .replace(")", r"\)")):
+    cli.check_config(tiny_config(**overrides), 8)
+
+
+CONFIG_FILES = {
+    "syntax.py": ("def get_config(:\n  pass\n", "config file {path}, line 1: invalid syntax"),
+    "noget.py": ("x = 1\n", "config file {path} defines no get_config()"),
+    "raises.py": ("def get_config():\n  raise RuntimeError('boom')\n",
+                  "get_config() in {path} raised RuntimeError, line 2: boom"),
+    "latin1.py": (b"# caf\xe9\ndef get_config():\n  pass\n", "config file {path} is not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_broken_config_files_are_one_line(tmp_path, name):
+  text, expected = CONFIG_FILES[name]
+  path = tmp_path / name
+  path.write_bytes(text if isinstance(text, bytes) else text.encode())
+  with pytest.raises(SystemExit) as e:
+    cli.parse_flags(["llm.train", f"--config={path}", "--workdir=/tmp/unused"])
+  assert str(e.value).startswith("error: " + expected.format(path=path)), str(e.value)
+
+
+@pytest.mark.parametrize("arg,expected", [
+    ("--config.optimizer.learning_rat=1e-3",
+     "error: unknown config key optimizer.learning_rat; did you mean optimizer.learning_rate?"),
+    ("--config.total_step=30", "error: unknown config key total_step; did you mean total_steps?"),
+    ("--config.zzzqqq=1", "error: unknown config key zzzqqq; see the config file for its keys"),
+])
+def test_near_miss_config_keys_suggest_the_right_one(arg, expected):
+  with pytest.raises(SystemExit) as e:
+    cli.parse_flags(["llm.train", f"--config={ROOT}/configs/gpt_tiny.py", arg])
+  assert str(e.value) == expected
+
+
+def test_help_lists_the_flags_and_exits_0(tmp_path):
+  proc = run_cli("generate", "configs/gpt_tiny.py", tmp_path, "--help")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  for flag in ("--config", "--workdir", "--max_new_tokens", "--top_p", "--config.KEY=VALUE"):
+    assert flag in proc.stdout
