@@ -20,8 +20,15 @@ class MetricWriter:
       return
     self.path = pathlib.Path(workdir) / "metrics.jsonl"
     if self.path.exists():
-      kept = [line for line in self.path.read_text().splitlines()
-              if line.strip() and json.loads(line)["step"] <= resume_step]
+      kept = []
+      for number, line in enumerate(self.path.read_text(errors="replace").splitlines(), 1):
+        try:
+          record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:   # torn by a crash mid-write: only ever the last line
+          log(f"dropped unreadable line {number} of {self.path} (cut off by a crash)")
+          continue
+        if record is not None and record.get("step", 0) <= resume_step:
+          kept.append(line)
       self.path.write_text("".join(line + "\n" for line in kept))
     import tensorflow as tf  # already loaded by TFDS; only its summary writer is used here
     self.tensorboard = tf.summary.create_file_writer(str(pathlib.Path(workdir) / "tensorboard"))
@@ -31,8 +38,9 @@ class MetricWriter:
     if not self.enabled:
       return
     record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
-    with self.path.open("a") as f:
+    with self.path.open("a") as f:   # one write of one whole line
       f.write(json.dumps(record) + "\n")
+      f.flush()
     with self.tensorboard.as_default(step=int(step)):
       for name, value in metrics.items():
         self._tf.summary.scalar(name, float(value))

@@ -14,8 +14,9 @@ import optax
 import tqdm
 from absl import app
 
-from llm import checkpoint, cli, convert, lora, metrics, optim, parallel, state as state_lib
-from llm import tasks, transfer
+from llm import checkpoint, cli, convert, lock, lora, metrics, optim, parallel
+from llm import state as state_lib
+from llm import preemption, tasks, transfer
 from llm.data import pipeline
 from llm.base_config import from_saved
 from llm.models import build_model
@@ -114,6 +115,16 @@ def train_and_evaluate(config, workdir):
   """Runs (or resumes) training and returns the final validation metrics."""
   cli.resolve_config(config, jax.device_count())   # e.g. a pretrained start fixes the shape
   workdir = cli.workdir_path(workdir)
+  # Process 0 holds the workdir for the whole run (others share its file system).
+  held = lock.acquire(workdir) if jax.process_index() == 0 else None
+  try:
+    return _train(config, workdir)
+  finally:
+    if held:
+      held.close()
+
+
+def _train(config, workdir):
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.axis_rules(config)
 
@@ -205,61 +216,72 @@ def train_and_evaluate(config, workdir):
     metrics.log(f"skipped the update of {where}: non-finite loss or gradient norm "
                 f"({len(skipped)} skipped of at most {config.max_nonfinite_skips})")
 
-  for step in range(start + 1, config.total_steps + 1):
-    batch = next(train_iter)
-    tokens += int(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
-    state, stats, sums = train_step(state, put_batch(batch, mesh, rules))
-    unchecked.append((step, stats["finite"]))
-    for k, v in sums.items():
-      train_sums[k] = train_sums.get(k, 0.0) + v
-    bar.update(1)
-    last = step == config.total_steps
-    stopping = step == config.stop_at_step
-    saving = (config.checkpoint_every and step % config.checkpoint_every == 0) or last or stopping
-    logging_now = (config.log_every and step % config.log_every == 0) or last
-    if saving or logging_now:
-      check_finite()
-    record = {}   # everything logged at this step goes into one metrics.jsonl line
-    if logging_now:
-      stats = jax.device_get(stats)
-      elapsed = time.perf_counter() - tick
-      record.update({f"train/{k}": v for k, v in task.summarize(
-          jax.device_get(train_sums)).items()})
-      # Loss/perplexity/accuracy average the whole interval; norm and rate are this step's.
-      record.update({"train/grad_norm": stats["grad_norm"],
-                     "train/learning_rate": stats["learning_rate"],
-                     "train/tokens_per_sec": tokens / elapsed})
-      if skipped:
-        record["train/skipped_steps"] = len(skipped)
-      bar.set_postfix(loss=f"{record['train/loss']:.3f}")
-      metrics.log(f"step {step}: loss {record['train/loss']:.4f}, "
-                  f"{tokens / elapsed:,.0f} tokens/s")
-      tokens, train_sums = 0, {}
-    if (config.eval_every and step % config.eval_every == 0) or last:
+  interrupted = preemption.Watch()   # from here on, SIGTERM/SIGINT save and stop
+  try:
+    for step in range(start + 1, config.total_steps + 1):
+      batch = next(train_iter)
+      tokens += int(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
+      state, stats, sums = train_step(state, put_batch(batch, mesh, rules))
+      unchecked.append((step, stats["finite"]))
+      for k, v in sums.items():
+        train_sums[k] = train_sums.get(k, 0.0) + v
+      bar.update(1)
+      last = step == config.total_steps
+      signalled = interrupted.reached(step)   # all processes agree on the step
+      stopping = step == config.stop_at_step or signalled
+      saving = ((config.checkpoint_every and step % config.checkpoint_every == 0) or last
+                or stopping)
+      logging_now = (config.log_every and step % config.log_every == 0) or last
+      if saving or logging_now:
+        check_finite()
+      record = {}   # everything logged at this step goes into one metrics.jsonl line
+      if logging_now:
+        stats = jax.device_get(stats)
+        elapsed = time.perf_counter() - tick
+        record.update({f"train/{k}": v for k, v in task.summarize(
+            jax.device_get(train_sums)).items()})
+        # Loss/perplexity/accuracy average the whole interval; norm and rate are this step's.
+        record.update({"train/grad_norm": stats["grad_norm"],
+                       "train/learning_rate": stats["learning_rate"],
+                       "train/tokens_per_sec": tokens / elapsed})
+        if skipped:
+          record["train/skipped_steps"] = len(skipped)
+        bar.set_postfix(loss=f"{record['train/loss']:.3f}")
+        metrics.log(f"step {step}: loss {record['train/loss']:.4f}, "
+                    f"{tokens / elapsed:,.0f} tokens/s")
+        tokens, train_sums = 0, {}
+      if (config.eval_every and step % config.eval_every == 0) or last:
+        result = run_eval()
+        record.update({f"eval/{k}": v for k, v in result.items()})
+        metrics.log(f"step {step}: " + ", ".join(f"eval/{k} {v:.4f}" for k, v in result.items()))
+      if record:
+        writer.write(step, record)
+      if saving:
+        checkpoint.save(manager, step, state, train_iter, config)
+      if stopping:
+        why = interrupted.name if signalled else "stop_at_step"
+        metrics.log(f"stopped after step {step} ({why})")
+        break
+      if "train/loss" in record:
+        tick = time.perf_counter()
+    bar.close()
+    if result is None and not interrupted.name:   # stopped early, or already finished
       result = run_eval()
-      record.update({f"eval/{k}": v for k, v in result.items()})
-      metrics.log(f"step {step}: " + ", ".join(f"eval/{k} {v:.4f}" for k, v in result.items()))
-    if record:
-      writer.write(step, record)
-    if saving:
-      checkpoint.save(manager, step, state, train_iter, config)
+    manager.wait_until_finished()
+    writer.close()
     if stopping:
-      metrics.log(f"stopped after step {step} (stop_at_step); rerun to continue")
-      break
-    if "train/loss" in record:
-      tick = time.perf_counter()
-  bar.close()
-  if result is None:   # stopped early, or already finished: report where we are
-    result = run_eval()
-  manager.wait_until_finished()
-  writer.close()
-  return result
+      metrics.log(f"saved step {manager.latest_step()}; rerun the same command to continue")
+    return result or {}
+  finally:
+    interrupted.close()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   result = cli.run(train_and_evaluate, cli.FLAGS.config, cli.FLAGS.workdir)
+  if not result:   # interrupted (SIGTERM/SIGINT) after saving: nothing evaluated
+    return
   print(json.dumps({"final_eval": result}))
   if "perplexity" in result:
     print(f"validation perplexity: {result['perplexity']:.2f}")

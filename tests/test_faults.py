@@ -2,17 +2,21 @@
 (run them alone with `pytest -m fault`)."""
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from llm import cli
+from llm import cli, lock
 from llm.train import train_and_evaluate
 
-from conftest import ROOT, run_cli
-from test_train import tiny_config
+from conftest import ROOT, run_cli, tiny_overrides
+from test_train import losses, tiny_config
 
 pytestmark = pytest.mark.fault
 
@@ -110,3 +114,46 @@ def test_help_lists_the_flags_and_exits_0(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   for flag in ("--config", "--workdir", "--max_new_tokens", "--top_p", "--config.KEY=VALUE"):
     assert flag in proc.stdout
+
+
+def test_sigterm_saves_at_the_step_boundary_and_resumes_exactly(tmp_path):
+  """SIGTERM during training: a checkpoint at the next step, exit 0, and the resumed run's
+  losses equal an uninterrupted run's."""
+  total = 60
+  train_and_evaluate(tiny_config(total_steps=total), tmp_path / "straight")
+  cmd = [sys.executable, "-m", "llm.train", "--config=configs/gpt_tiny.py",
+         f"--workdir={tmp_path / 'signalled'}",
+         *tiny_overrides(total_steps=total, **{"optimizer.warmup_steps": 2})]
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env)
+  for line in proc.stdout:
+    if line.startswith("step 1:"):
+      proc.send_signal(signal.SIGTERM)
+      break
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-2000:]
+  assert "Traceback" not in err and "SIGTERM: saving a checkpoint" in err
+  stopped = saved_steps(tmp_path / "signalled")[-1]
+  assert 1 <= stopped < total and f"saved step {stopped}" in out
+  train_and_evaluate(tiny_config(total_steps=total), tmp_path / "signalled")
+  assert losses(tmp_path / "signalled") == losses(tmp_path / "straight")
+
+
+def test_a_second_run_on_a_workdir_is_refused_while_the_first_holds_it(tmp_path):
+  held = lock.acquire(tmp_path)
+  with pytest.raises(ValueError, match=rf"{tmp_path} is in use by another llm.train \(pid "
+                                       rf"{os.getpid()} on "):
+    train_and_evaluate(tiny_config(total_steps=2), tmp_path)
+  held.close()   # released (as by any exit): the next run takes it
+  train_and_evaluate(tiny_config(total_steps=2), tmp_path)
+  assert saved_steps(tmp_path) == [2]
+
+
+def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path, capsys):
+  train_and_evaluate(tiny_config(total_steps=2), tmp_path)
+  path = tmp_path / "metrics.jsonl"
+  path.write_text(path.read_text() + '{"step": 3, "train/lo')   # a crash mid-write
+  train_and_evaluate(tiny_config(total_steps=3), tmp_path)
+  assert f"dropped unreadable line 3 of {path}" in capsys.readouterr().out
+  assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
