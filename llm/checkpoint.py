@@ -18,10 +18,12 @@ SHAPE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_he
               "prompt_length")
 
 
-def make_manager(workdir, keep):
+def make_manager(workdir, keep, create=True):
+  """The manager of DIR/checkpoints; create=False for readers, which must not leave an empty
+  checkpoints/ behind in a workdir that has none."""
   return ocp.CheckpointManager(
       pathlib.Path(workdir).absolute() / "checkpoints",
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create),
       item_names=("state", "data", "config"))
 
 

@@ -5,7 +5,8 @@ the init holds every parameter of the model (zero-shot: e.g. a masked LM through
 configs/cloze_topic.py, before any fine-tuning).
 
   python -m llm.evaluate --config=configs/gpt_tiny.py --workdir=/tmp/gpt_tiny [--config.key=value]
-Prints the figures and writes them to <workdir>/evaluate.json.
+Prints the figures and writes them to <workdir>/evaluate.json (evaluate_<split>.json for
+--split other than validation).
 """
 import json
 
@@ -23,7 +24,7 @@ flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluat
 def evaluate_checkpoint(config, workdir, split):
   cli.resolve_config(config, jax.device_count())
   workdir = cli.workdir_path(workdir, create=bool(config.init))
-  manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
+  manager = checkpoint.make_manager(workdir, config.keep_checkpoints, create=False)
   zero_shot = bool(config.init) and manager.latest_step() is None
   step = 0 if zero_shot else checkpoint.latest_step(manager)
   mesh = parallel.make_mesh(config.mesh)
@@ -46,7 +47,9 @@ def evaluate_checkpoint(config, workdir, split):
   reference = task.reference(builder, split, config) if task.reference else None
   result, predictions = evaluate(eval_step, params, batches, mesh, rules, task, reference)
   if jax.process_index() == 0:
-    (workdir / "evaluate.json").write_text(json.dumps({"step": step, "split": split, **result}))
+    # One file per split, so evaluating test does not overwrite validation's result.
+    name = "evaluate.json" if split == "validation" else f"evaluate_{split}.json"
+    (workdir / name).write_text(json.dumps({"step": step, "split": split, **result}))
     if predictions is not None:   # one JSON line per example, in split order
       path = workdir / f"predictions_{split}.jsonl"
       rows = task.records(predictions, *reference)

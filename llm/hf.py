@@ -32,6 +32,18 @@ flags.DEFINE_multi_string("text", ["The quick brown fox jumps over the lazy dog.
 flags.DEFINE_string("out", None, "export: the folder to write config.json + model.safetensors to.")
 
 
+def _reference_libraries():
+  """torch and transformers, the reference `compare` checks against (test extras)."""
+  try:
+    import torch
+    import transformers
+  except ModuleNotFoundError as e:
+    raise ValueError(f"compare needs the pip package {e.name} (the test extras): run "
+                     f"`bash scripts/setup.sh --test` or `pip install -r requirements-test.txt`"
+                     ) from None
+  return torch, transformers
+
+
 def bert_config(model_dir):
   """An experiment config whose model is the BERT in `model_dir`."""
   config = base_config()
@@ -43,8 +55,7 @@ def compare_gguf(name, texts):
   """Next-token logits of `texts` from our decoder and from transformers' Llama loading the
   same GGUF file; prints and returns the largest absolute difference."""
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  import torch   # test extras, not core requirements
-  import transformers
+  torch, transformers = _reference_libraries()
   transformers.logging.disable_progress_bar()
   gguf_file = gguf_llama.GgufFile(name)
   tok = BpeTokenizer(gguf_file)
@@ -79,8 +90,7 @@ def compare(model_dir, texts):
   if gguf_llama.is_gguf(model_dir):
     return compare_gguf(model_dir, texts)
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  import torch   # test extras, not core requirements
-  import transformers
+  torch, transformers = _reference_libraries()
   transformers.logging.disable_progress_bar()
 
   model_dir = hf_bert.resolve_model_dir(model_dir)

@@ -40,7 +40,7 @@ def workdir_params(path, mesh):
   workdirs, in the layout it was saved in."""
   path = pathlib.Path(path).expanduser().absolute()
   source = from_saved(json.loads((path / "config.json").read_text()))
-  manager = checkpoint.make_manager(path, source.keep_checkpoints)
+  manager = checkpoint.make_manager(path, source.keep_checkpoints, create=False)
   step = checkpoint.latest_step(manager)
   saved = from_saved(checkpoint.saved_config(manager, step))
   return restore_params(manager, step, saved, mesh), saved, step

@@ -86,6 +86,7 @@ def test_unwritable_workdir(cli, tmp_path):
 
 def test_evaluate_without_checkpoint(cli, tmp_path):
   check_one_line_error(cli("evaluate", "configs/gpt_tiny.py", tmp_path), "no checkpoint in")
+  assert not (tmp_path / "checkpoints").exists()   # a reader leaves nothing behind
 
 
 def snapshot(folder):

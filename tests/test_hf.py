@@ -131,6 +131,8 @@ def test_export_round_trip_matches_transformers(tmp_path):
                            architecture="BertForSequenceClassification")
   hf_config = json.loads((out_dir / "config.json").read_text())
   assert hf_config["architectures"] == ["BertForSequenceClassification"]
+  mode = lambda name: (out_dir / name).stat().st_mode & 0o777
+  assert mode("model.safetensors") == mode("config.json")   # not safetensors' private 0600
   assert hf_config["id2label"] == {"0": "neg", "1": "neu", "2": "pos"}
 
   assert_same_params(hf_bert.load_params(out_dir), params)

@@ -7,6 +7,7 @@ bare, BertFor* files prefix them with 'bert.'; the heads (cls.*, classifier, qa_
 """
 import importlib.util
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -208,5 +209,9 @@ def export(params, cfg, heads, out_dir, label_names=None, architecture=None):
   out_dir.mkdir(parents=True, exist_ok=True)
   # transformers refuses safetensors files without a 'format' entry in their metadata.
   save_file(tensors, out_dir / "model.safetensors", metadata={"format": "pt"})
+  # safetensors writes through a private temporary file (mode 0600): give it its siblings' mode.
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(out_dir / "model.safetensors", 0o666 & ~umask)
   (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
   return out_dir
