@@ -18,6 +18,32 @@ SHAPE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_he
               "prompt_length")
 
 
+# Settings that change the data stream or how it is optimised: a resume must keep them (unless
+# allow_changed_config). total_steps may grow, learning rates and the mesh may change.
+STREAM_KEYS = ("objective", "corpus", "data_files", "seed", "batch_size", "seq_len", "vocab_size",
+               "extra_ids", "tokenizer", "nsp", "masking", "mask_prob", "span_corruption", "qa",
+               "cloze", "optimizer.grad_accum_steps")
+
+
+def _flat(node, prefix=""):
+  out = {}
+  for key, value in node.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def changed_settings(saved, config):
+  """'key saved vs now' for every STREAM_KEYS setting the resuming config changes."""
+  before = _flat(json.loads(from_saved(saved).to_json()))
+  now = _flat(json.loads(config.to_json()))
+  return [f"{key} {before.get(key)!r} vs {now.get(key)!r}" for key in sorted(set(before) | set(now))
+          if any(key == k or key.startswith(k + ".") for k in STREAM_KEYS)
+          and before.get(key) != now.get(key)]
+
+
 def make_manager(workdir, keep, create=True):
   """The manager of DIR/checkpoints; create=False for readers, which must not leave an empty
   checkpoints/ behind in a workdir that has none."""

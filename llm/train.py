@@ -153,6 +153,13 @@ def _train(config, workdir):
                        f"from it, or use a new --workdir")
     saved = checkpoint.saved_config(manager, start)
     checkpoint.check_compatible(saved, config, step_dir, layout_may_differ=config.convert_layout)
+    changed = checkpoint.changed_settings(saved, config)
+    if changed and not config.allow_changed_config:
+      raise ValueError(f"resuming {step_dir} with settings that change the data or the "
+                       f"optimisation (checkpoint vs now: {'; '.join(changed)}); keep the saved "
+                       f"values, use a new --workdir, or add --config.allow_changed_config=True")
+    if changed:
+      metrics.log(f"resuming with changed settings (allow_changed_config): {'; '.join(changed)}")
     scanned = bool(saved["model"].get("scan_layers"))
     if scanned == bool(config.model.scan_layers):
       state = checkpoint.restore(manager, start, abstract_state, train_iter)
@@ -166,7 +173,10 @@ def _train(config, workdir):
       metrics.log(f"converted {step_dir} to model.scan_layers={config.model.scan_layers}")
     metrics.log(f"resumed from {step_dir}")
   if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json(indent=2))
+    # The first run's config stays config.json; each resume's goes next to it.
+    first = start == 0 or not (workdir / "config.json").exists()
+    name = "config.json" if first else f"config.resume-{start}.json"
+    (workdir / name).write_text(config.to_json(indent=2))
     if config.tokenizer.kind == "sentencepiece":   # the workdir is then a complete init source
       shutil.copyfile(tok.path, workdir / "tokenizer.model")
   writer = metrics.MetricWriter(workdir, resume_step=start)

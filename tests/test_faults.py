@@ -157,3 +157,17 @@ def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path, capsys):
   train_and_evaluate(tiny_config(total_steps=3), tmp_path)
   assert f"dropped unreadable line 3 of {path}" in capsys.readouterr().out
   assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_resuming_with_other_data_or_optimisation_settings_is_refused_unless_allowed(tmp_path):
+  train_and_evaluate(tiny_config(total_steps=2), tmp_path)
+  first = (tmp_path / "config.json").read_text()
+  changed = dict(total_steps=4, batch_size=32, seed=1, **{"optimizer.grad_accum_steps": 2})
+  with pytest.raises(ValueError, match=r"checkpoint vs now: batch_size 16 vs 32; "
+                                       r"optimizer.grad_accum_steps 1 vs 2; seed 0 vs 1\)"):
+    train_and_evaluate(tiny_config(**changed), tmp_path)
+  assert saved_steps(tmp_path) == [2]
+  train_and_evaluate(tiny_config(allow_changed_config=True, **changed), tmp_path)
+  assert saved_steps(tmp_path) == [2, 4]
+  assert (tmp_path / "config.json").read_text() == first   # the first run's, kept
+  assert json.loads((tmp_path / "config.resume-2.json").read_text())["batch_size"] == 32
