@@ -1,14 +1,18 @@
 """Run logs: <workdir>/metrics.jsonl (one JSON object per logged step), TensorBoard events."""
 import json
 import pathlib
+import sys
 
 import jax
+import tqdm
 
 
 def log(message):
-  """A progress line on stdout, from the first process only."""
+  """A progress line on stdout, from the first process only; written through tqdm, which
+  clears and redraws a progress bar around it instead of leaving the two mixed on the screen."""
   if jax.process_index() == 0:
-    print(message, flush=True)
+    tqdm.tqdm.write(str(message), file=sys.stdout)
+    sys.stdout.flush()
 
 
 class MetricWriter:

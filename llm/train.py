@@ -125,6 +125,10 @@ def train_and_evaluate(config, workdir):
 
 
 def _train(config, workdir):
+  if config.optimizer.warmup_steps >= config.total_steps:
+    metrics.log(f"warning: optimizer.warmup_steps={config.optimizer.warmup_steps} >= total_steps="
+                f"{config.total_steps}: the whole run is warmup, the learning rate never reaches "
+                f"{config.optimizer.learning_rate}")
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.axis_rules(config)
 

@@ -171,3 +171,12 @@ def test_resuming_with_other_data_or_optimisation_settings_is_refused_unless_all
   assert saved_steps(tmp_path) == [2, 4]
   assert (tmp_path / "config.json").read_text() == first   # the first run's, kept
   assert json.loads((tmp_path / "config.resume-2.json").read_text())["batch_size"] == 32
+
+
+def test_an_unusable_data_dir_is_named(tmp_path):
+  from llm.data import pipeline
+  (tmp_path / "file").write_text("")
+  with pytest.raises(ValueError, match=r"data_dir='.*/file/data' cannot be used as a data "
+                                       r"directory .*; set --config.data_dir=DIR"):
+    pipeline.data_dir(tiny_config(data_dir=str(tmp_path / "file" / "data")))
+

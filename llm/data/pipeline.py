@@ -24,8 +24,17 @@ READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
 
 def data_dir(config):
   """Where TFDS datasets and tokenizers are cached: config.data_dir, $LLM_DATA_DIR or ~/.cache/llm."""
-  path = config.data_dir or os.environ.get("LLM_DATA_DIR") or "~/.cache/llm"
-  return pathlib.Path(path).expanduser().absolute()
+  source = ("data_dir", config.data_dir) if config.data_dir else (
+      ("$LLM_DATA_DIR", os.environ["LLM_DATA_DIR"]) if os.environ.get("LLM_DATA_DIR") else
+      ("the default data_dir", "~/.cache/llm"))
+  path = pathlib.Path(source[1]).expanduser().absolute()
+  try:   # a read-only directory is fine (prepared data); one that cannot exist is not
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"{source[0]}={source[1]!r} cannot be used as a data directory "
+                     f"({e.strerror}: {e.filename}); set --config.data_dir=DIR (or LLM_DATA_DIR) "
+                     f"to a writable directory") from None
+  return path
 
 
 def corpus_builder(config):
