@@ -60,7 +60,8 @@ def save(manager, step, state, data_iterator, config):
 
 
 def saved_config(manager, step):
-  return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+  read = lambda: manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+  return _quiet_restore(read, manager.directory / str(step))["config"]
 
 
 def check_compatible(saved, config, step_dir, layout_may_differ=False):
@@ -100,19 +101,43 @@ def latest_step(manager):
   return step
 
 
-def _quiet_restore(read, step_dir, hint=""):
-  """read() with sys.stderr muted; any failure becomes one ValueError naming `step_dir`.
+class Unreadable(ValueError):
+  """A saved step that cannot be read back (corrupt, truncated, half deleted)."""
+
+
+def move_aside(manager, step):
+  """Renames an unreadable step to checkpoints/corrupt-<step> (kept for inspection, never read or
+  rotated again); returns the new path."""
+  source = manager.directory / str(step)
+  target = manager.directory / f"corrupt-{step}"
+  suffix = 1
+  while target.exists():
+    target, suffix = manager.directory / f"corrupt-{step}.{suffix}", suffix + 1
+  source.rename(target)
+  return target
+
+
+_unmuted = []   # sys.stderr as it was before a failed restore muted it
+
+
+def _quiet_restore(read, step_dir):
+  """read() with sys.stderr muted; any failure becomes one Unreadable error naming `step_dir`.
 
   When one array fails to read, Orbax's other reader threads print tracebacks through
-  sys.stderr as they die, racing with our error line: keep sys.stderr muted until the restore
-  succeeds (and for good if it fails; the CLI writes its error to sys.__stderr__)."""
-  stderr, sys.stderr = sys.stderr, open(os.devnull, "w")
+  sys.stderr as they die, racing with our error line: keep sys.stderr muted until a restore
+  succeeds (a later one, of an older step), or for good if none does (the CLI writes its error
+  to sys.__stderr__)."""
+  if not _unmuted:
+    _unmuted.append(sys.stderr)
+  sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - stays open while muted
   try:
     result = read()
   except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used
-    raise ValueError(f"checkpoint {step_dir} could not be restored "
-                     f"({type(e).__name__}: {str(e).splitlines()[0][:160]}){hint}") from e
-  sys.stderr = stderr
+    error = Unreadable(f"checkpoint {step_dir} could not be restored "
+                       f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
+    error.cause = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+    raise error from e
+  sys.stderr = _unmuted.pop()
   return result
 
 
@@ -135,5 +160,4 @@ def restore(manager, step, abstract_state, data_iterator=None):
   if data_iterator is not None:
     args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
   read = lambda: manager.restore(step, args=ocp.args.Composite(**args))["state"]
-  return _quiet_restore(read, manager.directory / str(step),
-                        "; move it away to resume from an earlier one")
+  return _quiet_restore(read, manager.directory / str(step))

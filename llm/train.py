@@ -111,6 +111,66 @@ def evaluate(eval_step, params, batches, mesh, rules, task, reference=None):
   return result, predictions
 
 
+def _resume(manager, config, task, optimizer, abstract_state, train_iter, mesh, workdir):
+  """(state, step, manager) from the newest readable checkpoint, or (None, 0, manager) if there is
+  none. Unreadable newer steps are moved to checkpoints/corrupt-<step> with one warning line
+  naming both steps; if no step is readable, one error (and nothing is moved)."""
+  unreadable = []
+  for start in sorted(manager.all_steps(), reverse=True):
+    try:
+      state = _restore_step(manager, start, config, task, optimizer, abstract_state, train_iter,
+                            mesh, workdir)
+    except checkpoint.Unreadable as e:
+      unreadable.append((start, e))
+      continue
+    if unreadable and jax.process_index() == 0:
+      moved = [checkpoint.move_aside(manager, step) for step, _ in unreadable]
+      metrics.log(f"warning: checkpoint step {unreadable[0][0]} is unreadable "
+                  f"({unreadable[0][1].cause}); moved {', '.join(p.name for p in moved)} aside "
+                  f"and resumed from step {start}")
+      manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
+    return state, start, manager
+  if unreadable:
+    others = [step for step, _ in unreadable[1:]]
+    raise ValueError(f"{unreadable[0][1]}{f' (nor could steps {others})' if others else ''}; "
+                     f"no readable checkpoint is left to resume from: move them away to start "
+                     f"over, or use a new --workdir")
+  return None, 0, manager
+
+
+def _restore_step(manager, start, config, task, optimizer, abstract_state, train_iter, mesh,
+                  workdir):
+  """The train state of one saved step, checked against the config; Unreadable if it cannot be
+  read, ValueError if the config does not fit it."""
+  step_dir = manager.directory / str(start)
+  saved = checkpoint.saved_config(manager, start)
+  if start > config.total_steps:
+    raise ValueError(f"{workdir} has a checkpoint at step {start}, past total_steps="
+                     f"{config.total_steps}; set --config.total_steps={start} or more to go on "
+                     f"from it, or use a new --workdir")
+  checkpoint.check_compatible(saved, config, step_dir, layout_may_differ=config.convert_layout)
+  changed = checkpoint.changed_settings(saved, config)
+  if changed and not config.allow_changed_config:
+    raise ValueError(f"resuming {step_dir} with settings that change the data or the "
+                     f"optimisation (checkpoint vs now: {'; '.join(changed)}); keep the saved "
+                     f"values, use a new --workdir, or add --config.allow_changed_config=True")
+  if changed:
+    metrics.log(f"resuming with changed settings (allow_changed_config): {'; '.join(changed)}")
+  scanned = bool(saved["model"].get("scan_layers"))
+  if scanned == bool(config.model.scan_layers):
+    state = checkpoint.restore(manager, start, abstract_state, train_iter)
+  else:   # restore in the saved layout, then restack params and optimizer state alike
+    saved_config = from_saved(saved)
+    saved_abstract, _ = state_lib.state_shardings(build_model(saved_config, task.heads(config)),
+                                                  optimizer, saved_config, mesh)
+    state = checkpoint.restore(manager, start, saved_abstract, train_iter)
+    state = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding),
+                         convert.to_layout(state, config.model.scan_layers), abstract_state)
+    metrics.log(f"converted {step_dir} to model.scan_layers={config.model.scan_layers}")
+  metrics.log(f"resumed from {step_dir}")
+  return state
+
+
 def train_and_evaluate(config, workdir):
   """Runs (or resumes) training and returns the final validation metrics."""
   cli.resolve_config(config, jax.device_count())   # e.g. a pretrained start fixes the shape
@@ -144,38 +204,12 @@ def _train(config, workdir):
   abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
 
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  start = manager.latest_step()
-  if start is None:
+  state, start, manager = _resume(manager, config, task, optimizer, abstract_state, train_iter,
+                                 mesh, workdir)
+  if state is None:
     state, start = state_lib.init_state(model, optimizer, config, shardings), 0
     if config.init:
       state["params"] = transfer.load_pretrained(config, state["params"], mesh)
-  else:
-    step_dir = manager.directory / str(start)
-    if start > config.total_steps:
-      raise ValueError(f"{workdir} has a checkpoint at step {start}, past total_steps="
-                       f"{config.total_steps}; set --config.total_steps={start} or more to go on "
-                       f"from it, or use a new --workdir")
-    saved = checkpoint.saved_config(manager, start)
-    checkpoint.check_compatible(saved, config, step_dir, layout_may_differ=config.convert_layout)
-    changed = checkpoint.changed_settings(saved, config)
-    if changed and not config.allow_changed_config:
-      raise ValueError(f"resuming {step_dir} with settings that change the data or the "
-                       f"optimisation (checkpoint vs now: {'; '.join(changed)}); keep the saved "
-                       f"values, use a new --workdir, or add --config.allow_changed_config=True")
-    if changed:
-      metrics.log(f"resuming with changed settings (allow_changed_config): {'; '.join(changed)}")
-    scanned = bool(saved["model"].get("scan_layers"))
-    if scanned == bool(config.model.scan_layers):
-      state = checkpoint.restore(manager, start, abstract_state, train_iter)
-    else:   # restore in the saved layout, then restack params and optimizer state alike
-      saved_config = from_saved(saved)
-      saved_abstract, _ = state_lib.state_shardings(build_model(saved_config, task.heads(config)),
-                                                    optimizer, saved_config, mesh)
-      state = checkpoint.restore(manager, start, saved_abstract, train_iter)
-      state = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding),
-                           convert.to_layout(state, config.model.scan_layers), abstract_state)
-      metrics.log(f"converted {step_dir} to model.scan_layers={config.model.scan_layers}")
-    metrics.log(f"resumed from {step_dir}")
   if jax.process_index() == 0:
     # The first run's config stays config.json; each resume's goes next to it.
     first = start == 0 or not (workdir / "config.json").exists()

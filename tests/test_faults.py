@@ -180,3 +180,28 @@ def test_an_unusable_data_dir_is_named(tmp_path):
                                        r"directory .*; set --config.data_dir=DIR"):
     pipeline.data_dir(tiny_config(data_dir=str(tmp_path / "file" / "data")))
 
+
+
+def garble(step_dir):
+  """Zeroes the saved arrays' data files, as a bad disk or a torn copy would."""
+  for path in (step_dir / "state").rglob("*"):
+    if path.is_file() and "ocdbt" in str(path) and path.stat().st_size > 1000:
+      path.write_bytes(b"\0" * path.stat().st_size)
+
+
+def test_an_unreadable_newest_step_is_moved_aside_and_the_previous_one_resumed(tmp_path, capsys):
+  config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
+  train_and_evaluate(config(6), tmp_path / "straight")
+  run = tmp_path / "run"
+  train_and_evaluate(config(4), run)
+  garble(run / "checkpoints" / "4")
+  train_and_evaluate(config(6), run)
+  out = capsys.readouterr().out
+  assert "warning: checkpoint step 4 is unreadable (" in out
+  assert "moved corrupt-4 aside and resumed from step 2" in out
+  assert (run / "checkpoints" / "corrupt-4" / "state").is_dir()   # kept, never deleted
+  assert saved_steps(run) == [2, 4, 6] and losses(run) == losses(tmp_path / "straight")
+  # An empty (half-deleted) step directory is handled the same way.
+  (run / "checkpoints" / "7").mkdir()
+  train_and_evaluate(config(8), run)
+  assert saved_steps(run)[-1] == 8 and not (run / "checkpoints" / "7").exists()
