@@ -14,9 +14,8 @@ import optax
 import tqdm
 from absl import app
 
-from llm import checkpoint, cli, convert, lock, lora, metrics, optim, parallel
-from llm import state as state_lib
-from llm import preemption, tasks, transfer
+from llm import checkpoint, cli, convert, lock, lora, metrics, optim, parallel, preemption
+from llm import state as state_lib, tasks, transfer
 from llm.data import pipeline
 from llm.base_config import from_saved
 from llm.models import build_model
@@ -39,19 +38,19 @@ def make_train_step(model, task, optimizer, schedule, config):
     poison = 1.0
     if config.nan_at_step:   # testing the divergence guard
       poison = jnp.where(state["step"] + 1 == config.nan_at_step, jnp.nan, 1.0)
-    grad_fn_ = lambda params, mb, r: grad_fn(params, mb, r, norms, poison)
+    grads_of = lambda params, mb, r: grad_fn(params, mb, r, norms, poison)
     if accum_steps == 1:
-      (loss, sums), grads = grad_fn_(state["params"], batch, rng)
+      (loss, sums), grads = grads_of(state["params"], batch, rng)
     else:
       # Row r goes to micro-batch r % accum_steps: each device keeps its own rows, no resharding.
       micro = jax.tree.map(
           lambda x: jnp.swapaxes(x.reshape((-1, accum_steps) + x.shape[1:]), 0, 1), batch)
       def add_micro(carry, xs):
         i, mb = xs
-        out = grad_fn_(state["params"], mb, jax.random.fold_in(rng, i))
+        out = grads_of(state["params"], mb, jax.random.fold_in(rng, i))
         return jax.tree.map(jnp.add, carry, out), None
       first = jax.tree.map(lambda x: x[0], micro)
-      zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(grad_fn_, state["params"], first, rng))
+      zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(grads_of, state["params"], first, rng))
       ((loss, sums), grads), _ = jax.lax.scan(add_micro, zeros, (jnp.arange(accum_steps), micro))
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     # The norm of trainable gradients only: frozen ones are then unused and XLA drops them.
