@@ -133,9 +133,9 @@ def _quiet_restore(read, step_dir):
   try:
     result = read()
   except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used
-    error = Unreadable(f"checkpoint {step_dir} could not be restored "
-                       f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
-    error.cause = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+    cause = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+    error = Unreadable(f"checkpoint {step_dir} could not be restored ({cause})")
+    error.cause = cause
     raise error from e
   sys.stderr = _unmuted.pop()
   return result

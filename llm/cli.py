@@ -91,7 +91,7 @@ def check_config(config, num_devices):
   for key in ("warmup_steps", "clip_norm", "weight_decay"):
     if not opt[key] >= 0:
       raise ValueError(f"optimizer.{key}={opt[key]} must be >= 0")
-  if config.get("on_nonfinite", "stop") not in NONFINITE_POLICIES:
+  if config.on_nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of "
                      f"{list(NONFINITE_POLICIES)}")
 
