@@ -1,11 +1,22 @@
 """Orbax checkpoints: the sharded train state, the data-iterator position and the config, saved
-together in one step directory so they are always consistent."""
+together in one step directory so they are always consistent.
+
+What we add to Orbax: each step directory gets a SHA256SUMS file (written by the save's background
+thread before the step is committed, so every committed step has one; `sha256sum -c SHA256SUMS`
+checks it by hand) that is verified before a step is read; a failed save is one SaveFailed error
+naming the step and the cause, with its temporary directory removed."""
+import errno
+import hashlib
 import json
 import os
 import pathlib
+import re
+import shutil
 import sys
+import threading
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 from llm.base_config import from_saved
@@ -44,24 +55,183 @@ def changed_settings(saved, config):
           and before.get(key) != now.get(key)]
 
 
+SUMS = "SHA256SUMS"
+TMP_SUFFIX = ".orbax-checkpoint-tmp"   # Orbax writes a step there, then renames it
+_saving = {}   # checkpoints directory -> the step its manager is saving now
+
+
 def make_manager(workdir, keep, create=True):
   """The manager of DIR/checkpoints; create=False for readers, which must not leave an empty
-  checkpoints/ behind in a workdir that has none."""
+  checkpoints/ behind in a workdir that has none (writers also clear temporary directories a
+  killed run left)."""
+  directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  seal = lambda: _write_sums(directory / f"{_saving[directory]}{TMP_SUFFIX}")
   return ocp.CheckpointManager(
-      pathlib.Path(workdir).absolute() / "checkpoints",
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create),
+      directory,
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=create, cleanup_tmp_directories=create,
+          async_options=ocp.AsyncOptions(post_finalization_callback=seal)),
       item_names=("state", "data", "config"))
 
 
+def _item_files(step_dir):
+  """The files of a step's items (state/, data/, config/): the step's own metadata file is
+  rewritten after the commit, so it is not summed."""
+  return sorted(p for item in step_dir.iterdir() if item.is_dir()
+                for p in item.rglob("*") if p.is_file())
+
+
+def _sha256(path):
+  with open(path, "rb") as f:
+    return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _write_sums(step_dir):
+  """SHA256SUMS of a finished, not yet committed step (process 0; others wrote their shards
+  to the same file system)."""
+  if jax.process_index() != 0:
+    return
+  lines = [f"{_sha256(p)}  {p.relative_to(step_dir)}\n" for p in _item_files(step_dir)]
+  (step_dir / SUMS).write_text("".join(lines))
+
+
+def verify(step_dir):
+  """Raises Unreadable if a file of the step differs from (or is missing against) the SHA256SUMS
+  written with it. Steps saved before checksums existed have none and are not checked."""
+  sums = step_dir / SUMS
+  if not sums.is_file():
+    return
+  bad = []
+  for line in sums.read_text().splitlines():
+    digest, name = line.split("  ", 1)
+    path = step_dir / name
+    if not path.is_file():
+      bad.append(f"{name} missing")
+    elif _sha256(path) != digest:
+      bad.append(f"{name} changed")
+  if bad:
+    cause = (f"{len(bad)} file{'s differ' if len(bad) > 1 else ' differs'} from {SUMS}: {bad[0]}"
+             + (", ..." if len(bad) > 1 else ""))
+    error = Unreadable(f"checkpoint {step_dir} does not match the checksums saved with it "
+                       f"({cause})")
+    error.cause = cause
+    raise error
+
+
+class SaveFailed(RuntimeError):
+  """A save that did not complete (disk full, permissions, ...); the steps before it are intact."""
+
+
+def _describe(error):
+  """A failed write's cause in a few words: the OS error TensorStore reports, else its first
+  line."""
+  text = str(error)
+  code = re.search(r"os_error_code='?(\d+)", text)
+  if code:
+    number = int(code.group(1))
+    return f"{errno.errorcode.get(number, number)}: {os.strerror(number)}"
+  first = text.splitlines()[0] if text else ""
+  return f"{type(error).__name__}: {first[:200]}"
+
+
+class _HeldStderr:
+  """sys.stderr while a save runs in the background. When a save fails, Orbax and TensorStore
+  threads print a traceback per array; the main thread's writes go through, other threads'
+  are held until the save ends: printed if it succeeded, dropped if it failed (SaveFailed says
+  why in one line)."""
+
+  def __init__(self, stream):
+    self.stream, self.held, self._lock = stream, [], threading.Lock()
+    self.failed = False   # after a failed save, its dying threads keep printing: drop it all
+
+  def write(self, text):
+    if threading.current_thread() is threading.main_thread():
+      return self.stream.write(text)
+    with self._lock:
+      if not self.failed:
+        self.held.append(text)
+    return len(text)
+
+  def release(self, show):
+    with self._lock:
+      held, self.held = self.held, []
+      self.failed = self.failed or not show
+    if show and held:
+      self.stream.write("".join(held))
+
+  def close(self):
+    """Puts sys.stderr back at the end of a run, unless a save failed (then it stays, dropping
+    what that save's threads still print while the process exits)."""
+    self.release(show=not self.failed)
+    if sys.stderr is self and not self.failed:
+      sys.stderr = self.stream
+
+  def __getattr__(self, name):
+    return getattr(self.stream, name)
+
+
+def hold_background_stderr():
+  """Holds background threads' stderr until each save ends (see _HeldStderr); close() it."""
+  sys.stderr = _HeldStderr(sys.stderr)
+  return sys.stderr
+
+
+def _guard(manager, action):
+  """Runs a manager call that may surface a background save's failure as one SaveFailed; the
+  failed step's temporary directory is removed, the steps before it are left as they were."""
+  directory = pathlib.Path(manager.directory)
+  step = _saving.get(directory)
+  held = sys.stderr if isinstance(sys.stderr, _HeldStderr) else None
+  muted, sys.stderr = sys.stderr, _devnull()   # Orbax logs the failure with a traceback
+  try:
+    action()
+  except Exception as e:  # noqa: BLE001 - whatever broke the save, report it and stop
+    sys.stderr = muted
+    if held:
+      held.release(show=False)
+    if jax.process_index() == 0:
+      for tmp in directory.glob(f"*{TMP_SUFFIX}"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    committed = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
+    newest = max(committed, default=None)   # from disk: the manager forgot rotated steps
+    raise SaveFailed(
+        f"saving checkpoint step {step} failed ({_describe(e)}); its temporary directory was "
+        f"removed and the steps before it are intact (newest: "
+        f"{newest if newest is not None else 'none'}); free space (or fix {directory}) and "
+        f"rerun the same command to continue") from e
+  sys.stderr = muted
+  if held and not manager.is_saving_in_progress():
+    held.release(show=True)
+
+
 def save(manager, step, state, data_iterator, config):
-  manager.save(step, args=ocp.args.Composite(
+  """Starts an asynchronous save of `step` (first waiting for the one in flight: SaveFailed if
+  that one failed)."""
+  _guard(manager, manager.wait_until_finished)
+  _saving[pathlib.Path(manager.directory)] = step
+  _guard(manager, lambda: manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
-      config=ocp.args.JsonSave(json.loads(config.to_json()))))
+      config=ocp.args.JsonSave(json.loads(config.to_json())))))
+
+
+def check_saving(manager):
+  """SaveFailed as soon as the save in flight has failed; cheap enough to call every step."""
+  if not manager.is_saving_in_progress():
+    _guard(manager, manager.wait_until_finished)
+
+
+def wait(manager):
+  """Blocks until the save in flight is committed; SaveFailed if it failed."""
+  _guard(manager, manager.wait_until_finished)
 
 
 def saved_config(manager, step):
+  """The config a step was saved with, after checking the step against its SHA256SUMS (this is
+  the first read of a step on every path that restores one)."""
+  step_dir = pathlib.Path(manager.directory) / str(step)
+  verify(step_dir)
   read = lambda: manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-  return _quiet_restore(read, manager.directory / str(step))["config"]
+  return _quiet_restore(read, step_dir)["config"]
 
 
 def check_compatible(saved, config, step_dir, layout_may_differ=False):
@@ -120,6 +290,12 @@ def move_aside(manager, step):
 _unmuted = []   # sys.stderr as it was before a failed restore muted it
 
 
+def _devnull(opened=[]):  # noqa: B006 - one stream for the whole process
+  if not opened:
+    opened.append(open(os.devnull, "w"))  # noqa: SIM115 - open until exit
+  return opened[0]
+
+
 def _quiet_restore(read, step_dir):
   """read() with sys.stderr muted; any failure becomes one Unreadable error naming `step_dir`.
 
@@ -129,7 +305,7 @@ def _quiet_restore(read, step_dir):
   to sys.__stderr__)."""
   if not _unmuted:
     _unmuted.append(sys.stderr)
-  sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - stays open while muted
+  sys.stderr = _devnull()
   try:
     result = read()
   except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used

@@ -10,7 +10,7 @@ import traceback
 from absl import flags, logging
 from ml_collections import config_flags
 
-from llm import parallel, tasks, transfer
+from llm import checkpoint, parallel, tasks, transfer
 from llm.models import heads as heads_lib, model_config
 
 FLAGS = flags.FLAGS
@@ -202,8 +202,8 @@ def _is_open_dict(config, key):
 
 
 def run(fn, *args, needs_config=True):
-  """Calls fn; user mistakes (ValueError, FileNotFoundError) end in one line and exit code 1.
-  Set LLM_TRACEBACK=1 to see the full traceback instead."""
+  """Calls fn; user mistakes (ValueError, FileNotFoundError) and failed saves end in one line
+  and exit code 1. Set LLM_TRACEBACK=1 to see the full traceback instead."""
   if needs_config and FLAGS.config is None:
     raise SystemExit("error: --config=configs/NAME.py is required")
   if FLAGS.distributed:
@@ -212,9 +212,13 @@ def run(fn, *args, needs_config=True):
   if not FLAGS["verbosity"].present:
     # Orbax logs every save at INFO; our own progress lines go to stdout instead.
     logging.set_verbosity(logging.WARNING)
+  if not FLAGS["logtostderr"].present:
+    # Log through whatever sys.stderr is at the time (not the stream absl captured at start),
+    # so a failed save's tracebacks can be held back (see checkpoint._HeldStderr).
+    FLAGS.logtostderr = True
   try:
     return fn(*args)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, checkpoint.SaveFailed) as e:
     if os.environ.get("LLM_TRACEBACK"):
       raise
     # sys.__stderr__: a failed checkpoint restore leaves sys.stderr muted (see checkpoint.py).

@@ -52,8 +52,8 @@ def settings_from_flags(stop_ids):
 def load_params(config, workdir, model, mesh):
   """(params, where they came from): the workdir's latest checkpoint, else config.init."""
   path = cli.workdir_path(workdir, create=False) if workdir else None
-  manager = checkpoint.make_manager(path, config.keep_checkpoints) if path and (
-      path / "checkpoints").is_dir() else None
+  manager = (checkpoint.make_manager(path, config.keep_checkpoints, create=False)
+             if path and (path / "checkpoints").is_dir() else None)
   step = manager.latest_step() if manager else None
   if step is not None:
     return weights.restore_params(manager, step, config, mesh), f"step {step} of {path}"

@@ -1,10 +1,17 @@
 """Run logs: <workdir>/metrics.jsonl (one JSON object per logged step), TensorBoard events."""
 import json
+import os
 import pathlib
+import socket
 import sys
+import time
 
 import jax
 import tqdm
+# TensorBoard's own protos and record framing: writing events needs no TensorFlow (importing it
+# costs seconds per run and prints its CPU-feature banner).
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 
 def log(message):
@@ -34,9 +41,7 @@ class MetricWriter:
         if record is not None and record.get("step", 0) <= resume_step:
           kept.append(line)
       self.path.write_text("".join(line + "\n" for line in kept))
-    import tensorflow as tf  # already loaded by TFDS; only its summary writer is used here
-    self.tensorboard = tf.summary.create_file_writer(str(pathlib.Path(workdir) / "tensorboard"))
-    self._tf = tf
+    self.tensorboard = EventFile(pathlib.Path(workdir) / "tensorboard")
 
   def write(self, step, metrics):
     if not self.enabled:
@@ -45,11 +50,31 @@ class MetricWriter:
     with self.path.open("a") as f:   # one write of one whole line
       f.write(json.dumps(record) + "\n")
       f.flush()
-    with self.tensorboard.as_default(step=int(step)):
-      for name, value in metrics.items():
-        self._tf.summary.scalar(name, float(value))
-    self.tensorboard.flush()
+    self.tensorboard.scalars(int(step), {k: v for k, v in record.items() if k != "step"})
 
   def close(self):
     if self.enabled:
       self.tensorboard.close()
+
+
+class EventFile:
+  """One TensorBoard event file of scalars (what tf.summary.scalar would write), appended."""
+
+  def __init__(self, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.v2"
+    self._file = (folder / name).open("wb")
+    self._records = RecordWriter(self._file)
+    self._write(event_pb2.Event(file_version="brain.Event:2"))
+
+  def _write(self, event):
+    event.wall_time = time.time()
+    self._records.write(event.SerializeToString())
+    self._records.flush()
+
+  def scalars(self, step, values):
+    values = [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
+    self._write(event_pb2.Event(step=step, summary=summary_pb2.Summary(value=values)))
+
+  def close(self):
+    self._file.close()

@@ -251,7 +251,7 @@ def _train(config, workdir):
     where = f"step {bad[0]}" + (f" (and {len(bad) - 1} more up to step {bad[-1]})"
                                 if len(bad) > 1 else "")
     if config.on_nonfinite == "stop" or len(skipped) > config.max_nonfinite_skips:
-      manager.wait_until_finished()
+      checkpoint.wait(manager)
       newest = manager.latest_step()
       why = ("" if config.on_nonfinite == "stop" else
              f" {len(skipped)} non-finite steps exceed max_nonfinite_skips="
@@ -264,12 +264,14 @@ def _train(config, workdir):
                 f"({len(skipped)} skipped of at most {config.max_nonfinite_skips})")
 
   interrupted = preemption.Watch()   # from here on, SIGTERM/SIGINT save and stop
+  held = checkpoint.hold_background_stderr()
   try:
     for step in range(start + 1, config.total_steps + 1):
       batch = next(train_iter)
       tokens += int(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
       state, stats, sums = train_step(state, put_batch(batch, mesh, rules))
       unchecked.append((step, stats["finite"]))
+      checkpoint.check_saving(manager)   # a failed save stops the run at once
       for k, v in sums.items():
         train_sums[k] = train_sums.get(k, 0.0) + v
       bar.update(1)
@@ -314,12 +316,13 @@ def _train(config, workdir):
     bar.close()
     if result is None and not interrupted.name:   # stopped early, or already finished
       result = run_eval()
-    manager.wait_until_finished()
+    checkpoint.wait(manager)
     writer.close()
     if stopping:
       metrics.log(f"saved step {manager.latest_step()}; rerun the same command to continue")
     return result or {}
   finally:
+    held.close()
     interrupted.close()
 
 

@@ -22,10 +22,11 @@ def tiny_overrides(**extra):
   return [f"--config.{k}={v}" for k, v in values.items()]
 
 
-def run_cli(module, config, workdir, *args, env=None):
-  """Runs `python -m llm.<module>` like a user would; returns the CompletedProcess."""
-  cmd = [sys.executable, "-m", f"llm.{module}", f"--config={config}", f"--workdir={workdir}",
-         *args]
+def run_cli(module, config, workdir, *args, env=None, launcher=()):
+  """Runs `python -m llm.<module>` like a user would (through `launcher`, a command prefix, if
+  given); returns the CompletedProcess."""
+  cmd = [*launcher, sys.executable, "-m", f"llm.{module}", f"--config={config}",
+         f"--workdir={workdir}", *args]
   full_env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
               **(env or {})}
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=full_env,

@@ -3,16 +3,18 @@
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from llm import cli, lock
+from llm import checkpoint, cli, lock
 from llm.train import train_and_evaluate
 
 from conftest import ROOT, run_cli, tiny_overrides
@@ -116,28 +118,79 @@ def test_help_lists_the_flags_and_exits_0(tmp_path):
     assert flag in proc.stdout
 
 
-def test_sigterm_saves_at_the_step_boundary_and_resumes_exactly(tmp_path):
-  """SIGTERM during training: a checkpoint at the next step, exit 0, and the resumed run's
-  losses equal an uninterrupted run's."""
-  total = 60
-  train_and_evaluate(tiny_config(total_steps=total), tmp_path / "straight")
-  cmd = [sys.executable, "-m", "llm.train", "--config=configs/gpt_tiny.py",
-         f"--workdir={tmp_path / 'signalled'}",
-         *tiny_overrides(total_steps=total, **{"optimizer.warmup_steps": 2})]
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=env)
-  for line in proc.stdout:
-    if line.startswith("step 1:"):
+def _start_training(workdir, total, **popen):
+  """An `llm.train` subprocess with the tiny overrides (the in-process tiny_config's values),
+  saving every step; a shared compilation cache keeps each restart short."""
+  cmd = [sys.executable, "-u", "-m", "llm.train", "--config=configs/gpt_tiny.py",
+         f"--workdir={workdir}", *tiny_overrides(total_steps=total, checkpoint_every=1,
+                                                 **{"optimizer.warmup_steps": 2})]
+  cache = workdir.parent / "jax-cache"
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, **popen)
+
+
+def _saving_now(workdir):
+  return any((workdir / "checkpoints").glob("*.orbax-checkpoint-tmp"))
+
+
+def test_kill_9_at_random_moments_and_sigterm_resume_to_an_uninterrupted_runs_losses(tmp_path):
+  """Five kill -9 cycles (three of them while a step is being written, two at a random moment),
+  then SIGTERM (a checkpoint at the next step, exit 0), then a run to the end: its losses equal
+  an uninterrupted run's exactly."""
+  total, run, rng = 20, tmp_path / "killed", random.Random(0)
+  kills = []
+  for cycle in range(6):
+    proc = _start_training(run, total)
+    seen = 0
+    for line in proc.stdout:   # step k is logged after step k-1's save began, which waited
+      seen += line.startswith("step ")   # for step k-2's: three lines, one step committed
+      if seen == 3:
+        break
+    if cycle == 5:
       proc.send_signal(signal.SIGTERM)
+      out, err = proc.communicate(timeout=300)
+      assert proc.returncode == 0, err[-2000:]
+      assert "Traceback" not in err and "SIGTERM: saving a checkpoint" in err
+      assert f"saved step {saved_steps(run)[-1]}" in out
       break
-  out, err = proc.communicate(timeout=300)
-  assert proc.returncode == 0, err[-2000:]
-  assert "Traceback" not in err and "SIGTERM: saving a checkpoint" in err
-  stopped = saved_steps(tmp_path / "signalled")[-1]
-  assert 1 <= stopped < total and f"saved step {stopped}" in out
-  train_and_evaluate(tiny_config(total_steps=total), tmp_path / "signalled")
-  assert losses(tmp_path / "signalled") == losses(tmp_path / "straight")
+    deadline = time.monotonic() + rng.uniform(0.0, 1.5)
+    while cycle % 2 == 0 and not _saving_now(run) or cycle % 2 and time.monotonic() < deadline:
+      time.sleep(0.002)
+    during_save = _saving_now(run)
+    proc.kill()
+    proc.communicate(timeout=60)
+    kills.append((saved_steps(run)[-1], during_save))
+  assert [during for _, during in kills[::2]] == [True] * 3
+  steps = [step for step, _ in kills]
+  assert steps == sorted(steps) and saved_steps(run)[-1] < total   # each cycle got further
+  train_and_evaluate(tiny_config(total_steps=total), run)
+  assert not _saving_now(run)   # a killed save's temporary directory is cleared on resume
+  train_and_evaluate(tiny_config(total_steps=total), tmp_path / "straight")
+  assert losses(run) == losses(tmp_path / "straight")
+
+
+# Files past 1 MB fail to write with EFBIG (SIGXFSZ ignored, so the write returns the error).
+LIMIT_FILE_SIZE = ("bash", "-c", 'trap "" XFSZ; ulimit -f 1000; exec "$@"', "bash")
+
+
+def test_a_failed_save_is_one_line_and_the_checkpoints_before_it_stay(tmp_path):
+  """A disk that fills mid-run, simulated by a file-size limit (mounting a small tmpfs needs
+  root): the write of step 4 fails with EFBIG; the run stops at once with one line, the failed
+  step's temporary directory is gone, and step 2 is intact (rotation, keep_checkpoints=1, did
+  not remove it)."""
+  train_and_evaluate(tiny_config(total_steps=2), tmp_path)
+  proc = run_cli("train", "configs/gpt_tiny.py", tmp_path,
+                 *tiny_overrides(total_steps=12, checkpoint_every=2, keep_checkpoints=1),
+                 launcher=LIMIT_FILE_SIZE)
+  assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
+  assert proc.stderr.startswith("error: saving checkpoint step 4 failed (EFBIG: File too large); "
+                                "its temporary directory was removed and the steps before it "
+                                "are intact (newest: 2)")
+  assert max(losses(tmp_path)) < 12   # stopped once the failure surfaced, not at the end
+  assert saved_steps(tmp_path) == [2] and not _saving_now(tmp_path)
+  checkpoint.verify(tmp_path / "checkpoints" / "2")   # byte for byte as saved
 
 
 def test_a_second_run_on_a_workdir_is_refused_while_the_first_holds_it(tmp_path):
@@ -183,10 +236,30 @@ def test_an_unusable_data_dir_is_named(tmp_path):
 
 
 def garble(step_dir):
-  """Zeroes the saved arrays' data files, as a bad disk or a torn copy would."""
-  for path in (step_dir / "state").rglob("*"):
-    if path.is_file() and "ocdbt" in str(path) and path.stat().st_size > 1000:
-      path.write_bytes(b"\0" * path.stat().st_size)
+  """Overwrites 8 bytes in the middle of the largest array data file, as a bad disk would:
+  a change Orbax itself reads back without noticing."""
+  path = max((p for p in (step_dir / "state").rglob("*") if p.is_file()),
+             key=lambda p: p.stat().st_size)
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2:len(data) // 2 + 8] = bytes(255 - b for b in data[len(data) // 2:
+                                                                        len(data) // 2 + 8])
+  path.write_bytes(bytes(data))
+  return path
+
+
+def test_saved_steps_carry_checksums_that_sha256sum_verifies(tmp_path):
+  train_and_evaluate(tiny_config(total_steps=1), tmp_path)
+  step_dir = tmp_path / "checkpoints" / "1"
+  check = lambda: subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=step_dir,
+                                 capture_output=True, text=True)
+  assert check().returncode == 0
+  summed = {line.split("  ", 1)[1] for line in (step_dir / "SHA256SUMS").read_text().splitlines()}
+  assert {"config/metadata", "data/process_0-of-1.json"} <= summed
+  assert any(name.startswith("state/ocdbt.process_0/d/") for name in summed)
+  name = str(garble(step_dir).relative_to(step_dir))
+  assert f"{name}: FAILED" in check().stdout
+  with pytest.raises(checkpoint.Unreadable, match=rf"1 file differ.*: {name} changed"):
+    checkpoint.verify(step_dir)
 
 
 def test_an_unreadable_newest_step_is_moved_aside_and_the_previous_one_resumed(tmp_path, capsys):
@@ -197,7 +270,7 @@ def test_an_unreadable_newest_step_is_moved_aside_and_the_previous_one_resumed(t
   garble(run / "checkpoints" / "4")
   train_and_evaluate(config(6), run)
   out = capsys.readouterr().out
-  assert "warning: checkpoint step 4 is unreadable (" in out
+  assert "warning: checkpoint step 4 is unreadable (1 file differs from SHA256SUMS: state/" in out
   assert "moved corrupt-4 aside and resumed from step 2" in out
   assert (run / "checkpoints" / "corrupt-4" / "state").is_dir()   # kept, never deleted
   assert saved_steps(run) == [2, 4, 6] and losses(run) == losses(tmp_path / "straight")
