@@ -219,7 +219,7 @@ def _train(config, workdir):
   writer = metrics.MetricWriter(workdir, resume_step=start)
   num_params = state_lib.count_params(state["params"])
   metrics.log(f"model: {num_params:,} parameters; mesh {dict(mesh.shape)}; "
-              f"{len(eval_batches)} validation batches; "
+              f"{len(eval_batches)} validation batch{'es' * (len(eval_batches) != 1)}; "
               + state_lib.describe_trainable(state, config))
 
   # Batch shardings (None) are taken from the global arrays put_batch builds.

@@ -188,3 +188,36 @@ def test_conll_ner_rejects_tag_missing_from_train(tmp_path):
                      paths={"train": SAMPLE, "validation": validation})
   with pytest.raises(ValueError, match="'B-MISC' does not occur in the train file"):
     builder.download_and_prepare()
+
+
+def test_user_files_are_cached_by_content_not_path(tmp_path):
+  """An edited file is prepared again even at the same path (a path-keyed cache would serve the
+  old sentences); the same content under another name reuses the prepared data."""
+  train = tmp_path / "train.txt"
+  train.write_text(SAMPLE.read_text())
+  first = ConllNer(data_dir=str(tmp_path / "tfds"), file_format="array_record",
+                   paths={"train": train})
+  first.download_and_prepare()
+  train.write_text(SAMPLE.read_text() + "\nGrace NNP B-NP B-PER\n")
+  edited = ConllNer(data_dir=str(tmp_path / "tfds"), file_format="array_record",
+                    paths={"train": train})
+  assert edited.builder_config.name != first.builder_config.name and not edited.is_prepared()
+  edited.download_and_prepare()
+  assert len(edited.as_data_source("train")) == len(first.as_data_source("train")) + 1
+  copy = tmp_path / "copy.txt"
+  copy.write_bytes(train.read_bytes())
+  again = ConllNer(data_dir=str(tmp_path / "tfds"), file_format="array_record",
+                   paths={"train": copy})
+  assert again.builder_config.name == edited.builder_config.name and again.is_prepared()
+
+
+def test_a_user_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+  from llm.data.builders.squad import read_squad
+  path = tmp_path / "latin1.txt"
+  path.write_bytes("Ada NNP B-NP B-PER\n\nZürich NNP B-NP B-LOC\n".encode("latin1"))
+  with pytest.raises(ValueError, match=rf"{path}:3: not UTF-8 text \(byte 0xfc at offset 21\); "
+                                       r"convert it, e.g. iconv"):
+    read_conll(path)
+  path.write_bytes('{"data": "caf\xe9"}'.encode("latin1"))
+  with pytest.raises(ValueError, match=rf"{path}:1: not UTF-8 text"):
+    read_squad(path)

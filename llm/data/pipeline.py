@@ -6,12 +6,17 @@ is saved in each checkpoint, so a resumed run sees exactly the batches an uninte
 Each process reads only its own slice of the documents (`jax.process_index()`). Shared row tools
 (packing, flattening, padded BERT rows) live here; what a row holds is the task's business.
 """
+import contextlib
+import io
 import os
 import pathlib
+import sys
+import time
 
 import grain
 import jax
 import numpy as np
+from absl import logging
 
 from llm.data import tokenizer as tokenizer_lib
 from llm.data.builders import BUILDERS, FILE_BUILDERS
@@ -59,8 +64,35 @@ def corpus_builder(config):
 def prepare_corpus(config):
   """The TFDS builder for config.corpus, built from local files on first use."""
   builder = corpus_builder(config)
-  _on_first_process(lambda: builder.is_prepared() or builder.download_and_prepare(), "corpus")
+  _on_first_process(lambda: _quiet_tfds(builder.is_prepared) or _build(builder), "corpus")
   return builder
+
+
+def _quiet_tfds(fn):
+  """fn() without TFDS's console output: its "Downloading and preparing dataset Unknown size"
+  banner (nothing is downloaded), its warnings about a folder it is still building, and (unless
+  stderr is a terminal, where they redraw in place) its progress bars."""
+  import tensorflow_datasets as tfds
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  tfds.display_progress_bar(sys.stderr.isatty())
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      return fn()
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+def _build(builder):
+  from llm import metrics
+  metrics.log(f"preparing corpus {builder.name} in {builder.data_dir} (first use; later runs "
+              f"reuse it)")
+  start = time.perf_counter()
+  _quiet_tfds(builder.download_and_prepare)
+  sizes = ", ".join(f"{len(builder.as_data_source(split)):,} {split}"
+                    for split in builder.info.splits)
+  metrics.log(f"prepared corpus {builder.name}: {sizes} examples in "
+              f"{time.perf_counter() - start:.0f} s")
 
 
 def _on_first_process(fn, name):
@@ -92,10 +124,16 @@ def load_tokenizer(config, builder):
     if not path.is_file():
       raise FileNotFoundError(f"tokenizer.path={cfg.path!r} does not exist")
   else:
-    path = data_dir(config) / "tokenizers" / f"{config.corpus}_{cfg.model_type}_{config.vocab_size}.model"
+    # Your files' tokenizer is named after their contents, as their prepared data is.
+    corpus = (f"{config.corpus}_{builder.builder_config.name}" if config.corpus in FILE_BUILDERS
+              else config.corpus)
+    path = data_dir(config) / "tokenizers" / f"{corpus}_{cfg.model_type}_{config.vocab_size}.model"
     def train_tokenizer():
       if path.is_file():
         return
+      from llm import metrics
+      metrics.log(f"training a {cfg.model_type} SentencePiece tokenizer ({config.vocab_size:,} "
+                  f"pieces) on the train split (first use; saved to {path})")
       source = builder.as_data_source("train")
       texts = (text_of(source[i]) for i in range(len(source)))
       tokenizer_lib.train((t.decode(errors="replace") if isinstance(t, bytes) else t

