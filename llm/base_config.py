@@ -123,13 +123,17 @@ def classification_config(corpus, arg, total_steps, seq_len=128, objective="clas
   c.corpus = corpus
   c.init = "" if args["init"] == "scratch" else args["init"]
   c.seq_len = seq_len
+  # Warmup, evaluation and checkpoint intervals follow total_steps, also when a command line
+  # overrides it (ml_collections references; overriding one of them directly wins).
+  c.total_steps = total_steps
+  steps = c.get_ref("total_steps")
   # The shape below is used from scratch; a pretrained init replaces it with the source's.
   c.model.update(presets.BERT)
   c.model.update(num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024, max_len=seq_len,
                  num_classes=0)   # 0 = the corpus' number of labels
   # BERT's fine-tuning recipe; from scratch a 10x larger peak rate trains far better.
   c.optimizer.update(learning_rate=5e-4 if args["init"] == "scratch" else 5e-5,
-                     warmup_steps=total_steps // 10, decay="linear", end_lr_ratio=0.0,
+                     warmup_steps=steps // 10, decay="linear", end_lr_ratio=0.0,
                      b2=0.999, eps=1e-6, weight_decay=0.01)
   if args["tuning"] == "lora":     # low-rank adapters on query/value + the head
     c.lora.update(rank=8, alpha=16.0, train_also=TASK_HEADS)
@@ -141,11 +145,10 @@ def classification_config(corpus, arg, total_steps, seq_len=128, objective="clas
     c.optimizer.learning_rate = 3e-3
   elif args["tuning"] != "full":
     raise ValueError(f"config arg tuning={args['tuning']!r}: expected full, lora or prompt")
-  c.total_steps = total_steps
   c.batch_size = 32
   c.log_every = 25
-  c.eval_every = total_steps // 2
-  c.checkpoint_every = total_steps // 2
+  c.eval_every = steps // 2
+  c.checkpoint_every = steps // 2
   return c
 
 

@@ -170,3 +170,16 @@ def test_mesh_shape_resolves_minus_one(given, resolved):
 def test_mesh_shape_rejects_bad_sizes(given, message):
   with pytest.raises(ValueError, match=message):
     parallel.mesh_shape(dict(zip(parallel.MESH_AXES, given)), 8)
+
+
+def test_fine_tuning_intervals_follow_an_overridden_total_steps():
+  """Warmup (10%), evaluation and checkpoint intervals (half) are derived after overrides (as
+  --config.total_steps=40 sets it), as a user running a shorter fine-tune expects; one set
+  directly wins."""
+  from test_pipeline import load_config
+  config = load_config("finetune_topic", "init=scratch")
+  assert (config.optimizer.warmup_steps, config.eval_every) == (20, 100)
+  config.total_steps = 40
+  config.eval_every = 7
+  assert (config.optimizer.warmup_steps, config.eval_every, config.checkpoint_every) == (4, 7, 20)
+  assert '"warmup_steps": 4' in config.to_json()
