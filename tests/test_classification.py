@@ -103,12 +103,12 @@ def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
   an init without the needed head cannot be evaluated untrained."""
   from conftest import tiny_overrides
   bert = tiny_overrides(**{"total_steps": 2, "model.max_len": 64, "seq_len": 64})
-  proc = cli("train", "configs/bert_tiny.py", tmp_path / "bert", *bert)
+  proc = cli("train", "configs/bert_tiny.py", tmp_path / "bert", *bert, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   args = [f"--config.{k}={v}" for k, v in {"seq_len": 64, "batch_size": 16, "eval_batches": 2,
                                             "total_steps": 2, "log_every": 1}.items()]
   config = f"configs/cloze_topic.py:init={tmp_path / 'bert'}"
-  proc = cli("evaluate", config, tmp_path / "cloze", *args)
+  proc = cli("evaluate", config, tmp_path / "cloze", *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "evaluating init=" in proc.stdout and "newly initialised: nothing" in proc.stdout
   result = json.loads((tmp_path / "cloze" / "evaluate.json").read_text())
@@ -117,10 +117,10 @@ def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
   assert result["step"] == 0 and len(rows) == 32
   assert np.mean([r["label"] == r["prediction"] for r in rows]) == pytest.approx(
       result["accuracy"])
-  proc = cli("train", config, tmp_path / "cloze", *args)
+  proc = cli("train", config, tmp_path / "cloze", *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "eval/accuracy" in json.loads((tmp_path / "cloze" / "metrics.jsonl").read_text()
                                        .splitlines()[-1])
-  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path / "untrained", *args)
+  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path / "untrained", *args, devices=1)
   assert proc.returncode == 1
   assert "init='minilm' has no classify_head" in proc.stderr and "train first" in proc.stderr

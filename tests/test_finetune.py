@@ -18,12 +18,12 @@ def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
   args = ["--config.total_steps=24", "--config.seq_len=64", "--config.batch_size=16",
           "--config.optimizer.learning_rate=2e-4", "--config.optimizer.warmup_steps=2",
           "--config.eval_every=24", "--config.log_every=4", "--config.eval_batches=4"]
-  proc = cli("train", "configs/finetune_topic.py", tmp_path, *args)
+  proc = cli("train", "configs/finetune_topic.py", tmp_path, *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "init: loaded 103 tensors from minilm; newly initialised: classify_head" in proc.stdout
   final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
   assert final["eval/accuracy"] > 0.6, final     # chance is ~0.23
-  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path, *args)
+  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path, *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((tmp_path / "evaluate.json").read_text())
   rows = [json.loads(line) for line in (tmp_path / "predictions_validation.jsonl").read_text()

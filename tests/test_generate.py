@@ -38,12 +38,12 @@ def test_generate_json_matches_greedy_reference(cli, gpt_workdir):
   mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
   params, _, _ = weights.workdir_params(gpt_workdir, mesh)
   model = build_model(config, heads=("lm",))
-  forward = jax.jit(lambda ids: model.apply({"params": params}, {"inputs": ids})["lm"])
+  forward = jax.jit(lambda p, ids: model.apply({"params": p}, {"inputs": ids})["lm"])
   for sample in out["samples"]:
     ids = [2] + tok.encode(sample["prompt"])
     new = []
     while len(new) < 12:
-      nxt = int(np.argmax(forward(np.asarray([ids + new]))[0, -1]))
+      nxt = int(np.argmax(forward(params, np.asarray([ids + new]))[0, -1]))
       if nxt == 3:   # </s>
         break
       new.append(nxt)

@@ -69,8 +69,8 @@ def test_logits_match_transformers(smollm2, reference):
   for i, row in enumerate(rows):
     ids[i, :len(row)] = row
   segments = (ids != 0).astype(np.int32)
-  ours = np.asarray(jax.jit(lambda b: model.apply({"params": params}, b)["lm"])(
-      {"inputs": ids, "segment_ids": segments}))
+  ours = np.asarray(jax.jit(lambda p, b: model.apply({"params": p}, b)["lm"])(
+      params, {"inputs": ids, "segment_ids": segments}))
   for i, row in enumerate(rows):
     with torch.no_grad():
       theirs = hf_model(input_ids=torch.tensor([row])).logits[0].numpy()

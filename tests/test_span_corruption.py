@@ -127,11 +127,11 @@ def test_t5_tiny_trains_and_evaluates_from_the_cli(cli, tmp_path):
                            "optimizer.warmup_steps": 5, "optimizer.learning_rate": 3e-3,
                            "model.head_dim": 16, "seq_len": 64})
   config = "configs/t5_tiny.py"
-  proc = cli("train", config, tmp_path, *args)
+  proc = cli("train", config, tmp_path, *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert rows[-1]["train/loss"] < rows[0]["train/loss"] - 1.0, rows
-  proc = cli("evaluate", config, tmp_path, *args)
+  proc = cli("evaluate", config, tmp_path, *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((tmp_path / "evaluate.json").read_text())
   assert result["step"] == 30 and result["perplexity"] < 8128
