@@ -120,11 +120,13 @@ def test_help_lists_the_flags_and_exits_0(tmp_path):
 
 def _start_training(workdir, total, **popen):
   """An `llm.train` subprocess with the tiny overrides (the in-process tiny_config's values),
-  saving every step (conftest's shared compilation cache keeps each restart short)."""
+  saving every step; a compilation cache shared by the restarts keeps each one short."""
   cmd = [sys.executable, "-u", "-m", "llm.train", "--config=configs/gpt_tiny.py",
          f"--workdir={workdir}", *tiny_overrides(total_steps=total, checkpoint_every=1,
                                                  **{"optimizer.warmup_steps": 2})]
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "JAX_COMPILATION_CACHE_DIR": str(workdir.parent / "jax-cache"),
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
   return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env, **popen)
 
