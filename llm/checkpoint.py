@@ -6,6 +6,7 @@ thread before the step is committed, so every committed step has one; `sha256sum
 checks it by hand) that is verified before a step is read; a failed save is one SaveFailed error
 naming the step and the cause, with its temporary directory removed."""
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import threading
 import grain
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 from llm.base_config import from_saved
 
@@ -57,19 +59,28 @@ def changed_settings(saved, config):
 
 SUMS = "SHA256SUMS"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"   # Orbax writes a step there, then renames it
-_saving = {}   # checkpoints directory -> the step its manager is saving now
+_saving = {}   # checkpoints directory -> the step whose save is in flight (until waited for)
+
+
+@functools.cache
+def _array_handler_for_backend():
+  """Orbax splits each replicated array across its replicas to write the parts in parallel: on
+  CPU devices, which share one host memory, that only costs an op-by-op slice per part (~860,
+  1.5 s, on the first save of a tiny model on 8 devices). Orbax turns it off on GPUs itself."""
+  if jax.default_backend() != "cpu":
+    return
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)   # not a warning that it overrides the default
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+  logging.set_verbosity(verbosity)
 
 
 def make_manager(workdir, keep, create=True):
   """The manager of DIR/checkpoints; create=False for readers, which must not leave an empty
   checkpoints/ behind in a workdir that has none (writers also clear temporary directories a
   killed run left)."""
-  if jax.default_backend() == "cpu":
-    # Orbax splits each replicated array across its replicas to write the parts in parallel:
-    # on CPU devices, which share one host memory, that only costs an op-by-op slice per part
-    # (~860 of them, 4-5 s, on the first save of a tiny model on 8 devices). (GPU: off already.)
-    ocp.type_handlers.register_type_handler(
-        jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+  _array_handler_for_backend()
   directory = pathlib.Path(workdir).absolute() / "checkpoints"
   seal = lambda: _write_sums(directory / f"{_saving[directory]}{TMP_SUFFIX}")
   return ocp.CheckpointManager(
@@ -93,10 +104,8 @@ def _sha256(path):
 
 
 def _write_sums(step_dir):
-  """SHA256SUMS of a finished, not yet committed step (process 0; others wrote their shards
-  to the same file system)."""
-  if jax.process_index() != 0:
-    return
+  """SHA256SUMS of a finished, not yet committed step. Orbax runs this on the primary process
+  only, after every process wrote its shards to the shared file system."""
   lines = [f"{_sha256(p)}  {p.relative_to(step_dir)}\n" for p in _item_files(step_dir)]
   (step_dir / SUMS).write_text("".join(lines))
 
@@ -108,10 +117,12 @@ def verify(step_dir):
   if not sums.is_file():
     return
   bad = []
-  for line in sums.read_text().splitlines():
-    digest, name = line.split("  ", 1)
+  for line in sums.read_text(errors="replace").splitlines():
+    digest, _, name = line.partition("  ")
     path = step_dir / name
-    if not path.is_file():
+    if not name:
+      bad.append(f"{SUMS} line {line[:40]!r} unreadable")
+    elif not path.is_file():
       bad.append(f"{name} missing")
     elif _sha256(path) != digest:
       bad.append(f"{name} changed")
@@ -141,35 +152,32 @@ def _describe(error):
 
 
 class _HeldStderr:
-  """sys.stderr while a save runs in the background. When a save fails, Orbax and TensorStore
-  threads print a traceback per array; the main thread's writes go through, other threads'
-  are held until the save ends: printed if it succeeded, dropped if it failed (SaveFailed says
-  why in one line)."""
+  """sys.stderr while a run saves in the background. When a save fails, Orbax and TensorStore
+  threads print a traceback per array: other threads' writes are held until the save ends
+  (printed if it succeeded, dropped if it failed: SaveFailed says why in one line); the main
+  thread's go through, except while it waits on a save (Orbax logs the failure there too)."""
 
   def __init__(self, stream):
     self.stream, self.held, self._lock = stream, [], threading.Lock()
-    self.failed = False   # after a failed save, its dying threads keep printing: drop it all
+    self.main_muted = False
 
   def write(self, text):
     if threading.current_thread() is threading.main_thread():
-      return self.stream.write(text)
+      return len(text) if self.main_muted else self.stream.write(text)
     with self._lock:
-      if not self.failed:
-        self.held.append(text)
+      self.held.append(text)
     return len(text)
 
   def release(self, show):
     with self._lock:
       held, self.held = self.held, []
-      self.failed = self.failed or not show
     if show and held:
       self.stream.write("".join(held))
 
   def close(self):
-    """Puts sys.stderr back at the end of a run, unless a save failed (then it stays, dropping
-    what that save's threads still print while the process exits)."""
-    self.release(show=not self.failed)
-    if sys.stderr is self and not self.failed:
+    """Puts sys.stderr back (the end of a run, however it ends)."""
+    self.release(show=True)
+    if sys.stderr is self:
       sys.stderr = self.stream
 
   def __getattr__(self, name):
@@ -182,53 +190,73 @@ def hold_background_stderr():
   return sys.stderr
 
 
-def _guard(manager, action):
-  """Runs a manager call that may surface a background save's failure as one SaveFailed; the
-  failed step's temporary directory is removed, the steps before it are left as they were."""
-  directory = pathlib.Path(manager.directory)
-  step = _saving.get(directory)
+# What a failed write surfaces as: TensorStore's errors are ValueErrors, Orbax's barriers raise
+# TimeoutError / RuntimeError, the file system OSError.
+SAVE_ERRORS = (OSError, ValueError, RuntimeError, TimeoutError)
+
+
+def _guard(manager, step, action):
+  """Runs a manager call that may surface a background save's failure; raises it as one
+  SaveFailed naming `step`."""
   held = sys.stderr if isinstance(sys.stderr, _HeldStderr) else None
-  muted, sys.stderr = sys.stderr, _devnull()   # Orbax logs the failure with a traceback
+  previous = sys.stderr
+  if held:
+    held.main_muted = True
+  else:
+    sys.stderr = _devnull()
   try:
     action()
-  except Exception as e:  # noqa: BLE001 - whatever broke the save, report it and stop
-    sys.stderr = muted
+  except SAVE_ERRORS as e:
     if held:
       held.release(show=False)
-    if jax.process_index() == 0:
-      for tmp in directory.glob(f"*{TMP_SUFFIX}"):
-        shutil.rmtree(tmp, ignore_errors=True)
-    committed = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
-    newest = max(committed, default=None)   # from disk: the manager forgot rotated steps
-    raise SaveFailed(
-        f"saving checkpoint step {step} failed ({_describe(e)}); its temporary directory was "
-        f"removed and the steps before it are intact (newest: "
-        f"{newest if newest is not None else 'none'}); free space (or fix {directory}) and "
-        f"rerun the same command to continue") from e
-  sys.stderr = muted
+    raise _failed(pathlib.Path(manager.directory), step, e) from e
+  finally:
+    if held:
+      held.main_muted = False
+    else:
+      sys.stderr = previous
   if held and not manager.is_saving_in_progress():
     held.release(show=True)
+
+
+def _failed(directory, step, error):
+  """The SaveFailed for `step`, after removing its partial files (writes still running may
+  leave some: the next run's manager clears them)."""
+  if jax.process_index() == 0:
+    for tmp in directory.glob(f"*{TMP_SUFFIX}"):
+      shutil.rmtree(tmp, ignore_errors=True)
+  committed = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
+  newest = max(committed, default=None)   # from disk: the manager forgot rotated steps
+  return SaveFailed(
+      f"saving checkpoint step {step} failed ({_describe(error)}); its partial files were "
+      f"removed and the steps before it are intact (newest: "
+      f"{newest if newest is not None else 'none'}); free space (or fix {directory}) and rerun "
+      f"the same command to continue")
 
 
 def save(manager, step, state, data_iterator, config):
   """Starts an asynchronous save of `step` (first waiting for the one in flight: SaveFailed if
   that one failed)."""
-  _guard(manager, manager.wait_until_finished)
+  wait(manager)
   _saving[pathlib.Path(manager.directory)] = step
-  _guard(manager, lambda: manager.save(step, args=ocp.args.Composite(
+  _guard(manager, step, lambda: manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
       config=ocp.args.JsonSave(json.loads(config.to_json())))))
 
 
 def check_saving(manager):
-  """SaveFailed as soon as the save in flight has failed; cheap enough to call every step."""
-  if not manager.is_saving_in_progress():
-    _guard(manager, manager.wait_until_finished)
+  """SaveFailed as soon as the save in flight has failed: cheap enough to call every step (a
+  flag read while it runs, one wait when it ends)."""
+  if pathlib.Path(manager.directory) in _saving and not manager.is_saving_in_progress():
+    wait(manager)
 
 
 def wait(manager):
-  """Blocks until the save in flight is committed; SaveFailed if it failed."""
-  _guard(manager, manager.wait_until_finished)
+  """Blocks until the save in flight (if any) is committed; SaveFailed if it failed."""
+  directory = pathlib.Path(manager.directory)
+  if directory in _saving:
+    _guard(manager, _saving[directory], manager.wait_until_finished)
+    del _saving[directory]
 
 
 def saved_config(manager, step):
@@ -296,10 +324,9 @@ def move_aside(manager, step):
 _unmuted = []   # sys.stderr as it was before a failed restore muted it
 
 
-def _devnull(opened=[]):  # noqa: B006 - one stream for the whole process
-  if not opened:
-    opened.append(open(os.devnull, "w"))  # noqa: SIM115 - open until exit
-  return opened[0]
+@functools.cache
+def _devnull():
+  return open(os.devnull, "w")  # noqa: SIM115 - one stream, open until exit
 
 
 def _quiet_restore(read, step_dir):

@@ -62,8 +62,11 @@ class EventFile:
 
   def __init__(self, folder):
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.v2"
-    self._file = (folder / name).open("wb")
+    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+    number = 0
+    while (folder / f"{name}.{number}.v2").exists():   # two runs in one process and second
+      number += 1
+    self._file = (folder / f"{name}.{number}.v2").open("xb")
     self._records = RecordWriter(self._file)
     self._write(event_pb2.Event(file_version="brain.Event:2"))
 

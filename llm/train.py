@@ -317,11 +317,11 @@ def _train(config, workdir):
     if result is None and not interrupted.name:   # stopped early, or already finished
       result = run_eval()
     checkpoint.wait(manager)
-    writer.close()
     if stopping:
       metrics.log(f"saved step {manager.latest_step()}; rerun the same command to continue")
     return result or {}
   finally:
+    writer.close()
     held.close()
     interrupted.close()
 

@@ -120,13 +120,11 @@ def test_help_lists_the_flags_and_exits_0(tmp_path):
 
 def _start_training(workdir, total, **popen):
   """An `llm.train` subprocess with the tiny overrides (the in-process tiny_config's values),
-  saving every step; a compilation cache shared by the restarts keeps each one short."""
+  saving every step (conftest's shared compilation cache keeps each restart short)."""
   cmd = [sys.executable, "-u", "-m", "llm.train", "--config=configs/gpt_tiny.py",
          f"--workdir={workdir}", *tiny_overrides(total_steps=total, checkpoint_every=1,
                                                  **{"optimizer.warmup_steps": 2})]
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-         "JAX_COMPILATION_CACHE_DIR": str(workdir.parent / "jax-cache"),
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
   return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env, **popen)
 
@@ -186,8 +184,8 @@ def test_a_failed_save_is_one_line_and_the_checkpoints_before_it_stay(tmp_path):
                  launcher=LIMIT_FILE_SIZE)
   assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
   assert proc.stderr.startswith("error: saving checkpoint step 4 failed (EFBIG: File too large); "
-                                "its temporary directory was removed and the steps before it "
-                                "are intact (newest: 2)")
+                                "its partial files were removed and the steps before it are "
+                                "intact (newest: 2)")
   assert max(losses(tmp_path)) < 12   # stopped once the failure surfaced, not at the end
   assert saved_steps(tmp_path) == [2] and not _saving_now(tmp_path)
   checkpoint.verify(tmp_path / "checkpoints" / "2")   # byte for byte as saved

@@ -76,11 +76,16 @@ def _quiet_tfds(fn):
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)
   tfds.display_progress_bar(sys.stderr.isatty())
+  captured = io.StringIO()
   try:
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(captured):
       return fn()
+  except Exception:
+    sys.stdout.write(captured.getvalue())   # it may say what went wrong
+    raise
   finally:
     logging.set_verbosity(verbosity)
+    tfds.display_progress_bar(True)   # TFDS's default, for whoever uses it next
 
 
 def _build(builder):
