@@ -4,7 +4,7 @@ together in one step directory so they are always consistent.
 What we add to Orbax: each step directory gets a SHA256SUMS file (written by the save's background
 thread before the step is committed, so every committed step has one; `sha256sum -c SHA256SUMS`
 checks it by hand) that is verified before a step is read; a failed save is one SaveFailed error
-naming the step and the cause, with its temporary directory removed."""
+naming the step and the cause, with its partial files removed."""
 import errno
 import functools
 import hashlib
