@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from llm import metrics
 from llm.data import tokenizer as tokenizer_lib
 from llm.data.builders import BUILDERS, FILE_BUILDERS
 
@@ -89,7 +90,6 @@ def _quiet_tfds(fn):
 
 
 def _build(builder):
-  from llm import metrics
   metrics.log(f"preparing corpus {builder.name} in {builder.data_dir} (first use; later runs "
               f"reuse it)")
   start = time.perf_counter()
@@ -136,7 +136,6 @@ def load_tokenizer(config, builder):
     def train_tokenizer():
       if path.is_file():
         return
-      from llm import metrics
       metrics.log(f"training a {cfg.model_type} SentencePiece tokenizer ({config.vocab_size:,} "
                   f"pieces) on the train split (first use; saved to {path})")
       source = builder.as_data_source("train")
