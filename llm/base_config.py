@@ -34,6 +34,13 @@ def base_config():
   c.qa = dict(max_query_len=64, doc_stride=128, max_answer_len=30, n_best=20)
   # cloze only: the text in a template with one [MASK]; one single-piece word per label name.
   c.cloze = dict(template="{text} [MASK] .", verbalizer={})
+  # seq2seq only: the model's input as a format string over the example's text fields, and the
+  # longest target kept (pieces, with </s>).
+  c.seq2seq = dict(template="{source}", target_len=64)
+  # Generative evaluation (seq2seq): decoding settings (llm/decoding.py) for the validation
+  # predictions, prompts per decoding batch, and how many examples (0 = the whole split).
+  c.decode = dict(max_new_tokens=64, num_beams=1, length_penalty=1.0, batch_size=16,
+                  max_examples=0)
 
   c.seed = 0
   c.total_steps = 1000

@@ -105,9 +105,8 @@ def _left_pad(prompts, length):
   return tokens, segments, positions, np.asarray([len(p) for p in prompts], np.int32)
 
 
-def _right_pad(rows):
+def _right_pad(rows, length):
   """(tokens, segment_ids) of encoder-decoder sources, left-aligned and padded with 0."""
-  length = max(map(len, rows))
   tokens = np.zeros((len(rows), length), np.int32)
   for row, ids in enumerate(rows):
     tokens[row, :len(ids)] = ids
@@ -285,19 +284,21 @@ def _map_cache_rows(fn, cache):
   return jax.tree_util.tree_map_with_path(apply, cache)
 
 
-def generate(model, params, prompts, settings, mesh=None, rules=None, timed=False):
+def generate(model, params, prompts, settings, mesh=None, rules=None, timed=False, pad_to=0):
   """New token ids for each prompt (a list of ids: the decoder's prefix, or an encoder-decoder's
   source), without the stop token; and the number of decoding steps run. `timed`: compile ahead
-  of time and also return the seconds the decoding itself took."""
+  of time and also return the seconds the decoding itself took. Prompts are padded to a multiple
+  of 8 (fewer shapes to compile), or to `pad_to` if that is longer (one shape for many calls)."""
   check(settings)
   batch = len(prompts)
+  length = max(-(-max(map(len, prompts)) // 8) * 8, pad_to)
   if model.cfg.family == "encoder_decoder":
-    tokens, segments = _right_pad(prompts)
+    tokens, segments = _right_pad(prompts, length)
     prompt = {"inputs": tokens, "segment_ids": segments,
               "lengths": np.ones(batch, np.int32)}
-    prompt_len, source_len = 0, tokens.shape[1]
+    prompt_len, source_len = 0, length
   else:
-    prompt_len = -(-max(map(len, prompts)) // 8) * 8   # fewer shapes to compile
+    prompt_len = length
     tokens, segments, positions, lengths = _left_pad(prompts, prompt_len)
     prompt = {"inputs": tokens, "segment_ids": segments, "positions": positions,
               "lengths": lengths}

@@ -16,7 +16,7 @@ from absl import app, flags
 from llm import checkpoint, cli, metrics, parallel, tasks, transfer, weights
 from llm.data import pipeline
 from llm.models import build_model
-from llm.train import evaluate, make_eval_step
+from llm.train import evaluate, make_decoder, make_eval_step
 
 flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluate on.")
 
@@ -44,8 +44,9 @@ def evaluate_checkpoint(config, workdir, split):
                       in_shardings=(jax.tree.map(lambda a: a.sharding, params), None),
                       out_shardings=parallel.replicated(mesh))
   batches = pipeline.eval_batches(config, task, tok, builder, split)
-  reference = task.reference(builder, split, config) if task.reference else None
-  result, predictions = evaluate(eval_step, params, batches, mesh, rules, task, reference)
+  reference = task.reference(builder, split, config, tok) if task.reference else None
+  decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None
+  result, predictions = evaluate(eval_step, params, batches, mesh, rules, task, reference, decode)
   if jax.process_index() == 0:
     # One file per split, so evaluating test does not overwrite validation's result.
     name = "evaluate.json" if split == "validation" else f"evaluate_{split}.json"

@@ -14,8 +14,8 @@ import optax
 import tqdm
 from absl import app
 
-from llm import checkpoint, cli, convert, lock, lora, metrics, optim, parallel, preemption
-from llm import state as state_lib, tasks, transfer
+from llm import checkpoint, cli, convert, decoding, lock, lora, metrics, optim, parallel
+from llm import preemption, state as state_lib, tasks, transfer
 from llm.data import pipeline
 from llm.base_config import from_saved
 from llm.models import build_model
@@ -90,9 +90,30 @@ def put_batch(batch, mesh, rules):
       for k, v in batch.items()}
 
 
-def evaluate(eval_step, params, batches, mesh, rules, task, reference=None):
+def make_decoder(model, config, tok, mesh, rules):
+  """(params, prompts) -> decoded ids per prompt, with config.decode's settings: batches of
+  decode.batch_size prompts, all padded to one shape so that one program decodes them all."""
+  d = config.decode
+  settings = decoding.Settings(max_new_tokens=d.max_new_tokens, num_beams=d.num_beams,
+                               length_penalty=d.length_penalty, stop_ids=(tok.eos_id,))
+
+  def decode(params, prompts):
+    params = lora.merge(params, config.lora)
+    longest = max(map(len, prompts))
+    out = []
+    for start in range(0, len(prompts), d.batch_size):
+      chunk = prompts[start:start + d.batch_size]
+      full = chunk + [chunk[-1]] * (d.batch_size - len(chunk))   # the same shape every batch
+      ids, _ = decoding.generate(model, params, full, settings, mesh, rules, pad_to=longest)
+      out.extend(ids[:len(chunk)])
+    return out
+  return decode
+
+
+def evaluate(eval_step, params, batches, mesh, rules, task, reference=None, decode=None):
   """Metrics over all batches: sums of numerators/denominators, summarized; plus whole-split
   scores (e.g. entity F1) when the task has `score` (reading `reference`, from task.reference).
+  Generative tasks (task.prompts) score what `decode` (make_decoder) generates from their prompts.
   Returns (metrics, predictions in split order or None)."""
   totals, predictions = {}, []
   for batch in batches:
@@ -105,6 +126,8 @@ def evaluate(eval_step, params, batches, mesh, rules, task, reference=None):
   # Arrays, or dicts of arrays (QA), one per batch -> one per split.
   predictions = (jax.tree.map(lambda *rows: np.concatenate(rows), *predictions)
                  if predictions else None)
+  if task.prompts and reference is not None:
+    predictions = decode(params, task.prompts(*reference))
   if reference is not None and task.score:
     result.update(task.score(predictions, *reference))
   return result, predictions
@@ -229,10 +252,12 @@ def _train(config, workdir):
   eval_step = jax.jit(make_eval_step(model, task, config),
                       in_shardings=(shardings["params"], None),
                       out_shardings=parallel.replicated(mesh))
-  reference = task.reference(builder, "validation", config) if task.reference else None
+  reference = task.reference(builder, "validation", config, tok) if task.reference else None
+  decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None
 
   def run_eval():
-    return evaluate(eval_step, state["params"], eval_batches, mesh, rules, task, reference)[0]
+    return evaluate(eval_step, state["params"], eval_batches, mesh, rules, task, reference,
+                    decode)[0]
 
   bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
                   or jax.process_index() != 0, dynamic_ncols=True)

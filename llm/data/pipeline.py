@@ -169,13 +169,19 @@ def label_names(builder):
 
 def text_of(example):
   """The running text of an example: its `text`, its `context` (QA; questions are short and
-  repeat), or its `tokens` joined by spaces."""
+  repeat), its `source` and `target` (seq2seq), or its `tokens` joined by spaces."""
   if "text" in example:
     return example["text"]
+  if "source" in example:
+    return f"{_str(example['source'])}\n{_str(example['target'])}"
   if "context" in example:
     return example["context"]
   return " ".join(t.decode(errors="replace") if isinstance(t, bytes) else t
                   for t in example["tokens"])
+
+
+def _str(text):
+  return text.decode(errors="replace") if isinstance(text, bytes) else text
 
 
 def decode_example(example):

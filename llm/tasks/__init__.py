@@ -1,9 +1,9 @@
 """Tasks: each module here is one task, described by one record, `TASK`.
 
 A task says which model families it fits and which heads it reads, how it turns a corpus' examples
-into rows, its loss and metric sums, and, for evaluation, its predictions, whole-split scores and
-predictions file, and the Hugging Face class an export of it becomes. The loop, the CLI and the
-model never name a task: `config.objective` picks the module `llm.tasks.<objective>`, so adding
+into rows, its loss and metric sums, and, for evaluation, its predictions (from the forward pass,
+or decoded from prompts), whole-split scores and predictions file, and the Hugging Face class an
+export of it becomes. The loop, the CLI and the model never name a task: `config.objective` picks the module `llm.tasks.<objective>`, so adding
 a task is adding one module and one config.
 """
 import dataclasses
@@ -22,7 +22,11 @@ class Task:
   loss_fn: Callable                    # (outputs, batch, norms) -> (loss, metric sums)
   summarize: Callable                  # summed metric sums -> {metric: float}
   predict: Optional[Callable] = None   # (outputs, batch) -> per-row predictions (jitted)
-  reference: Optional[Callable] = None  # (builder, split, config) -> what records/score read
+  # (builder, split, config, tokenizer) -> what prompts/records/score read
+  reference: Optional[Callable] = None
+  # Generative tasks: (*reference) -> the token ids to decode from, one list per example; the
+  # decoded ids (llm/decoding.py, config.decode) are then the predictions.
+  prompts: Optional[Callable] = None
   records: Optional[Callable] = None   # (predictions, *reference) -> one dict per example
   score: Optional[Callable] = None     # (predictions, *reference) -> whole-split metrics
   check: Callable = lambda config: None   # raises ValueError for task settings that cannot work

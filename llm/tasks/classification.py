@@ -65,9 +65,9 @@ def summarize(sums):
           "macro_f1": macro_f1(sums["true_positives"], sums["predicted"], sums["actual"])}
 
 
-def reference(builder, split, config):
+def reference(builder, split, config, tok):
   """The split's examples in order and the label names: what `records` reads."""
-  del config
+  del config, tok
   return builder.as_data_source(split), pipeline.label_names(builder)
 
 

@@ -148,8 +148,9 @@ def score(predictions, source, qa):
           "f1": sum(r["f1"] for r in rows) / count}
 
 
-def reference(builder, split, config):
+def reference(builder, split, config, tok):
   """The split's questions in order and the decoding settings: what `records` and `score` read."""
+  del tok
   return builder.as_data_source(split), config.qa
 
 

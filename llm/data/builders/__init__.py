@@ -2,6 +2,7 @@
 files you bring (FILE_BUILDERS: `corpus="conll"` or `"squad"` with `data_files.train=PATH` etc.).
 """
 from llm.data.builders.aclsum_qa import AclsumQa
+from llm.data.builders.aclsum_summary import AclsumSummary
 from llm.data.builders.bbc_news import BbcNews
 from llm.data.builders.conll import ConllNer
 from llm.data.builders.gensim_text import GensimText
@@ -12,5 +13,5 @@ from llm.data.builders.twitter_ner import TwitterNer
 
 BUILDERS = {"gensim_text": GensimText, "bbc_news": BbcNews, "tweet_sentiment": TweetSentiment,
             "spam_assassin": SpamAssassin, "twitter_ner": TwitterNer,
-            "aclsum_qa": AclsumQa}
+            "aclsum_qa": AclsumQa, "aclsum_summary": AclsumSummary}
 FILE_BUILDERS = {"conll": ConllNer, "squad": SquadJson}

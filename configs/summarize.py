@@ -1,0 +1,61 @@
+"""Aspect-based summarization of ACL papers (ACLSum): abstract + aspect -> a one-sentence summary,
+scored with ROUGE and BLEU on texts the decoding engine generates.
+
+  python -m llm.train --config=configs/summarize.py --workdir=/tmp/sum      # tiny T5, from scratch
+  python -m llm.evaluate --config=configs/summarize.py:model=smollm2 --workdir=/tmp/sum_smol
+Args: model=t5 (T5.1.1 tiny encoder-decoder; default) | smollm2 (SmolLM2-135M-Instruct, a decoder
+reading an instruction in its chat template: evaluate zero-shot, or fine-tune); init=PATH (t5: start
+from one of our workdirs, e.g. a configs/t5_tiny.py run, with its tokenizer); tuning=full | lora.
+Data: llm/data/builders/aclsum_summary.py, 300 / 150 / 300 (paper, aspect) examples.
+"""
+from llm.base_config import base_config, parse_arg
+from llm.models import presets
+
+# SmolLM2-Instruct's ChatML turn: the instruction as the user, the summary as the reply.
+CHAT = ("<|im_start|>user\nSummarize the {aspect} of this paper in one sentence.\n\n{source}"
+        "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def get_config(arg=None):
+  args = parse_arg(arg, model="t5", init="", tuning="full")
+  c = base_config()
+  c.objective = "seq2seq"
+  c.corpus = "aclsum_summary"
+  c.seq2seq.update(template="{aspect}: {source}", target_len=64)
+  # Beam search, as summarization papers decode; 64 pieces hold 99% of the reference summaries.
+  c.decode.update(max_new_tokens=64, num_beams=4, length_penalty=1.0, batch_size=16)
+  c.eval_batches = -1
+  if args["model"] == "t5":
+    c.init = args["init"]
+    c.model.update(presets.T5)
+    c.model.update(num_layers=4, num_decoder_layers=4, embed_dim=256, num_heads=4, head_dim=64,
+                   mlp_dim=768, max_len=512, dropout_rate=0.1)
+    c.vocab_size = 2000   # from scratch: trained on the 100 training abstracts and summaries
+    c.seq_len = 256       # abstracts average ~210 pieces
+    c.batch_size = 16
+    c.total_steps = 600
+    c.optimizer.update(learning_rate=1e-3, warmup_steps=60, decay="cosine", weight_decay=0.01)
+  elif args["model"] == "smollm2":
+    if args["init"]:
+      raise ValueError("config arg init: model=smollm2 starts from the SmolLM2 GGUF file; set "
+                       "--config.init=PATH for another Llama GGUF")
+    c.init = "smollm2"
+    c.model.update(presets.LLAMA)   # the init replaces the shapes with the checkpoint's
+    c.seq2seq.template = CHAT
+    c.decode.update(num_beams=1, batch_size=8)   # greedy: 135M parameters on a CPU
+    c.seq_len = 384
+    c.batch_size = 8
+    c.total_steps = 100
+    c.optimizer.update(learning_rate=3e-5, warmup_steps=10, decay="cosine", weight_decay=0.0,
+                       b2=0.999)
+  else:
+    raise ValueError(f"config arg model={args['model']!r}: expected t5 or smollm2")
+  if args["tuning"] == "lora":
+    c.lora.update(rank=8, alpha=16.0, train_also="")
+    c.optimizer.learning_rate = 1e-3
+  elif args["tuning"] != "full":
+    raise ValueError(f"config arg tuning={args['tuning']!r}: expected full or lora")
+  c.log_every = 25
+  c.eval_every = 300
+  c.checkpoint_every = 300
+  return c
