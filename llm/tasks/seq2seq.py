@@ -115,7 +115,7 @@ def records(predictions, examples, tok, config):
   out = []
   for ids, example in zip(predictions, examples):
     text = tok.decode(ids)
-    # rougeLsum splits summaries at newlines; ours are one sentence, so it equals rougeL here.
+    # rougeLsum is LCS over sentences split at newlines (one-line texts: the same as rougeL).
     scores = scorer.score(example["target"], text)
     out.append({"id": example.get("id", ""), "input": config.seq2seq.template.format(**example),
                 "prediction": text, "reference": example["target"],
