@@ -1,7 +1,57 @@
 #!/usr/bin/env bash
-# One machine, all its devices (CPU, one or more GPUs, or a single TPU VM).
-#   launch/local.sh configs/gpt_tiny.py workdirs/gpt_tiny [--config.key=value ...]
+# One machine: one process driving all its devices (CPU, GPUs or a single TPU VM), or N processes
+# of one --distributed run talking over 127.0.0.1 (CPU collectives: what a pod run does, on a
+# laptop; logs in WORKDIR/process_<i>.log).
+#   launch/local.sh [--dry-run] [--processes=N] [--devices=D] CONFIG WORKDIR [--config.key=value ...]
+#   --processes=N   N processes (default 1); --devices=D fake CPU devices per process (CPU only)
+#   --dry-run       print the commands instead of running them
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dry=0 processes=1 devices=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) dry=1; shift ;;
+    --processes=*) processes=${1#*=}; shift ;;
+    --devices=*) devices=${1#*=}; shift ;;
+    -*) echo "error: unknown option $1 (expected --dry-run, --processes=N, --devices=D)" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+if [ $# -lt 2 ]; then
+  echo "error: usage: launch/local.sh [--dry-run] [--processes=N] [--devices=D] CONFIG WORKDIR [--config.key=value ...]" >&2
+  exit 2
+fi
+case "$processes" in ''|*[!0-9]*|0) echo "error: --processes=$processes must be a positive integer" >&2; exit 2 ;; esac
+case "$devices" in *[!0-9]*) echo "error: --devices=$devices must be a positive integer" >&2; exit 2 ;; esac
 config=$1 workdir=$2; shift 2
-exec .venv/bin/python -m llm.train --config="$config" --workdir="$workdir" "$@"
+python=${PYTHON:-.venv/bin/python}
+quoted=""; if [ $# -gt 0 ]; then quoted=$(printf ' %q' "$@"); fi
+env_devices=${devices:+XLA_FLAGS=--xla_force_host_platform_device_count=$devices }
+prefix=${env_devices:+env $env_devices}
+if [ "$processes" = 1 ]; then
+  cmd="${prefix}$python -m llm.train --config=$(printf %q "$config") --workdir=$(printf %q "$workdir")$quoted"
+  if [ "$dry" = 1 ]; then echo "$cmd"; exit 0; fi
+  eval exec "$cmd"
+fi
+port=${LLM_PORT:-$((20000 + RANDOM % 20000))}
+cmds=()
+for ((i = 0; i < processes; i++)); do
+  cmds+=("env ${env_devices}JAX_COORDINATOR_ADDRESS=127.0.0.1:$port JAX_NUM_PROCESSES=$processes JAX_PROCESS_ID=$i $python -m llm.train --distributed --config=$(printf %q "$config") --workdir=$(printf %q "$workdir")$quoted")
+done
+if [ "$dry" = 1 ]; then
+  printf '%s\n' "${cmds[@]}"
+  exit 0
+fi
+mkdir -p "$workdir"
+pids=()
+for ((i = 0; i < processes; i++)); do
+  eval "${cmds[$i]}" > "$workdir/process_$i.log" 2>&1 &
+  pids+=($!)
+done
+trap 'kill "${pids[@]}" 2>/dev/null' INT TERM
+tail -n +1 -f "$workdir/process_0.log" --pid="${pids[0]}" &
+status=0
+for ((i = 0; i < processes; i++)); do
+  wait "${pids[$i]}" || { code=$?; echo "process $i exited with $code (see $workdir/process_$i.log)" >&2; status=$code; }
+done
+exit $status

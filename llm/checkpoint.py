@@ -366,7 +366,18 @@ def restore(manager, step, abstract_state, data_iterator=None):
   """Restores the state onto the shardings in `abstract_state` (any mesh) and, if given, the
   data iterator's position in place. An unreadable checkpoint raises one ValueError."""
   args = {"state": ocp.args.StandardRestore(abstract_state)}
-  if data_iterator is not None:
+  data_dir = manager.directory / str(step) / "data"
+  mine = data_dir / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+  if data_iterator is not None and mine.exists():
     args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
   read = lambda: manager.restore(step, args=ocp.args.Composite(**args))["state"]
-  return _quiet_restore(read, manager.directory / str(step))
+  state = _quiet_restore(read, manager.directory / str(step))
+  if data_iterator is not None and not mine.exists():
+    # Saved by another number of processes: every process saved the same global stream
+    # position (see pipeline.train_iterator), so any one of their files will do.
+    saved = sorted(data_dir.glob("process_*-of-*.json"))
+    if not saved:
+      raise ValueError(f"checkpoint {data_dir.parent} holds no data position (data/"
+                       f"process_*.json); it cannot resume training")
+    data_iterator.set_state(json.loads(saved[0].read_text()))
+  return state

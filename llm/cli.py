@@ -103,7 +103,7 @@ def workdir_path(workdir, create=True):
   if create:
     try:
       path.mkdir(parents=True, exist_ok=True)
-      probe = path / ".write_test"
+      probe = path / f".write_test-{os.getpid()}"   # processes of one run share the workdir
       probe.write_text("")
       probe.unlink()
     except OSError as e:
@@ -206,9 +206,11 @@ def run(fn, *args, needs_config=True):
   and exit code 1. Set LLM_TRACEBACK=1 to see the full traceback instead."""
   if needs_config and FLAGS.config is None:
     raise SystemExit("error: --config=configs/NAME.py is required")
-  if FLAGS.distributed:
-    import jax   # initialise before anything touches the devices
-    jax.distributed.initialize()
+  if FLAGS.distributed:   # before anything touches the devices
+    try:
+      parallel.initialize_distributed()
+    except ValueError as e:
+      raise SystemExit(f"error: {e}") from None
   if not FLAGS["verbosity"].present:
     # Orbax logs every save at INFO; our own progress lines go to stdout instead.
     logging.set_verbosity(logging.WARNING)

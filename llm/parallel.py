@@ -5,6 +5,9 @@ config's `logical_axis_rules` maps them onto the mesh axes `data`, `fsdp` and `t
 parallelism is simply `mesh.data=-1`.
 """
 import math
+import os
+import socket
+import time
 
 import flax.linen as nn
 import jax
@@ -12,6 +15,79 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
+
+
+# The variables users script multi-process runs against (launch/local.sh sets them).
+DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def initialize_distributed(environ=None):
+  """jax.distributed.initialize() for a run that spans processes, before any device is touched.
+
+  With JAX_COORDINATOR_ADDRESS set, JAX_NUM_PROCESSES and JAX_PROCESS_ID must be set too (JAX
+  itself reads only the address); otherwise JAX detects the cluster (TPU pods, SLURM, ...).
+  LLM_DISTRIBUTED_TIMEOUT (seconds, default 300) bounds the wait for the other processes, and
+  LLM_HEARTBEAT_TIMEOUT (default 100) how long a silent peer counts as alive.
+  CPU processes talk through gloo, so the same run works on one machine without accelerators.
+  """
+  env = os.environ if environ is None else environ
+  timeout = _int_env(env, "LLM_DISTRIBUTED_TIMEOUT", 300)
+  kwargs = dict(initialization_timeout=timeout,
+                heartbeat_timeout_seconds=_int_env(env, "LLM_HEARTBEAT_TIMEOUT", 100))
+  address = env.get("JAX_COORDINATOR_ADDRESS")
+  if address:
+    missing = [k for k in DISTRIBUTED_ENV[1:] if not env.get(k)]
+    if missing:
+      raise ValueError(f"--distributed with JAX_COORDINATOR_ADDRESS={address} also needs "
+                       f"{' and '.join(missing)} (the process count and this process' index)")
+    count, index = _int_env(env, "JAX_NUM_PROCESSES"), _int_env(env, "JAX_PROCESS_ID")
+    if count < 1:
+      raise ValueError(f"JAX_NUM_PROCESSES={count} must be >= 1")
+    if not 0 <= index < count:
+      raise ValueError(f"JAX_PROCESS_ID={index} is out of range for JAX_NUM_PROCESSES={count}: "
+                       f"number the processes 0 to {count - 1}")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+      raise ValueError(f"JAX_COORDINATOR_ADDRESS={address!r} must be HOST:PORT (process 0's "
+                       f"host)")
+    kwargs.update(coordinator_address=address, num_processes=count, process_id=index)
+    if host in ("127.0.0.1", "localhost"):   # one machine: do not listen on every interface
+      kwargs["coordinator_bind_address"] = address
+    if index:   # JAX aborts the whole process when it cannot register: find out first
+      _wait_for_coordinator(host, int(port), timeout)
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  try:
+    jax.distributed.initialize(**kwargs)
+  except Exception as e:   # JAX raises RuntimeError/XlaRuntimeError subclasses with long texts
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    where = f"the coordinator at {address}" if address else "the cluster's coordinator"
+    raise ValueError(f"--distributed: initialising with {where} failed: {text[:300]}") from None
+
+
+def _wait_for_coordinator(host, port, timeout):
+  """Returns once process 0's coordinator accepts connections; ValueError after `timeout` s."""
+  deadline = time.monotonic() + timeout
+  while True:
+    try:
+      socket.create_connection((host, port), timeout=1).close()
+      return
+    except OSError:
+      if time.monotonic() > deadline:
+        raise ValueError(f"--distributed: could not reach the coordinator at {host}:{port} "
+                         f"within {timeout} s (LLM_DISTRIBUTED_TIMEOUT); start process 0 "
+                         f"(JAX_PROCESS_ID=0) on that host, or fix JAX_COORDINATOR_ADDRESS"
+                         ) from None
+      time.sleep(0.5)
+
+
+def _int_env(env, name, default=None):
+  value = env.get(name)
+  if value is None or value == "":
+    return default
+  try:
+    return int(value)
+  except ValueError:
+    raise ValueError(f"{name}={value!r} must be an integer") from None
 
 
 def mesh_shape(mesh_config, num_devices):

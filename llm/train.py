@@ -83,11 +83,13 @@ def make_eval_step(model, task, config):
 
 
 def put_batch(batch, mesh, rules):
-  """Process-local numpy batch -> global jax.Arrays sharded over the batch axes."""
+  """Global numpy batch (every process has all of it) -> jax.Arrays sharded over the batch
+  axes: each device gets the rows its shard holds, however the mesh spreads over processes."""
   spec = parallel.batch_sharding(mesh, rules).spec
-  return {k: jax.make_array_from_process_local_data(
-      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec[:v.ndim])), v)
-      for k, v in batch.items()}
+  def put(v):
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec[:v.ndim]))
+    return jax.make_array_from_callback(v.shape, sharding, lambda index: v[index])
+  return {k: put(v) for k, v in batch.items()}
 
 
 def make_decoder(model, config, tok, mesh, rules):
@@ -293,7 +295,7 @@ def _train(config, workdir):
   try:
     for step in range(start + 1, config.total_steps + 1):
       batch = next(train_iter)
-      tokens += int(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
+      tokens += int(np.sum(batch["segment_ids"] > 0))
       state, stats, sums = train_step(state, put_batch(batch, mesh, rules))
       unchecked.append((step, stats["finite"]))
       checkpoint.check_saving(manager)   # a failed save stops the run at once

@@ -84,8 +84,9 @@ def _prompt_from_vocabulary(params, seed):
   # Tokens from the common part of the vocabulary, past the special and rare ones at the ends.
   low, high = min(1000, embedding.shape[0] // 10), min(5000, embedding.shape[0])
   ids = np.random.default_rng(seed).choice(np.arange(low, high), prompt.shape[0], replace=False)
-  rows = np.asarray(jax.device_get(embedding))[ids]
-  return jax.device_put(rows.astype(prompt.dtype), prompt.sharding)
+  # jnp, not numpy: in a multi-process run no process holds the whole embedding table.
+  rows = jnp.take(embedding, jnp.asarray(ids), axis=0).astype(prompt.dtype)
+  return jax.device_put(rows, prompt.sharding)
 
 
 def load_pretrained(config, params, mesh, require_all=False):

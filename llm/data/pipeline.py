@@ -3,7 +3,8 @@
 Training data is a grain pipeline over a TFDS `array_record` data source. Every random choice is
 seeded by (config.seed, epoch, document index), and the grain iterator's state (a few integers)
 is saved in each checkpoint, so a resumed run sees exactly the batches an uninterrupted one would.
-Each process reads only its own slice of the documents (`jax.process_index()`). Shared row tools
+Every process reads the same global batches and puts on its devices the rows they hold, so runs
+give the same losses on any number of processes. Shared row tools
 (packing, flattening, padded BERT rows) live here; what a row holds is the task's business.
 """
 import contextlib
@@ -66,7 +67,8 @@ def prepare_corpus(config):
   """The TFDS builder for config.corpus, built from local files on first use."""
   builder = corpus_builder(config)
   _on_first_process(lambda: _quiet_tfds(builder.is_prepared) or _build(builder), "corpus")
-  return builder
+  # The other processes' builders were made before process 0 wrote the data: read it afresh.
+  return builder if jax.process_index() == 0 else corpus_builder(config)
 
 
 def _quiet_tfds(fn):
@@ -261,30 +263,29 @@ def encode_single(tok, text, seq_len):
   return padded_row([tok.cls_id] + tok.encode(text)[:seq_len - 2] + [tok.sep_id], seq_len)
 
 
-def local_batch_size(config):
-  if config.batch_size % jax.process_count():
-    raise ValueError(f"batch_size={config.batch_size} must be divisible by the "
-                     f"{jax.process_count()} processes")
-  return config.batch_size // jax.process_count()
-
-
 def train_iterator(config, task, tok, builder):
-  """An endless, checkpointable iterator of this process's numpy batches of `task`'s rows."""
-  docs = documents(builder, "train", jax.process_index(), jax.process_count())
+  """An endless, checkpointable iterator of global numpy batches of `task`'s rows.
+
+  Every process reads the same stream of global batches and puts on its devices the rows their
+  shards hold (train.put_batch), so the global batch, every random choice in it (MLM masks,
+  spans), the losses and the saved position are the same whatever the number of processes and
+  however the mesh spreads over them: a run resumes exactly on another process count. The price
+  is that each process tokenizes the whole batch, cheap next to a step at these batch sizes.
+  """
+  docs = documents(builder, "train", 0, 1)
   stream = docs.shuffle(seed=config.seed).repeat(None)   # a fresh order each epoch
   rows = task.rows(stream, docs, config, tok, train=True)
-  batches = rows.batch(local_batch_size(config), drop_remainder=True)
+  batches = rows.batch(config.batch_size, drop_remainder=True)
   return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
 
 
 def eval_batches(config, task, tok, builder, split="validation"):
-  """This process's validation batches: every row once, the last batch padded with empty rows.
-
-  Every process gets the same number of batches (the jitted eval step is collective).
-  """
+  """The validation split's global batches: every row once, the last batch padded with empty
+  rows; every process holds them all (the jitted eval step is collective). A batch is the
+  training step's micro-batch (batch_size / optimizer.grad_accum_steps): what fits in memory."""
   docs = documents(builder, split, 0, 1)
   rows = list(task.rows(docs, docs, config, tok, train=False))
-  batch = config.batch_size
+  batch = config.batch_size // config.optimizer.grad_accum_steps
   num_batches = -(-len(rows) // batch)
   if config.eval_batches > 0:
     num_batches = min(num_batches, config.eval_batches)
@@ -292,10 +293,5 @@ def eval_batches(config, task, tok, builder, split="validation"):
   empty = {k: np.full_like(v, -1) if k.endswith(task.pad_with_minus_one) else np.zeros_like(v)
            for k, v in rows[0].items()}
   rows = rows + [empty] * (num_batches * batch - len(rows))
-  # Process p holds block p of every global batch, so the global arrays keep the split's order.
-  local = local_batch_size(config)
-  out = []
-  for b in range(num_batches):
-    start = b * batch + jax.process_index() * local
-    out.append({k: np.stack([r[k] for r in rows[start:start + local]]) for k in empty})
-  return out
+  return [{k: np.stack([r[k] for r in rows[b * batch:(b + 1) * batch]]) for k in empty}
+          for b in range(num_batches)]

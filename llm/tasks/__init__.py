@@ -3,8 +3,8 @@
 A task says which model families it fits and which heads it reads, how it turns a corpus' examples
 into rows, its loss and metric sums, and, for evaluation, its predictions (from the forward pass,
 or decoded from prompts), whole-split scores and predictions file, and the Hugging Face class an
-export of it becomes. The loop, the CLI and the model never name a task: `config.objective` picks the module `llm.tasks.<objective>`, so adding
-a task is adding one module and one config.
+export of it becomes. The loop, the CLI and the model never name a task: `config.objective`
+picks the module `llm.tasks.<objective>`, so adding a task is adding one module and one config.
 """
 import dataclasses
 import importlib

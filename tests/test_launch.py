@@ -1,0 +1,93 @@
+"""The launchers' dry runs print exactly the commands they would run, and bad options are one
+line. (launch/local.sh also really runs 2 processes in test_multiprocess.py.)"""
+import shlex
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+
+def launch(script, *args, env=None):
+  import os
+  return subprocess.run(["bash", str(ROOT / "launch" / script), *args], cwd=ROOT, text=True,
+                        capture_output=True, env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_local_one_and_several_processes():
+  one = launch("local.sh", "--dry-run", "configs/gpt_tiny.py", "runs/a b",
+               "--config.total_steps=10")
+  assert one.returncode == 0, one.stderr
+  assert shlex.split(one.stdout) == [".venv/bin/python", "-m", "llm.train",
+                                     "--config=configs/gpt_tiny.py", "--workdir=runs/a b",
+                                     "--config.total_steps=10"]
+  two = launch("local.sh", "--dry-run", "--processes=2", "--devices=4", "configs/bert_tiny.py",
+               "runs/b", env={"LLM_PORT": "23456"})
+  assert two.returncode == 0, two.stderr
+  lines = two.stdout.splitlines()
+  assert len(lines) == 2
+  for index, line in enumerate(lines):
+    assert shlex.split(line) == [
+        "env", "XLA_FLAGS=--xla_force_host_platform_device_count=4",
+        "JAX_COORDINATOR_ADDRESS=127.0.0.1:23456", "JAX_NUM_PROCESSES=2",
+        f"JAX_PROCESS_ID={index}", ".venv/bin/python", "-m", "llm.train", "--distributed",
+        "--config=configs/bert_tiny.py", "--workdir=runs/b"]
+
+
+def test_tpu_pod_creates_copies_installs_runs_and_deletes():
+  proc = launch("tpu_pod.sh", "--dry-run", "--create=v5e-64", "--delete", "pod1", "us-west4-a",
+                "configs/gpt_tiny.py:size=small", "/mnt/shared/gpt2", "--config.mesh.fsdp=8")
+  assert proc.returncode == 0, proc.stderr
+  steps = [shlex.split(line) for line in proc.stdout.splitlines()]
+  gc = ["gcloud", "compute", "tpus", "tpu-vm"]
+  assert steps[0][:5] == gc + ["describe"] and "||" in steps[0]
+  create = steps[0][steps[0].index("||") + 1:]
+  assert create == gc + ["create", "pod1", "--zone=us-west4-a",
+                         "--accelerator-type=v5litepod-64", "--version=v2-alpha-tpuv5-lite"]
+  archive = steps[1][-2]
+  assert steps[1] == ["git", "archive", "--format=tar.gz", "-o", archive, "HEAD"]
+  assert steps[2] == gc + ["scp", archive, "pod1:~/", "--zone=us-west4-a", "--worker=all"]
+  assert steps[3][:8] == gc + ["ssh", "pod1", "--zone=us-west4-a", "--worker=all"]
+  assert "requirements-tpu.txt" in steps[3][8]
+  run = steps[4][8]
+  assert run.startswith("--command=cd ~/llm && ")
+  assert shlex.split(run.split("&& ", 1)[1]) == [
+      ".venv/bin/python", "-m", "llm.train", "--distributed",
+      "--config=configs/gpt_tiny.py:size=small", "--workdir=/mnt/shared/gpt2",
+      "--config.mesh.fsdp=8"]
+  assert steps[5] == gc + ["delete", "pod1", "--zone=us-west4-a", "--quiet"]
+  # Without --create/--delete: reuse the slice, keep it.
+  reuse = launch("tpu_pod.sh", "--dry-run", "pod1", "z", "configs/gpt_tiny.py", "/w")
+  assert [shlex.split(l)[0] for l in reuse.stdout.splitlines()] == ["git", "gcloud", "gcloud",
+                                                                     "gcloud"]
+
+
+def test_slurm_per_node_and_per_gpu():
+  node = launch("slurm.sbatch", "--dry-run", "configs/gpt_tiny.py", "/shared/r",
+                "--config.mesh.fsdp=8")
+  assert node.returncode == 0, node.stderr
+  assert shlex.split(node.stdout) == ["srun", "--ntasks-per-node=1", ".venv/bin/python", "-m",
+                                      "llm.train", "--distributed", "--config=configs/gpt_tiny.py",
+                                      "--workdir=/shared/r", "--config.mesh.fsdp=8"]
+  gpu = launch("slurm.sbatch", "--dry-run", "--per-gpu", "configs/gpt_tiny.py", "/shared/r",
+               env={"SLURM_GPUS_ON_NODE": "4"})
+  words = shlex.split(gpu.stdout)
+  assert words[:5] == ["srun", "--ntasks-per-node=4", "--gpus-per-task=1", "bash", "-c"]
+  assert words[5] == 'JAX_LOCAL_DEVICE_IDS=$SLURM_LOCALID exec "$@"'
+  assert words[7:] == [".venv/bin/python", "-m", "llm.train", "--distributed",
+                       "--config=configs/gpt_tiny.py", "--workdir=/shared/r"]
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("script,args,message", [
+    ("tpu_pod.sh", ["--dry-run", "--create=v9-8", "p", "z", "c", "w"],
+     "--create=v9-8 is not a TPU type this launcher knows"),
+    ("tpu_pod.sh", ["--dry-run", "p", "z"], "usage: launch/tpu_pod.sh"),
+    ("local.sh", ["--processes=0", "c", "w"], "--processes=0 must be a positive integer"),
+    ("local.sh", ["--gpus=2", "c", "w"], "unknown option --gpus=2"),
+    ("slurm.sbatch", ["--dry-run"], "usage: sbatch"),
+])
+def test_bad_launcher_options_are_one_line(script, args, message):
+  proc = launch(script, *args)
+  assert proc.returncode != 0
+  assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

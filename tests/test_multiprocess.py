@@ -1,0 +1,128 @@
+"""Real multi-process runs on this machine: processes on 127.0.0.1 talking through CPU
+collectives (gloo), 4 fake devices each. They must train exactly like one process on 8 devices,
+resume each other's checkpoints, and stop within a bounded time when a peer dies."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli, tiny_overrides
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start(config, workdir, *args, processes=2, env=None):
+  """`processes` llm.train processes of one --distributed run (not yet waited for)."""
+  port = free_port()
+  procs = []
+  for index in range(processes):
+    full_env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count="
+                f"{8 // processes}", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                "JAX_NUM_PROCESSES": str(processes), "JAX_PROCESS_ID": str(index),
+                "LLM_HEARTBEAT_TIMEOUT": "10", **(env or {})}
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "llm.train", "--distributed", f"--config={config}",
+         f"--workdir={workdir}", *args], cwd=ROOT, env=full_env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+  return procs
+
+
+def run_distributed(config, workdir, *args, **kwargs):
+  procs = start(config, workdir, *args, **kwargs)
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  return outs
+
+
+def losses(workdir):
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
+
+
+ARGS = tiny_overrides(total_steps=4, checkpoint_every=2, eval_batches=1)
+
+
+def test_two_processes_train_and_resume_like_one(tmp_path):
+  """GPT: 2 processes x 4 devices give the losses of 1 process x 8 devices, and a checkpoint
+  of either resumes exactly in the other."""
+  config = "configs/gpt_tiny.py"
+  one = run_cli("train", config, tmp_path / "one", *ARGS)
+  assert one.returncode == 0, one.stderr[-3000:]
+  expected = losses(tmp_path / "one")
+  assert sorted(expected) == [1, 2, 3, 4]
+
+  # 2 processes stop after step 2 (as a preempted job would); 1 process resumes to step 4.
+  run_distributed(config, tmp_path / "two_one", *ARGS, "--config.stop_at_step=2")
+  assert (tmp_path / "two_one" / "checkpoints" / "2").is_dir()
+  resumed = run_cli("train", config, tmp_path / "two_one", *ARGS)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  # 1 process stops after step 2; 2 processes resume.
+  first = run_cli("train", config, tmp_path / "one_two", *ARGS, "--config.stop_at_step=2")
+  assert first.returncode == 0, first.stderr[-3000:]
+  run_distributed(config, tmp_path / "one_two", *ARGS)
+  for run in ("two_one", "one_two"):
+    got = losses(tmp_path / run)
+    assert sorted(got) == [1, 2, 3, 4]
+    np.testing.assert_allclose([got[s] for s in range(1, 5)],
+                               [expected[s] for s in range(1, 5)], rtol=2e-6, err_msg=run)
+
+
+def test_two_processes_train_bert_like_one(tmp_path):
+  """BERT (MLM + NSP, dynamic masks): the masks, and so the losses, do not depend on the
+  number of processes."""
+  config, args = "configs/bert_tiny.py", tiny_overrides(total_steps=3, eval_batches=1)
+  one = run_cli("train", config, tmp_path / "one", *args)
+  assert one.returncode == 0, one.stderr[-3000:]
+  # Through the launcher, as a user would start it.
+  proc = subprocess.run(["bash", "launch/local.sh", "--processes=2", "--devices=4", config,
+                         str(tmp_path / "two"), *args], cwd=ROOT, text=True, capture_output=True,
+                        timeout=600, env={**os.environ, "PYTHON": sys.executable,
+                                          "LLM_PORT": str(free_port())})
+  logs = "".join((tmp_path / "two" / f"process_{i}.log").read_text()[-2000:] for i in (0, 1))
+  assert proc.returncode == 0, proc.stderr[-2000:] + logs
+  expected, got = losses(tmp_path / "one"), losses(tmp_path / "two")
+  assert sorted(got) == sorted(expected) == [1, 2, 3]
+  np.testing.assert_allclose([got[s] for s in got], [expected[s] for s in got], rtol=2e-6)
+
+
+@pytest.mark.fault
+def test_a_dead_peer_stops_the_other_process_in_bounded_time(tmp_path):
+  procs = start("configs/gpt_tiny.py", tmp_path, *tiny_overrides(total_steps=100000))
+  deadline = time.time() + 300
+  while not (tmp_path / "metrics.jsonl").exists() or len(
+      (tmp_path / "metrics.jsonl").read_text().splitlines()) < 3:
+    assert time.time() < deadline and procs[0].poll() is None, procs[0].communicate()[1][-3000:]
+    time.sleep(0.5)
+  procs[1].kill()   # SIGKILL: no chance to say goodbye
+  killed = time.time()
+  _, err = procs[0].communicate(timeout=120)
+  assert procs[0].returncode != 0
+  assert time.time() - killed < 90, "the surviving process took too long to notice"
+  procs[1].communicate()
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("env,message", [
+    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"},
+     "JAX_PROCESS_ID=2 is out of range for JAX_NUM_PROCESSES=2"),
+    ({"JAX_NUM_PROCESSES": "", "JAX_PROCESS_ID": "0"}, "also needs JAX_NUM_PROCESSES"),
+    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1", "LLM_DISTRIBUTED_TIMEOUT": "3"},
+     "could not reach the coordinator at 127.0.0.1:"),
+])
+def test_bad_distributed_settings_are_one_line(tmp_path, env, message):
+  env = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{free_port()}", **env}
+  proc = run_cli("train", "configs/gpt_tiny.py", tmp_path, "--distributed", *tiny_overrides(),
+                 env=env, devices=1)
+  assert proc.returncode != 0
+  assert message in proc.stderr, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
