@@ -4,14 +4,16 @@ counts, and the CLI's scores and predictions against rouge-score and llm.generat
 import json
 import types
 
+import jax
 import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
-from llm import decoding, train
+from llm import decoding, parallel, train, weights
 from llm.base_config import base_config
 from llm.data import pipeline
 from llm.data.builders import aclsum_summary
+from llm.models import build_model
 from llm.tasks import seq2seq
 
 from conftest import run_cli, tiny_overrides
@@ -127,8 +129,8 @@ def test_rouge_and_bleu_against_hand_counts():
 
 def test_summarize_trains_evaluates_and_decodes_like_generate(corpus, tmp_path):
   """The tiny T5 from the CLI: evaluate.json's ROUGE is the mean of what rouge-score gives the
-  predictions file, one record per validation example in order, and llm.generate turns a record's
-  input into the same text."""
+  predictions file, one record per validation example in order, and the decoding engine turns a
+  record's input, alone, into the same text."""
   args = [*tiny_overrides(total_steps=3, seq_len=512, batch_size=4, eval_batches=1),
           "--config.model.num_decoder_layers=2", "--config.model.head_dim=16",
           "--config.seq2seq.target_len=24", "--config.decode.max_new_tokens=8",
@@ -152,11 +154,14 @@ def test_summarize_trains_evaluates_and_decodes_like_generate(corpus, tmp_path):
     expected = np.mean([scorer.score(r["reference"], r["prediction"])[key].fmeasure
                         for r in records])
     assert result[key] == pytest.approx(expected, abs=1e-9)
-  proc = run_cli("generate", SUMMARIZE, tmp_path, *args, f"--prompt={records[1]['input']}",
-                 "--max_new_tokens=8", "--num_beams=2", "--format=json", devices=1)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert json.loads(proc.stdout.strip().splitlines()[-1])["samples"][0]["text"] == (
-      records[1]["prediction"])
+  # What the engine gives this record's input alone (no batch, no padding to the split's longest).
+  config, tok = corpus[0], corpus[2]
+  mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
+  params, saved, _ = weights.workdir_params(tmp_path, mesh)
+  settings = decoding.Settings(max_new_tokens=8, num_beams=2, stop_ids=(tok.eos_id,))
+  alone = decoding.generate(build_model(saved, heads=("lm",)), params,
+                            [tok.encode(records[1]["input"]) + [tok.eos_id]], settings)[0][0]
+  assert tok.decode(alone) == records[1]["prediction"]
 
 
 @pytest.mark.fault
