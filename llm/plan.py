@@ -1,0 +1,189 @@
+"""Capacity planner: what a config needs on a mesh larger than this machine.
+
+  python -m llm.plan --config=configs/bert_tiny.py:size=large --devices=256 --device_kind=v5e \
+      --config.mesh.fsdp=16 --config.batch_size=1024 [--format=json]
+
+The training step is compiled, not run, for `--devices` fake CPU devices laid out as
+`config.mesh`, with the run's own shardings, so nothing is estimated that XLA can count:
+  memory per device   XLA's memory analysis of the partitioned program: arguments (this device's
+                      shards of params, optimizer state and batch) + temporaries at their peak
+                      (activations, gradients) + outputs not aliased to donated inputs
+  FLOPs per step      XLA's cost analysis (per device, x devices), beside the usual formula
+                      6 N tokens + 12 L d seq tokens (N = weights in matmuls, L layers, d width)
+  step time, MFU      a roofline on --device_kind: max(FLOPs / peak, least bytes moved /
+                      memory bandwidth) per device, where the least bytes moved are the
+                      params (read twice, written once), their gradients and the optimizer
+                      state; the MFU it allows is the FLOP time's share of that
+Peaks are the chips' published dense bf16 figures: an f32 run (model.dtype) gets far less on
+TPUs. The CPU compiler's memory plan is close to, not equal to, what a TPU or GPU compiler does.
+"""
+import os
+import sys
+
+
+def _use_fake_devices(argv):
+  # Must happen before JAX starts its backend: the plan compiles for --devices CPU devices.
+  count = next((a.split("=", 1)[1] for a in argv if a.startswith("--devices=")), None)
+  if count and count.isdigit():
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={count}").strip()
+  os.environ["JAX_PLATFORMS"] = "cpu"
+
+
+if __name__ == "__main__":
+  _use_fake_devices(sys.argv)
+
+import json  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from llm import cli, metrics, optim, parallel, state as state_lib, tasks  # noqa: E402
+from llm.data import pipeline  # noqa: E402
+from llm.models import build_model, model_config  # noqa: E402
+from llm.train import make_train_step  # noqa: E402
+
+# Published dense bf16 peak (TFLOP/s), memory (GiB) and memory bandwidth (GB/s) per chip.
+DEVICE_KINDS = {
+    "v4": (275, 32, 1228), "v5e": (197, 16, 819), "v5p": (459, 95, 2765),
+    "v6e": (918, 32, 1640), "a100": (312, 80, 2039), "h100": (989, 80, 3350),
+    "h200": (989, 141, 4800),
+}
+
+flags.DEFINE_integer("devices", None, "How many devices (chips) the run would use.")
+flags.DEFINE_string("device_kind", "", "Chip for the step-time estimate: one of "
+                    f"{', '.join(DEVICE_KINDS)}.")
+flags.DEFINE_enum("format", "text", ["text", "json"], "text, or one JSON line at the end.")
+
+def abstract_batch(config, task):
+  """The global batch's shapes and dtypes, from one row the task builds from the corpus."""
+  builder = pipeline.prepare_corpus(config)
+  tok = pipeline.load_tokenizer(config, builder)
+  docs = pipeline.documents(builder, "train", 0, 1)
+  row = next(iter(task.rows(docs, docs, config, tok, train=True)))
+  return {k: jax.ShapeDtypeStruct((config.batch_size, *np.shape(v)), np.asarray(v).dtype)
+          for k, v in row.items()}
+
+
+def formula_flops(config, params):
+  """6 N tokens (N: weights in matmuls, embeddings excluded unless they are the output layer)
+  + 12 L d seq tokens (attention scores and values, forward and backward)."""
+  m = model_config(config)
+  matmul = 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    name = optim.path_name(path)
+    if name.endswith("kernel") or (name == "token_embed/embedding" and m.tie_embeddings):
+      matmul += int(np.prod(leaf.shape))
+  layers = m.num_layers + (m.num_decoder_layers or m.num_layers) * (m.family == "encoder_decoder")
+  tokens = config.batch_size * config.seq_len
+  width = m.num_heads * (m.head_dim or m.embed_dim // m.num_heads)
+  return 6 * matmul * tokens + 12 * layers * width * config.seq_len * tokens
+
+
+def plan(config, devices, device_kind):
+  if devices is None or devices < 1:
+    raise ValueError("--devices=N (how many chips the run would use) is required and must be "
+                     "positive")
+  if device_kind and device_kind not in DEVICE_KINDS:
+    raise ValueError(f"--device_kind={device_kind!r}: expected one of {sorted(DEVICE_KINDS)}")
+  if jax.device_count() != devices:
+    raise ValueError(f"the planner sees {jax.device_count()} devices, not --devices={devices}: "
+                     f"run it as python -m llm.plan (it sets up the fake devices itself)")
+  cli.resolve_config(config, devices)
+  mesh = parallel.make_mesh(config.mesh)
+  task = tasks.get_task(config.objective)
+  model = build_model(config, task.heads(config))
+  optimizer, schedule = optim.make_optimizer(config)
+  abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
+  batch = abstract_batch(config, task)
+  batch_sharding = parallel.batch_sharding(mesh, parallel.axis_rules(config))
+  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec(*batch_sharding.spec[:len(v.shape)])))
+      for k, v in batch.items()}
+  step = jax.jit(make_train_step(model, task, optimizer, schedule, config),
+                 in_shardings=(shardings, None), out_shardings=(shardings, None, None),
+                 donate_argnums=(0,))
+  metrics.log(f"compiling the train step for {devices} devices, mesh {dict(mesh.shape)} ...")
+  compiled = step.lower(abstract_state, batch).compile()
+  memory = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+
+  def shard_bytes(tree):
+    """Bytes of one device's shards (device 0's; the rules shard evenly)."""
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+      shape = leaf.sharding.shard_shape(leaf.shape)
+      total += int(np.prod(shape)) * np.dtype(leaf.dtype).itemsize
+    return total
+
+  params = abstract_state["params"]
+  result = {
+      "devices": devices, "mesh": dict(mesh.shape),
+      "parameters": state_lib.count_params(params),
+      "param_bytes_per_device": shard_bytes(params),
+      "optimizer_bytes_per_device": shard_bytes(abstract_state["opt_state"]),
+      "argument_bytes_per_device": int(memory.argument_size_in_bytes),
+      "temp_bytes_per_device": int(memory.temp_size_in_bytes),
+      "output_bytes_per_device": int(memory.output_size_in_bytes - memory.alias_size_in_bytes),
+      "flops_per_step": float(cost.get("flops", 0.0)) * devices,
+      "formula_flops_per_step": float(formula_flops(config, params)),
+      "bytes_accessed_per_device": float(cost.get("bytes accessed", 0.0)),
+      "tokens_per_step": config.batch_size * config.seq_len,
+  }
+  result["peak_bytes_per_device"] = (result["argument_bytes_per_device"] +
+                                     result["temp_bytes_per_device"] +
+                                     result["output_bytes_per_device"])
+  if device_kind:
+    peak, memory_gib, bandwidth = DEVICE_KINDS[device_kind]
+    compute = result["flops_per_step"] / devices / (peak * 1e12)
+    # The least a step moves through memory: params read twice (forward, backward) and written
+    # once, gradients written and read, optimizer state read and written. (XLA's CPU "bytes
+    # accessed" counts unfused traffic, far more than a TPU or GPU program moves.)
+    traffic = (5 * result["param_bytes_per_device"] +
+               2 * result["optimizer_bytes_per_device"]) / (bandwidth * 1e9)
+    result.update({
+        "device_kind": device_kind, "device_memory_bytes": memory_gib * 2**30,
+        "fits": result["peak_bytes_per_device"] <= memory_gib * 2**30,
+        "step_seconds_at_peak": max(compute, traffic),
+        "mfu_bound": compute / max(compute, traffic) if compute else 0.0})
+    result["tokens_per_sec_at_peak"] = result["tokens_per_step"] / result["step_seconds_at_peak"]
+  _report(result, config)
+  return result
+
+
+def _gib(n):
+  return f"{n / 2**30:,.2f} GiB"
+
+
+def _report(r, config):
+  lines = [
+      f"{config.objective} model, {r['parameters']:,} parameters, on {r['devices']} devices, "
+      f"mesh {r['mesh']}, global batch {config.batch_size} x {config.seq_len}",
+      f"  per device: params {_gib(r['param_bytes_per_device'])}, optimizer state "
+      f"{_gib(r['optimizer_bytes_per_device'])}; compiled step: arguments "
+      f"{_gib(r['argument_bytes_per_device'])} + temporaries {_gib(r['temp_bytes_per_device'])}"
+      f" + outputs {_gib(r['output_bytes_per_device'])} = {_gib(r['peak_bytes_per_device'])}",
+      f"  FLOPs per step: {r['flops_per_step']:.3e} (XLA), {r['formula_flops_per_step']:.3e} "
+      f"(6 N tokens + 12 L d seq tokens)"]
+  if "device_kind" in r:
+    lines.append(
+        f"  on {r['device_kind']}: {'fits' if r['fits'] else 'does NOT fit'} in "
+        f"{_gib(r['device_memory_bytes'])}; step >= {r['step_seconds_at_peak'] * 1e3:,.1f} ms "
+        f"at peak ({r['tokens_per_sec_at_peak']:,.0f} tokens/s), MFU at most "
+        f"{r['mfu_bound']:.0%} (roofline)")
+  metrics.log("\n".join(lines))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  result = cli.run(lambda: plan(cli.FLAGS.config, f.devices, f.device_kind))
+  if f.format == "json":
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)
