@@ -124,3 +124,14 @@ def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
   proc = cli("evaluate", "configs/finetune_topic.py", tmp_path / "untrained", *args, devices=1)
   assert proc.returncode == 1
   assert "init='minilm' has no classify_head" in proc.stderr and "train first" in proc.stderr
+
+
+def test_predictions_find_their_examples_by_index_not_position():
+  source = [{"id": f"doc{i}".encode(), "label": i % 2} for i in range(4)]
+  # Rows in another order than the split, with a padding row (-1) among them.
+  predictions = {"label": np.asarray([1, 0, 1, 1, 0]),
+                 "example_index": np.asarray([3, 2, -1, 1, 0], np.int32)}
+  rows = classification.records(predictions, source, ["neg", "pos"])
+  assert [(r["id"], r["label"], r["prediction"]) for r in rows] == [
+      ("doc0", "neg", "neg"), ("doc1", "pos", "pos"), ("doc2", "neg", "neg"),
+      ("doc3", "pos", "pos")]

@@ -56,7 +56,7 @@ def predictions_for(predicted_sentences, length=12):
   out = np.full((len(predicted_sentences), length), -1)
   for i, tags in enumerate(predicted_sentences):
     out[i, 1:1 + len(tags)] = [TAG[t] for t in tags]   # first pieces after [CLS]
-  return out
+  return {"tags": out, "example_index": np.arange(len(predicted_sentences))}
 
 
 def test_entity_scores_hand_computed():

@@ -19,6 +19,7 @@ def rows(docs, all_docs, config, tok, train):
   def example(item):
     row = pipeline.encode_single(tok, item[1]["text"], config.seq_len)
     row["labels"] = np.int32(item[1]["label"])
+    row["example_index"] = np.int32(item[0])   # predictions find their example by it
     return row
   return docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS)
 
@@ -40,15 +41,20 @@ def loss_fn(outputs, batch, norms):
 
 
 def predict(outputs, batch):
-  del batch
-  return jnp.argmax(outputs["classify"], -1)
+  return {"label": jnp.argmax(outputs["classify"], -1), "example_index": batch["example_index"]}
+
+
+def by_example(predictions, key):
+  """[(example index, prediction)] in split order, padding rows (index -1) left out: rows are
+  matched to examples by the index they carry, never by their position in the batches."""
+  return sorted((int(i), p) for i, p in zip(predictions["example_index"], predictions[key])
+                if i >= 0)
 
 
 def records(predictions, source, names):
-  """One dict per example: id, gold label and predicted label."""
-  count = min(len(source), len(predictions))   # evaluations may stop early (eval_batches)
+  """One dict per example evaluated: id, gold label and predicted label."""
   return [{"id": source[i]["id"].decode(), "label": names[source[i]["label"]],
-           "prediction": names[int(predictions[i])]} for i in range(count)]
+           "prediction": names[int(label)]} for i, label in by_example(predictions, "label")]
 
 
 def macro_f1(true_positives, predicted, actual):
@@ -74,4 +80,5 @@ def reference(builder, split, config, tok):
 TASK = Task(name="classification", families=("encoder",), heads=lambda config: ("classify",),
             rows=rows, normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
             predict=predict, reference=reference, records=records,
-            export_class=lambda config: "BertForSequenceClassification")
+            export_class=lambda config: "BertForSequenceClassification",
+            pad_with_minus_one=("labels", "example_index"))

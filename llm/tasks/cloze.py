@@ -71,6 +71,7 @@ def rows(docs, all_docs, config, tok, train):
     row = encode_cloze(tok, item[1]["text"], template, config.seq_len)
     row["labels"] = np.int32(item[1]["label"])
     row["verbalizer_ids"] = words
+    row["example_index"] = np.int32(item[0])
     return row
   return docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS)
 
@@ -88,7 +89,8 @@ def loss_fn(outputs, batch, norms):
 
 
 def predict(outputs, batch):
-  return jnp.argmax(class_logits(outputs, batch), -1)
+  return {"label": jnp.argmax(class_logits(outputs, batch), -1),
+          "example_index": batch["example_index"]}
 
 
 def check(config):
@@ -101,4 +103,5 @@ TASK = Task(name="cloze", families=("encoder",), heads=lambda config: ("mlm",), 
             normalizers=classification.normalizers, loss_fn=loss_fn,
             summarize=classification.summarize, predict=predict,
             reference=classification.reference, records=classification.records, check=check,
-            export_class=lambda config: "BertForMaskedLM")
+            export_class=lambda config: "BertForMaskedLM",
+            pad_with_minus_one=("labels", "example_index"))

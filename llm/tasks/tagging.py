@@ -11,7 +11,7 @@ import numpy as np
 from llm.data import pipeline
 from llm.data import tokenizer as tokenizer_lib
 from llm.tasks import Task
-from llm.tasks.classification import reference
+from llm.tasks.classification import by_example, reference
 from llm.tasks.losses import cross_entropy_sums
 
 
@@ -38,7 +38,9 @@ def rows(docs, all_docs, config, tok, train):
   """One padded row per sentence, labels on first sub-tokens."""
   del all_docs, train
   def example(item):
-    return encode_words(tok, list(item[1]["tokens"]), list(item[1]["tags"]), config.seq_len)
+    row = encode_words(tok, list(item[1]["tokens"]), list(item[1]["tags"]), config.seq_len)
+    row["example_index"] = np.int32(item[0])   # predictions find their sentence by it
+    return row
   return docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS)
 
 
@@ -54,8 +56,9 @@ def loss_fn(outputs, batch, norms):
 
 
 def predict(outputs, batch):
-  """(batch, length) predicted tag ids at first sub-tokens, -1 elsewhere."""
-  return jnp.where(batch["labels"] >= 0, jnp.argmax(outputs["tag"], -1), -1)
+  """Per row: predicted tag ids at first sub-tokens (-1 elsewhere) and the sentence's index."""
+  return {"tags": jnp.where(batch["labels"] >= 0, jnp.argmax(outputs["tag"], -1), -1),
+          "example_index": batch["example_index"]}
 
 
 def summarize(sums):
@@ -72,12 +75,12 @@ def word_tags(row_prediction, num_words, names):
 def records(predictions, source, names):
   """One dict per sentence: id, words, gold tags and predicted tags."""
   out = []
-  for i in range(min(len(source), len(predictions))):
+  for i, tags in by_example(predictions, "tags"):
     example = source[i]
     words = [w.decode(errors="replace") for w in example["tokens"]]
     out.append({"id": example["id"].decode(), "tokens": words,
                 "tags": [names[t] for t in example["tags"]],
-                "predicted": word_tags(predictions[i], len(words), names)})
+                "predicted": word_tags(tags, len(words), names)})
   return out
 
 
@@ -98,4 +101,5 @@ def score(predictions, source, names):
 TASK = Task(name="tagging", families=("encoder",), heads=lambda config: ("tag",), rows=rows,
             normalizers=normalizers, loss_fn=loss_fn, summarize=summarize, predict=predict,
             reference=reference, records=records, score=score,
-            export_class=lambda config: "BertForTokenClassification")
+            export_class=lambda config: "BertForTokenClassification",
+            pad_with_minus_one=("labels", "example_index"))
