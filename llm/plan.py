@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from llm import cli, metrics, optim, parallel, state as state_lib, tasks  # noqa: E402
+from llm.base_config import base_config  # noqa: E402
 from llm.data import pipeline  # noqa: E402
 from llm.models import build_model, model_config  # noqa: E402
 from llm.train import make_train_step  # noqa: E402
@@ -57,7 +58,12 @@ flags.DEFINE_string("device_kind", "", "Chip for the step-time estimate: one of 
 flags.DEFINE_enum("format", "text", ["text", "json"], "text, or one JSON line at the end.")
 
 def abstract_batch(config, task):
-  """The global batch's shapes and dtypes, from one row the task builds from the corpus."""
+  """The global batch's shapes and dtypes, from one row the task builds from the corpus. Shapes
+  do not depend on the vocabulary, so a paper-sized one the corpus cannot train (GPT-2's 50,304
+  pieces) is planned with rows tokenized by the default vocabulary size."""
+  config = config.copy_and_resolve_references()
+  if config.tokenizer.kind == "sentencepiece" and not config.tokenizer.path:
+    config.vocab_size = base_config().vocab_size
   builder = pipeline.prepare_corpus(config)
   tok = pipeline.load_tokenizer(config, builder)
   docs = pipeline.documents(builder, "train", 0, 1)
