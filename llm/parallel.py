@@ -143,10 +143,11 @@ def logical_to_sharding(logical_specs, mesh, rules):
                       logical_specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
-def batch_sharding(mesh, rules):
-  """Sharding of a (batch, length) input array: batch over the axes the `batch` rule names."""
+def batch_sharding(mesh, rules, ndim=2):
+  """Sharding of an `ndim`-dimensional input array (batch, length, ...): the batch over the axes
+  the `batch` rule names, the rest whole."""
   spec = nn.logical_to_mesh_axes(("batch", "length"), rules)
-  return NamedSharding(mesh, spec)
+  return NamedSharding(mesh, PartitionSpec(*spec[:ndim]))
 
 
 def data_parallel_size(mesh_sizes, rules):

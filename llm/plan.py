@@ -57,6 +57,7 @@ flags.DEFINE_string("device_kind", "", "Chip for the step-time estimate: one of 
                     f"{', '.join(DEVICE_KINDS)}.")
 flags.DEFINE_enum("format", "text", ["text", "json"], "text, or one JSON line at the end.")
 
+
 def abstract_batch(config, task):
   """The global batch's shapes and dtypes, from one row the task builds from the corpus. Shapes
   do not depend on the vocabulary, so a paper-sized one the corpus cannot train (GPT-2's 50,304
@@ -102,11 +103,10 @@ def plan(config, devices, device_kind):
   model = build_model(config, task.heads(config))
   optimizer, schedule = optim.make_optimizer(config)
   abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
-  batch = abstract_batch(config, task)
-  batch_sharding = parallel.batch_sharding(mesh, parallel.axis_rules(config))
-  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec(*batch_sharding.spec[:len(v.shape)])))
-      for k, v in batch.items()}
+  rules = parallel.axis_rules(config)
+  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype,
+                                   sharding=parallel.batch_sharding(mesh, rules, len(v.shape)))
+           for k, v in abstract_batch(config, task).items()}
   step = jax.jit(make_train_step(model, task, optimizer, schedule, config),
                  in_shardings=(shardings, None), out_shardings=(shardings, None, None),
                  donate_argnums=(0,))

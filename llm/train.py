@@ -85,11 +85,9 @@ def make_eval_step(model, task, config):
 def put_batch(batch, mesh, rules):
   """Global numpy batch (every process has all of it) -> jax.Arrays sharded over the batch
   axes: each device gets the rows its shard holds, however the mesh spreads over processes."""
-  spec = parallel.batch_sharding(mesh, rules).spec
-  def put(v):
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec[:v.ndim]))
-    return jax.make_array_from_callback(v.shape, sharding, lambda index: v[index])
-  return {k: put(v) for k, v in batch.items()}
+  return {k: jax.make_array_from_callback(v.shape, parallel.batch_sharding(mesh, rules, v.ndim),
+                                          lambda index, v=v: v[index])
+          for k, v in batch.items()}
 
 
 def make_decoder(model, config, tok, mesh, rules):

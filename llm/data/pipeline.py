@@ -142,8 +142,7 @@ def load_tokenizer(config, builder):
                   f"pieces) on the train split (first use; saved to {path})")
       source = builder.as_data_source("train")
       texts = (text_of(source[i]) for i in range(len(source)))
-      tokenizer_lib.train((t.decode(errors="replace") if isinstance(t, bytes) else t
-                           for t in texts), config.vocab_size, cfg.model_type, path)
+      tokenizer_lib.train((as_text(t) for t in texts), config.vocab_size, cfg.model_type, path)
     _on_first_process(train_tokenizer, "tokenizer")
   if cfg.kind == "sentencepiece":
     tok = tokenizer_lib.Tokenizer(path)
@@ -175,15 +174,15 @@ def text_of(example):
   if "text" in example:
     return example["text"]
   if "source" in example:
-    return f"{_str(example['source'])}\n{_str(example['target'])}"
+    return f"{as_text(example['source'])}\n{as_text(example['target'])}"
   if "context" in example:
     return example["context"]
-  return " ".join(t.decode(errors="replace") if isinstance(t, bytes) else t
-                  for t in example["tokens"])
+  return " ".join(as_text(t) for t in example["tokens"])
 
 
-def _str(text):
-  return text.decode(errors="replace") if isinstance(text, bytes) else text
+def as_text(value):
+  """A TFDS Text value (bytes, or already str) as str; bytes that are not UTF-8 become U+FFFD."""
+  return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def decode_example(example):
@@ -191,11 +190,11 @@ def decode_example(example):
   out = {}
   for k, v in example.items():
     if isinstance(v, bytes):
-      v = v.decode(errors="replace")
+      v = as_text(v)
     elif isinstance(v, dict):
       v = decode_example(v)
     elif isinstance(v, (list, tuple, np.ndarray)) and len(v) and isinstance(v[0], bytes):
-      v = [t.decode(errors="replace") for t in v]   # a sequence of Text
+      v = [as_text(t) for t in v]   # a sequence of Text
     out[k] = v
   return out
 

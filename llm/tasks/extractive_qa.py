@@ -90,17 +90,13 @@ def best_spans(predictions, n_best, max_answer_len):
   return best
 
 
-def _str(value):
-  return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def answer_texts(predictions, source, qa):
   """[(example index, predicted answer text)] in split order."""
   out = []
   for example, span in sorted(best_spans(predictions, qa.n_best, qa.max_answer_len).items()):
     text = ""
     if span is not None:
-      context = _str(source[example]["context"])
+      context = pipeline.as_text(source[example]["context"])
       words = context_words(context)
       text = context[words[span[1]][0]:words[span[2]][1]]
     out.append((example, text))
@@ -133,9 +129,10 @@ def records(predictions, source, qa):
   rows = []
   for example, text in answer_texts(predictions, source, qa):
     ex = source[example]
-    golds = [_str(t) for t in ex["answers"]["text"]]
-    rows.append({"id": _str(ex["id"]), "question": _str(ex["question"]), "prediction": text,
-                 "answers": golds, "exact_match": max(exact_match(text, g) for g in golds),
+    golds = [pipeline.as_text(t) for t in ex["answers"]["text"]]
+    rows.append({"id": pipeline.as_text(ex["id"]), "question": pipeline.as_text(ex["question"]),
+                 "prediction": text, "answers": golds,
+                 "exact_match": max(exact_match(text, g) for g in golds),
                  "f1": max(f1(text, g) for g in golds)})
   return rows
 
