@@ -415,3 +415,31 @@ def test_remat_keeps_loss_and_gradients(remat, scan):
   np.testing.assert_allclose(l1, l0, rtol=1e-6)
   for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_mlm_at_chosen_positions_equals_scoring_every_position():
+  """The MLM head on `mlm_positions` only gives the loss and gradients of full-length logits."""
+  from llm.tasks import masked_lm
+  config = encoder_config()
+  model = build_model(config, ("mlm",))
+  rng = np.random.default_rng(0)
+  batch = packed_batch([9, 7])
+  batch.pop("token_types")
+  targets = np.zeros((1, LENGTH), np.int32)
+  chosen = np.array([2, 5, 11])
+  targets[0, chosen] = rng.integers(5, VOCAB, len(chosen))
+  batch["targets"] = targets
+  params = nn.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), batch))["params"]
+  with_positions = dict(batch, mlm_positions=np.array([[2, 5, 11, 0, 0]], np.int32))
+  def loss(p, b):
+    out = model.apply({"params": p}, b)
+    return masked_lm.loss_fn(out, b, masked_lm.normalizers(b))
+  grad_fn = jax.jit(jax.value_and_grad(loss, has_aux=True))
+  (full, full_sums), full_grads = grad_fn(params, batch)
+  (sparse, sums), grads = grad_fn(params, with_positions)
+  logits = jax.eval_shape(lambda p: model.apply({"params": p}, with_positions)["mlm"], params)
+  assert logits.shape == (1, 5, VOCAB)
+  np.testing.assert_allclose(sparse, full, rtol=1e-6)
+  assert float(sums["mlm_tokens"]) == float(full_sums["mlm_tokens"]) == 3
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(full_grads)):
+    np.testing.assert_allclose(a, b, atol=1e-7, rtol=1e-5)

@@ -89,6 +89,13 @@ def test_masked_lm_rows(corpus, arg):
   # ~15% of real tokens are prediction targets; most of them show [MASK].
   assert 0.08 < chosen.sum() / (seg > 0).sum() < 0.2
   assert (inputs[chosen] == tok.mask_id).mean() > 0.6
+  # The MLM head scores only `mlm_positions`: exactly the chosen positions, then padding at 0.
+  positions = batch["mlm_positions"]
+  assert positions.shape == (8, 10)   # ceil(0.15 x 64)
+  for row in range(8):
+    count = chosen[row].sum()
+    np.testing.assert_array_equal(positions[row, :count], np.flatnonzero(chosen[row]))
+    assert (positions[row, count:] == 0).all()
   if arg == "variant=bert":
     assert (inputs[:, 0] == tok.cls_id).all()
     assert set(np.unique(batch["nsp_labels"])) <= {0, 1}

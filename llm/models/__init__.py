@@ -41,7 +41,7 @@ class Model(nn.Module):
 
     for name in self.heads:
       head = heads_lib.HEADS[name](cfg, name=f"{name}_head")
-      outputs.update(head(hidden, pooled, attend, train))
+      outputs.update(head(hidden, pooled, attend, train, batch))
     return outputs
 
 

@@ -3,9 +3,13 @@
 Rows (data/bert.py builds sentence pairs and masks): BERT `[CLS] A [SEP] B [SEP]` pairs, or
 RoBERTa-style packed whole documents when nsp=False. Batch: `inputs` (with [MASK]s), `targets`
 (original id at chosen positions, 0 elsewhere), `segment_ids`, `positions`, `token_types`, and
-`nsp_labels` (1 = B follows A, 0 = random B, -1 = padding row) when NSP is on. The loss is mean
-MLM loss + mean NSP loss, as in BERT.
+`nsp_labels` (1 = B follows A, 0 = random B, -1 = padding row) when NSP is on, and
+`mlm_positions`: the chosen positions of each row, padded with 0 (the first token, never chosen),
+so the MLM head computes vocabulary logits only there (BERT's max_predictions_per_seq): a row
+has at most ceil(mask_prob x seq_len) of them, 15% of the positions. The loss is mean MLM loss
++ mean NSP loss, as in BERT.
 """
+import math
 import zlib
 
 import jax.numpy as jnp
@@ -26,6 +30,7 @@ def rows(docs, all_docs, config, tok, train):
   """
   num_docs = len(all_docs)
   static = config.masking == "static" or not train
+  num_predictions = max_predictions(config)
   def rng_for(epoch, doc_index, purpose):
     return np.random.default_rng([config.seed, 0 if static else epoch, doc_index, purpose])
 
@@ -33,6 +38,9 @@ def rows(docs, all_docs, config, tok, train):
     row["inputs"], row["targets"] = bert.mask_tokens(
         row["inputs"], row["segment_ids"], rng, mask_id=tok.mask_id, vocab_size=tok.vocab_size,
         special_ids=tok.special_ids, mask_prob=config.mask_prob)
+    chosen = np.flatnonzero(row["targets"])
+    row["mlm_positions"] = np.zeros(num_predictions, np.int32)
+    row["mlm_positions"][:len(chosen)] = chosen   # bert.mask_tokens picks at most that many
     return row
 
   def sentences(text):
@@ -87,6 +95,11 @@ def rows(docs, all_docs, config, tok, train):
 
 
 
+def max_predictions(config):
+  """Masked positions a row can have: bert.mask_tokens picks rint(mask_prob x candidates)."""
+  return max(1, math.ceil(config.mask_prob * config.seq_len))
+
+
 def normalizers(batch):
   norms = {"tokens": jnp.maximum(jnp.sum(batch["targets"] > 0), 1).astype(jnp.float32)}
   if "nsp_labels" in batch:
@@ -96,6 +109,8 @@ def normalizers(batch):
 
 def loss_fn(outputs, batch, norms):
   targets = batch["targets"]
+  if "mlm_positions" in batch:   # the head scored only the chosen positions
+    targets = jnp.take_along_axis(targets, batch["mlm_positions"], axis=1)
   loss_sum, correct, count = cross_entropy_sums(outputs["mlm"], targets, targets > 0)
   sums = {"mlm_loss": loss_sum, "mlm_correct": correct, "mlm_tokens": count}
   loss = loss_sum / norms["tokens"]
