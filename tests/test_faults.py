@@ -17,7 +17,7 @@ import pytest
 from llm import checkpoint, cli, lock
 from llm.train import train_and_evaluate
 
-from conftest import ROOT, run_cli, tiny_overrides
+from conftest import ROOT, run_cli, tiny_overrides, xla_flags
 from test_train import losses, tiny_config
 
 pytestmark = pytest.mark.fault
@@ -124,7 +124,7 @@ def _start_training(workdir, total, **popen):
   cmd = [sys.executable, "-u", "-m", "llm.train", "--config=configs/gpt_tiny.py",
          f"--workdir={workdir}", *tiny_overrides(total_steps=total, checkpoint_every=1,
                                                  **{"optimizer.warmup_steps": 2})]
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  env = {**os.environ, "XLA_FLAGS": xla_flags(8)}
   return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env, **popen)
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli, tiny_overrides
+from conftest import ROOT, run_cli, tiny_overrides, xla_flags
 
 
 def free_port():
@@ -25,8 +25,8 @@ def start(config, workdir, *args, processes=2, env=None):
   port = free_port()
   procs = []
   for index in range(processes):
-    full_env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count="
-                f"{8 // processes}", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+    full_env = {**os.environ, "XLA_FLAGS": xla_flags(8 // processes),
+                "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
                 "JAX_NUM_PROCESSES": str(processes), "JAX_PROCESS_ID": str(index),
                 "LLM_HEARTBEAT_TIMEOUT": "10", **(env or {})}
     procs.append(subprocess.Popen(
