@@ -113,28 +113,40 @@ def workdir_path(workdir, create=True):
   return path
 
 
+class _NoGetConfig(Exception):
+  pass
+
+
+def load_config(path, arg=None, **overrides):
+  """get_config(arg) of the config file at `path`, with `overrides` ({"model.num_layers": 2,
+  ...}) set as --config.key=value would. The one way configs are loaded by path: scripts and
+  tests call it and see the config's own exceptions; the CLI turns them into one line."""
+  path = pathlib.Path(path)
+  namespace = {"__name__": "llm_config", "__file__": str(path)}
+  # The user's own config file, run as config_flags runs it.
+  exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)  # noqa: S102
+  if not callable(namespace.get("get_config")):
+    raise _NoGetConfig(path)
+  config = namespace["get_config"](*([arg] if arg else []))
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
 def _load_config_file(spec):
-  """get_config(arg) of `configs/NAME.py[:arg]`, or SystemExit with one line on what is wrong."""
+  """load_config of `configs/NAME.py[:arg]`, or SystemExit with one line on what is wrong."""
   path, _, arg = spec.partition(":")
   path = pathlib.Path(path)
   if not path.is_file():
     raise SystemExit(f"error: config file {path} does not exist (expected configs/NAME.py)")
   try:
-    source = path.read_text(encoding="utf-8")
-    code = compile(source, str(path), "exec")
+    return load_config(path, arg or None)
   except SyntaxError as e:
     raise SystemExit(f"error: config file {path}, line {e.lineno}: {e.msg}") from None
   except UnicodeDecodeError as e:
     raise SystemExit(f"error: config file {path} is not UTF-8 text ({e.reason})") from None
-  namespace = {"__name__": "llm_config", "__file__": str(path)}
-  try:
-    exec(code, namespace)   # noqa: S102 - the user's own config file, as config_flags runs it
-    if not callable(namespace.get("get_config")):
-      raise SystemExit(f"error: config file {path} defines no get_config(); a config file is "
-                       f"`def get_config(arg=None): return <a ConfigDict>` (see configs/)")
-    return namespace["get_config"](*([arg] if arg else []))
-  except SystemExit:
-    raise
+  except _NoGetConfig:
+    raise SystemExit(f"error: config file {path} defines no get_config(); a config file is "
+                     f"`def get_config(arg=None): return <a ConfigDict>` (see configs/)") from None
   except Exception as e:  # noqa: BLE001 - whatever the user's code raised, name it in one line
     where = next((f", line {f.lineno}" for f in reversed(traceback.extract_tb(e.__traceback__))
                   if f.filename == str(path)), "")
@@ -142,6 +154,7 @@ def _load_config_file(spec):
     call = f"get_config({arg!r})" if arg else "get_config()"
     raise SystemExit(f"error: {call} in {path} raised {type(e).__name__}{where}: "
                      f"{message}") from None
+
 
 def _config_keys(node, prefix=""):
   keys = []

@@ -1,12 +1,11 @@
 """Every experiment config builds, shards over data x fsdp x tensor, and has its paper's size."""
-import importlib.util
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from llm import models, optim, parallel, state, tasks
+from llm import cli, models, optim, parallel, state, tasks
 from llm.base_config import parse_arg
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
@@ -31,10 +30,7 @@ MESH_3D = dict(data=2, fsdp=2, tensor=2)
 
 
 def load_config(name, arg=None):
-  spec = importlib.util.spec_from_file_location(f"configs_{name[:-3]}", CONFIGS / name)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  return cli.load_config(CONFIGS / name, arg)
 
 
 def abstract_state(config, mesh_sizes):

@@ -1,11 +1,10 @@
 """Input pipeline: causal-LM shifting and packing, BERT rows, exact iterator resume, eval cover."""
-import importlib.util
 
 import grain
 import numpy as np
 import pytest
 
-from llm import tasks
+from llm import cli, tasks
 from llm.data import pipeline
 from llm.data.tokenizer import BOS
 
@@ -13,17 +12,7 @@ from conftest import ROOT
 
 
 def load_config(name, arg=None, **overrides):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
-  for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return config
+  return cli.load_config(ROOT / "configs" / f"{name}.py", arg, **overrides)
 
 
 @pytest.fixture(scope="module")

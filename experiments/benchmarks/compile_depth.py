@@ -6,7 +6,6 @@ Shapes: the depth sweep is gpt_tiny's width (d 256, 4 heads, MLP 1024, vocab 800
 batch 8); the remat table is GPT-2 small (12 layers, d 768, seq 1024, batch 4, vocab 50304),
 compiled only: XLA's memory analysis of the compiled step (temporaries = activations + workspace).
 """
-import importlib.util
 import pathlib
 import statistics
 import sys
@@ -17,7 +16,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))   # the rep
 import jax
 import numpy as np
 
-from llm import optim, parallel, state as state_lib
+from llm import cli, optim, parallel, state as state_lib
 from llm.models import build_model
 from llm.tasks import causal_lm
 from llm.train import make_train_step
@@ -26,16 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def load_config(arg=None, **overrides):
-  spec = importlib.util.spec_from_file_location("gpt_tiny", ROOT / "configs" / "gpt_tiny.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  config = cli.load_config(ROOT / "configs" / "gpt_tiny.py", arg, **overrides)
   config.mesh = dict(data=1, fsdp=1, tensor=1)
   return config
 

@@ -11,7 +11,6 @@
 --smoke: tiny sizes and one repeat, seconds long (run by the tests so the script keeps working).
 """
 import argparse
-import importlib.util
 import pathlib
 import statistics
 import sys
@@ -25,18 +24,14 @@ import grain  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from llm import checkpoint, optim, parallel, state as state_lib, tasks  # noqa: E402
+from llm import checkpoint, cli, optim, parallel, state as state_lib, tasks  # noqa: E402
 from llm.data import pipeline  # noqa: E402
 from llm.models import build_model  # noqa: E402
 from llm.train import make_train_step, put_batch  # noqa: E402
 
 
 def load_config(name, **overrides):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  config.update_from_flattened_dict(overrides)
+  config = cli.load_config(ROOT / "configs" / f"{name}.py", **overrides)
   config.mesh = dict(data=1, fsdp=1, tensor=1)
   return config
 

@@ -67,19 +67,15 @@ def batch_arrays(s, model):
 # --- workers: each returns step() -> loss (float, synchronised) -----------------------------
 
 def ours(s, model):
-  import importlib.util
   import jax
   import numpy as np
   sys.path.insert(0, str(ROOT))
-  from llm import optim, parallel, state as state_lib
+  from llm import cli, optim, parallel, state as state_lib
   from llm.models import build_model
   from llm.tasks import get_task
   from llm.train import make_train_step
   name = "gpt_tiny" if model == "gpt" else "bert_tiny"
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = cli.load_config(ROOT / "configs" / f"{name}.py")
   config.model.update(num_layers=s["layers"], embed_dim=s["embed"], num_heads=s["heads"],
                       mlp_dim=s["mlp"], max_len=s["seq"], dropout_rate=0.0,
                       attention_dropout_rate=0.0)
