@@ -18,6 +18,7 @@ import threading
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -110,12 +111,11 @@ def _write_sums(step_dir):
   (step_dir / SUMS).write_text("".join(lines))
 
 
-def verify(step_dir):
-  """Raises Unreadable if a file of the step differs from (or is missing against) the SHA256SUMS
-  written with it. Steps saved before checksums existed have none and are not checked."""
+def _mismatches(step_dir):
+  """How the files of a step differ from its SHA256SUMS ("" when they do not, or it has none)."""
   sums = step_dir / SUMS
   if not sums.is_file():
-    return
+    return ""
   bad = []
   for line in sums.read_text(errors="replace").splitlines():
     digest, _, name = line.partition("  ")
@@ -126,9 +126,32 @@ def verify(step_dir):
       bad.append(f"{name} missing")
     elif _sha256(path) != digest:
       bad.append(f"{name} changed")
-  if bad:
-    cause = (f"{len(bad)} file{'s differ' if len(bad) > 1 else ' differs'} from {SUMS}: {bad[0]}"
-             + (", ..." if len(bad) > 1 else ""))
+  if not bad:
+    return ""
+  return (f"{len(bad)} file{'s differ' if len(bad) > 1 else ' differs'} from {SUMS}: {bad[0]}"
+          + (", ..." if len(bad) > 1 else ""))
+
+
+def _from_first_process(text, size=1024):
+  """Process 0's `text` on every process (a collective: all processes call it together)."""
+  from jax.experimental import multihost_utils
+  raw = np.zeros(size, np.uint8)
+  encoded = text.encode()[:size]
+  raw[:len(encoded)] = np.frombuffer(encoded, np.uint8)
+  raw = np.asarray(multihost_utils.broadcast_one_to_all(raw))
+  return bytes(raw).rstrip(b"\0").decode(errors="replace")
+
+
+def verify(step_dir):
+  """Raises Unreadable if a file of the step differs from (or is missing against) the SHA256SUMS
+  written with it. Steps saved before checksums existed have none and are not checked. In a
+  multi-process run process 0 reads and checks the files and tells the others: the checkpoint is
+  read once, not once per host, and every process reaches the same verdict (one that went on
+  restoring while another gave up would hang the run)."""
+  cause = _mismatches(step_dir) if jax.process_index() == 0 else ""
+  if jax.process_count() > 1:
+    cause = _from_first_process(cause)
+  if cause:
     error = Unreadable(f"checkpoint {step_dir} does not match the checksums saved with it "
                        f"({cause})")
     error.cause = cause

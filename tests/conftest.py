@@ -52,6 +52,18 @@ def run_cli(module, config, workdir, *args, env=None, launcher=(), devices=8):
                         timeout=600)
 
 
+def garble(step_dir):
+  """Overwrites 8 bytes in the middle of the largest array data file, as a bad disk would:
+  a change Orbax itself reads back without noticing."""
+  path = max((p for p in (step_dir / "state").rglob("*") if p.is_file()),
+             key=lambda p: p.stat().st_size)
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2:len(data) // 2 + 8] = bytes(255 - b for b in data[len(data) // 2:
+                                                                        len(data) // 2 + 8])
+  path.write_bytes(bytes(data))
+  return path
+
+
 @pytest.fixture
 def cli():
   return run_cli

@@ -17,7 +17,7 @@ import pytest
 from llm import checkpoint, cli, lock
 from llm.train import train_and_evaluate
 
-from conftest import ROOT, run_cli, tiny_overrides, xla_flags
+from conftest import ROOT, garble, run_cli, tiny_overrides, xla_flags
 from test_train import losses, tiny_config
 
 pytestmark = pytest.mark.fault
@@ -231,18 +231,6 @@ def test_an_unusable_data_dir_is_named(tmp_path):
                                        r"directory .*; set --config.data_dir=DIR"):
     pipeline.data_dir(tiny_config(data_dir=str(tmp_path / "file" / "data")))
 
-
-
-def garble(step_dir):
-  """Overwrites 8 bytes in the middle of the largest array data file, as a bad disk would:
-  a change Orbax itself reads back without noticing."""
-  path = max((p for p in (step_dir / "state").rglob("*") if p.is_file()),
-             key=lambda p: p.stat().st_size)
-  data = bytearray(path.read_bytes())
-  data[len(data) // 2:len(data) // 2 + 8] = bytes(255 - b for b in data[len(data) // 2:
-                                                                        len(data) // 2 + 8])
-  path.write_bytes(bytes(data))
-  return path
 
 
 def test_saved_steps_carry_checksums_that_sha256sum_verifies(tmp_path):

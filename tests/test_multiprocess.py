@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli, tiny_overrides, xla_flags
+from conftest import ROOT, garble, run_cli, tiny_overrides, xla_flags
 
 
 def free_port():
@@ -53,8 +53,8 @@ ARGS = tiny_overrides(total_steps=4, checkpoint_every=2, eval_batches=1)
 
 
 def test_two_processes_train_and_resume_like_one(tmp_path):
-  """GPT: 2 processes x 4 devices give the losses of 1 process x 8 devices, and a checkpoint
-  of either resumes exactly in the other."""
+  """GPT: 2 processes x 4 devices give the losses of 1 process x 8 devices, a checkpoint of
+  either resumes exactly in the other, and both agree to skip a corrupt one."""
   config = "configs/gpt_tiny.py"
   one = run_cli("train", config, tmp_path / "one", *ARGS)
   assert one.returncode == 0, one.stderr[-3000:]
@@ -66,10 +66,13 @@ def test_two_processes_train_and_resume_like_one(tmp_path):
   assert (tmp_path / "two_one" / "checkpoints" / "2").is_dir()
   resumed = run_cli("train", config, tmp_path / "two_one", *ARGS)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  # 1 process stops after step 2; 2 processes resume.
-  first = run_cli("train", config, tmp_path / "one_two", *ARGS, "--config.stop_at_step=2")
+  # 1 process trains to step 4; its step 4 goes bad on disk; 2 processes find it out (process
+  # 0 checks the SHA256SUMS and tells process 1), move it aside and resume from step 2.
+  first = run_cli("train", config, tmp_path / "one_two", *ARGS)
   assert first.returncode == 0, first.stderr[-3000:]
-  run_distributed(config, tmp_path / "one_two", *ARGS)
+  garble(tmp_path / "one_two" / "checkpoints" / "4")
+  (out, _), _ = run_distributed(config, tmp_path / "one_two", *ARGS)
+  assert "moved corrupt-4 aside and resumed from step 2" in out, out[-2000:]
   for run in ("two_one", "one_two"):
     got = losses(tmp_path / run)
     assert sorted(got) == [1, 2, 3, 4]
