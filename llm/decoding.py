@@ -270,7 +270,11 @@ def _compiled(model, settings, batch_size, prompt_len, source_len, mesh, rules):
     return best, lengths, t
 
   search = beam_search if beams > 1 else sample_search
-  return jax.jit(search)
+  if mesh is None:
+    return jax.jit(search)
+  # The few output ids on every device: each process reads all of them (on several processes a
+  # batch-sharded output would leave each with only its rows, which device_get cannot fetch).
+  return jax.jit(search, out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
 def _map_cache_rows(fn, cache):

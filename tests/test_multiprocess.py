@@ -20,8 +20,8 @@ def free_port():
     return s.getsockname()[1]
 
 
-def start(config, workdir, *args, processes=2, env=None):
-  """`processes` llm.train processes of one --distributed run (not yet waited for)."""
+def start(config, workdir, *args, processes=2, env=None, module="train"):
+  """`processes` llm.<module> processes of one --distributed run (not yet waited for)."""
   port = free_port()
   procs = []
   for index in range(processes):
@@ -30,7 +30,7 @@ def start(config, workdir, *args, processes=2, env=None):
                 "JAX_NUM_PROCESSES": str(processes), "JAX_PROCESS_ID": str(index),
                 "LLM_HEARTBEAT_TIMEOUT": "10", **(env or {})}
     procs.append(subprocess.Popen(
-        [sys.executable, "-m", "llm.train", "--distributed", f"--config={config}",
+        [sys.executable, "-m", f"llm.{module}", "--distributed", f"--config={config}",
          f"--workdir={workdir}", *args], cwd=ROOT, env=full_env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE))
   return procs
@@ -96,6 +96,38 @@ def test_two_processes_train_bert_like_one(tmp_path):
   expected, got = losses(tmp_path / "one"), losses(tmp_path / "two")
   assert sorted(got) == sorted(expected) == [1, 2, 3]
   np.testing.assert_allclose([got[s] for s in got], [expected[s] for s in got], rtol=2e-6)
+
+
+def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):
+  """Summarization (tiny T5, beam search): the evaluation that decodes validation inputs with
+  the KV-cache engine scores the same on 2 processes x 4 devices as on 1 x 8, in training and
+  in llm.evaluate, whose predictions file is the same text for text."""
+  config = "configs/summarize.py"
+  args = [*tiny_overrides(total_steps=2, seq_len=256, batch_size=8, eval_batches=1),
+          "--config.model.num_decoder_layers=2", "--config.model.head_dim=16",
+          "--config.seq2seq.target_len=24", "--config.decode.max_new_tokens=6",
+          "--config.decode.num_beams=2", "--config.decode.batch_size=8",
+          "--config.decode.max_examples=8"]
+  one = run_cli("train", config, tmp_path / "one", *args)
+  assert one.returncode == 0, one.stderr[-3000:]
+  run_distributed(config, tmp_path / "two", *args)
+  last = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1])
+          for run in ("one", "two")]
+  scores = {k: v for k, v in last[0].items() if k.startswith("eval/")}
+  assert {"eval/rouge1", "eval/bleu", "eval/loss"} <= set(scores)
+  for key, value in scores.items():
+    assert last[1][key] == pytest.approx(value, rel=1e-5), key
+  predictions = []
+  for processes in (1, 2):
+    if processes == 1:
+      proc = run_cli("evaluate", config, tmp_path / "two", *args)
+      assert proc.returncode == 0, proc.stderr[-3000:]
+    else:
+      run_distributed(config, tmp_path / "two", *args, module="evaluate")
+    lines = (tmp_path / "two" / "predictions_validation.jsonl").read_text().splitlines()
+    predictions.append([json.loads(line)["prediction"] for line in lines])
+  assert len(predictions[0]) == 8 and len(set(predictions[0])) > 1   # not one constant text
+  assert predictions[1] == predictions[0]
 
 
 @pytest.mark.fault
