@@ -124,8 +124,12 @@ def _mismatches(step_dir):
       bad.append(f"{SUMS} line {line[:40]!r} unreadable")
     elif not path.is_file():
       bad.append(f"{name} missing")
-    elif _sha256(path) != digest:
-      bad.append(f"{name} changed")
+    else:
+      try:
+        if _sha256(path) != digest:
+          bad.append(f"{name} changed")
+      except OSError as e:   # a verdict, not an exception: process 0 must still tell the others
+        bad.append(f"{name} unreadable ({e.strerror})")
   if not bad:
     return ""
   return (f"{len(bad)} file{'s differ' if len(bad) > 1 else ' differs'} from {SUMS}: {bad[0]}"

@@ -117,19 +117,28 @@ class _NoGetConfig(Exception):
   pass
 
 
+def _compiled(path):
+  """The config file's code (SyntaxError, UnicodeDecodeError: the file itself is bad)."""
+  return compile(path.read_text(encoding="utf-8"), str(path), "exec")
+
+
+def _get_config(code, path, arg, overrides):
+  namespace = {"__name__": "llm_config", "__file__": str(path)}
+  exec(code, namespace)   # noqa: S102 - the user's own config file, as config_flags runs it
+  if not callable(namespace.get("get_config")):
+    raise _NoGetConfig(path)
+  config = namespace["get_config"](*([arg] if arg else []))
+  if overrides:
+    config.update_from_flattened_dict(overrides)
+  return config
+
+
 def load_config(path, arg=None, **overrides):
   """get_config(arg) of the config file at `path`, with `overrides` ({"model.num_layers": 2,
   ...}) set as --config.key=value would. The one way configs are loaded by path: scripts and
   tests call it and see the config's own exceptions; the CLI turns them into one line."""
   path = pathlib.Path(path)
-  namespace = {"__name__": "llm_config", "__file__": str(path)}
-  # The user's own config file, run as config_flags runs it.
-  exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)  # noqa: S102
-  if not callable(namespace.get("get_config")):
-    raise _NoGetConfig(path)
-  config = namespace["get_config"](*([arg] if arg else []))
-  config.update_from_flattened_dict(overrides)
-  return config
+  return _get_config(_compiled(path), path, arg, overrides)
 
 
 def _load_config_file(spec):
@@ -139,11 +148,13 @@ def _load_config_file(spec):
   if not path.is_file():
     raise SystemExit(f"error: config file {path} does not exist (expected configs/NAME.py)")
   try:
-    return load_config(path, arg or None)
+    code = _compiled(path)
   except SyntaxError as e:
     raise SystemExit(f"error: config file {path}, line {e.lineno}: {e.msg}") from None
   except UnicodeDecodeError as e:
     raise SystemExit(f"error: config file {path} is not UTF-8 text ({e.reason})") from None
+  try:
+    return _get_config(code, path, arg or None, {})
   except _NoGetConfig:
     raise SystemExit(f"error: config file {path} defines no get_config(); a config file is "
                      f"`def get_config(arg=None): return <a ConfigDict>` (see configs/)") from None

@@ -10,7 +10,10 @@ def xla_flags(devices):
   return f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
 
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(8)).strip()
+# Once: pytest-xdist workers inherit the flags from the controller, and a repeated flag would
+# change the compilation cache's key (no hits on what the CLI subprocesses compiled).
+if xla_flags(8) not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(8)).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # One persistent compilation cache for the session, shared with the CLI subprocesses: many
 # tests train the same tiny model twice (resume, mesh, layout tests), and XLA compiles are most

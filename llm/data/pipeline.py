@@ -8,6 +8,7 @@ give the same losses on any number of processes. Shared row tools
 (packing, flattening, padded BERT rows) live here; what a row holds is the task's business.
 """
 import contextlib
+import fcntl
 import io
 import os
 import pathlib
@@ -63,12 +64,29 @@ def corpus_builder(config):
                    f"{sorted(BUILDERS) + sorted(FILE_BUILDERS)}")
 
 
+@contextlib.contextmanager
+def _data_lock(config):
+  """Holds an exclusive lock on the data directory: runs started at once on one machine (or
+  parallel test workers) build each corpus and tokenizer once, not twice into the same folder."""
+  try:
+    lock = open(data_dir(config) / ".prepare.lock", "a")  # noqa: SIM115 - closed below
+  except OSError:   # a read-only data directory: prepared already, nobody builds in it
+    yield
+    return
+  with lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    yield
+
+
 def prepare_corpus(config):
   """The TFDS builder for config.corpus, built from local files on first use."""
-  builder = corpus_builder(config)
-  _on_first_process(lambda: _quiet_tfds(builder.is_prepared) or _build(builder), "corpus")
-  # The other processes' builders were made before process 0 wrote the data: read it afresh.
-  return builder if jax.process_index() == 0 else corpus_builder(config)
+  def prepare():
+    with _data_lock(config):
+      builder = corpus_builder(config)   # made under the lock: sees what another run just built
+      if not _quiet_tfds(builder.is_prepared):
+        _build(builder)
+  _on_first_process(prepare, "corpus")
+  return corpus_builder(config)   # made after the data was written: reads it afresh
 
 
 def _quiet_tfds(fn):
@@ -136,13 +154,14 @@ def load_tokenizer(config, builder):
               else config.corpus)
     path = data_dir(config) / "tokenizers" / f"{corpus}_{cfg.model_type}_{config.vocab_size}.model"
     def train_tokenizer():
-      if path.is_file():
-        return
-      metrics.log(f"training a {cfg.model_type} SentencePiece tokenizer ({config.vocab_size:,} "
-                  f"pieces) on the train split (first use; saved to {path})")
-      source = builder.as_data_source("train")
-      texts = (text_of(source[i]) for i in range(len(source)))
-      tokenizer_lib.train((as_text(t) for t in texts), config.vocab_size, cfg.model_type, path)
+      with _data_lock(config):
+        if path.is_file():
+          return
+        metrics.log(f"training a {cfg.model_type} SentencePiece tokenizer ({config.vocab_size:,} "
+                    f"pieces) on the train split (first use; saved to {path})")
+        source = builder.as_data_source("train")
+        texts = (text_of(source[i]) for i in range(len(source)))
+        tokenizer_lib.train((as_text(t) for t in texts), config.vocab_size, cfg.model_type, path)
     _on_first_process(train_tokenizer, "tokenizer")
   if cfg.kind == "sentencepiece":
     tok = tokenizer_lib.Tokenizer(path)
