@@ -80,13 +80,16 @@ def _data_lock(config):
 
 def prepare_corpus(config):
   """The TFDS builder for config.corpus, built from local files on first use."""
+  built = []
   def prepare():
     with _data_lock(config):
       builder = corpus_builder(config)   # made under the lock: sees what another run just built
       if not _quiet_tfds(builder.is_prepared):
         _build(builder)
+      built.append(builder)
   _on_first_process(prepare, "corpus")
-  return corpus_builder(config)   # made after the data was written: reads it afresh
+  # The other processes' builders are made after process 0 wrote the data: they read it afresh.
+  return built[0] if built else corpus_builder(config)
 
 
 def _quiet_tfds(fn):
