@@ -8,7 +8,6 @@ give the same losses on any number of processes. Shared row tools
 (packing, flattening, padded BERT rows) live here; what a row holds is the task's business.
 """
 import contextlib
-import fcntl
 import io
 import os
 import pathlib
@@ -20,7 +19,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from llm import metrics
+from llm import lock, metrics
 from llm.data import tokenizer as tokenizer_lib
 from llm.data.builders import BUILDERS, FILE_BUILDERS
 
@@ -64,18 +63,10 @@ def corpus_builder(config):
                    f"{sorted(BUILDERS) + sorted(FILE_BUILDERS)}")
 
 
-@contextlib.contextmanager
 def _data_lock(config):
-  """Holds an exclusive lock on the data directory: runs started at once on one machine (or
-  parallel test workers) build each corpus and tokenizer once, not twice into the same folder."""
-  try:
-    lock = open(data_dir(config) / ".prepare.lock", "a")  # noqa: SIM115 - closed below
-  except OSError:   # a read-only data directory: prepared already, nobody builds in it
-    yield
-    return
-  with lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    yield
+  """Runs started at once on one machine (or parallel test workers) build each corpus and
+  tokenizer once, not twice into the same folder."""
+  return lock.waiting(data_dir(config) / ".prepare.lock")
 
 
 def prepare_corpus(config):
