@@ -16,6 +16,10 @@ turn for `--steps` steps, `--rounds` times, so they alternate on the same idle m
 run at the same time. Reported: median tokens/s over rounds; MFU = model FLOPs/s over the f32
 matmul peak measured in the same run (the best of JAX and PyTorch on a 2048^3 matmul).
 --smoke: tiny shapes, GPT only, one step: seconds, run by the tests.
+--hugepages: every worker (ours and the others alike) runs with GLIBC_TUNABLES=glibc.malloc.hugetlb=1,
+glibc's malloc backing its large blocks with transparent huge pages. XLA's CPU runtime allocates
+each step's temporaries afresh (~1.4 GB here): with 4 KiB pages that is ~350,000 page faults and
+the matching unmaps a step, which huge pages turn into a few thousand.
 Model FLOPs per step = tokens x (6 N + 12 L s d): N the parameters of every matmul (layers, MLM
 transform, output layer; not the embedding lookups), the second term attention's scores and
 weighted sum (causal or not, counted whole).
@@ -224,10 +228,15 @@ def worker(spec, smoke):
     print(json.dumps({"seconds": (time.perf_counter() - start) / n, "loss": loss}), flush=True)
 
 
-def start(spec, python, smoke):
+HUGEPAGES = "glibc.malloc.hugetlb=1"
+
+
+def start(spec, python, smoke, hugepages=False):
   cmd = [str(python), __file__, f"--worker={spec}"] + (["--smoke"] if smoke else [])
-  proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  if hugepages:
+    env["GLIBC_TUNABLES"] = ":".join(filter(None, [env.get("GLIBC_TUNABLES"), HUGEPAGES]))
+  proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
   reply = proc.stdout.readline()
   if not reply:
     raise SystemExit(f"worker {spec} failed to start (see its error above)")
@@ -245,6 +254,8 @@ def main():
   parser.add_argument("--rounds", type=int, default=4)
   parser.add_argument("--steps", type=int, default=2)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, one round: seconds")
+  parser.add_argument("--hugepages", action="store_true",
+                      help=f"run every worker with GLIBC_TUNABLES={HUGEPAGES}")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -258,6 +269,8 @@ def main():
           "Hugging Face Flax columns left out", file=sys.stderr)
   peak = matmul_peak(2048 if not args.smoke else 256, max(args.rounds, 3))
   best = max(peak.values())
+  if args.hugepages:
+    print(f"every worker runs with GLIBC_TUNABLES={HUGEPAGES}")
   print(f"f32 matmul peak: JAX {peak['jax'] / 1e9:.1f} GFLOP/s, PyTorch "
         f"{peak['torch'] / 1e9:.1f} GFLOP/s; MFU below is against {best / 1e9:.1f}", flush=True)
 
@@ -267,7 +280,7 @@ def main():
   for model in ("gpt",) if args.smoke else ("gpt", "bert"):
     kinds = ["ours"] + (["hf_flax"] if hf else []) + ["torch"]
     procs = {k: start(f"{k}:{model}", HF_PYTHON if k == "hf_flax" else sys.executable,
-                      args.smoke) for k in kinds}
+                      args.smoke, args.hugepages) for k in kinds}
     seconds = {k: [] for k in kinds}
     for _ in range(args.rounds):
       for k in kinds:
