@@ -16,10 +16,10 @@ turn for `--steps` steps, `--rounds` times, so they alternate on the same idle m
 run at the same time. Reported: median tokens/s over rounds; MFU = model FLOPs/s over the f32
 matmul peak measured in the same run (the best of JAX and PyTorch on a 2048^3 matmul).
 --smoke: tiny shapes, GPT only, one step: seconds, run by the tests.
---hugepages: every worker (ours and the others alike) runs with GLIBC_TUNABLES=glibc.malloc.hugetlb=1,
-glibc's malloc backing its large blocks with transparent huge pages. XLA's CPU runtime allocates
-each step's temporaries afresh (~1.4 GB here): with 4 KiB pages that is ~350,000 page faults and
-the matching unmaps a step, which huge pages turn into a few thousand.
+--hugepages: every worker (ours and the others alike) runs with
+GLIBC_TUNABLES=glibc.malloc.hugetlb=1, glibc's malloc backing its large blocks with transparent
+huge pages. XLA's CPU runtime allocates each step's temporaries afresh (~1.4 GB here): with 4 KiB
+pages that is ~350,000 page faults and the matching unmaps a step, ~1,300 with huge pages.
 Model FLOPs per step = tokens x (6 N + 12 L s d): N the parameters of every matmul (layers, MLM
 transform, output layer; not the embedding lookups), the second term attention's scores and
 weighted sum (causal or not, counted whole).
