@@ -274,7 +274,7 @@ def _compiled(model, settings, batch_size, prompt_len, source_len, mesh, rules):
     return jax.jit(search)
   # The few output ids on every device: each process reads all of them (on several processes a
   # batch-sharded output would leave each with only its rows, which device_get cannot fetch).
-  return jax.jit(search, out_shardings=parallel.replicated(mesh))
+  return jax.jit(parallel.scoped(search, mesh, rules), out_shardings=parallel.replicated(mesh))
 
 
 def _map_cache_rows(fn, cache):

@@ -16,7 +16,7 @@ from absl import app, flags
 from llm import checkpoint, cli, metrics, parallel, tasks, transfer, weights
 from llm.data import pipeline
 from llm.models import build_model
-from llm.train import evaluate, make_decoder, make_eval_step
+from llm.train import evaluate, jit_eval_step, make_decoder
 
 flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluate on.")
 
@@ -40,9 +40,8 @@ def evaluate_checkpoint(config, workdir, split):
     params = transfer.init_params(config, model, mesh)
   else:
     params = weights.restore_params(manager, step, config, mesh)
-  eval_step = jax.jit(make_eval_step(model, task, config),
-                      in_shardings=(jax.tree.map(lambda a: a.sharding, params), None),
-                      out_shardings=parallel.replicated(mesh))
+  eval_step = jit_eval_step(model, task, config, mesh,
+                            jax.tree.map(lambda a: a.sharding, params))
   batches = pipeline.eval_batches(config, task, tok, builder, split)
   reference = task.reference(builder, split, config, tok) if task.reference else None
   decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None

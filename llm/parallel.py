@@ -4,6 +4,7 @@ Parameters and activations are annotated with logical axis names (`embed`, `head
 config's `logical_axis_rules` maps them onto the mesh axes `data`, `fsdp` and `tensor`. Plain data
 parallelism is simply `mesh.data=-1`.
 """
+import functools
 import math
 import os
 import socket
@@ -122,6 +123,17 @@ def axis_rules(config):
   """The config's rules as the tuple-of-pairs form Flax expects."""
   return tuple((name, tuple(mesh) if isinstance(mesh, (list, tuple)) else mesh)
                for name, mesh in config.logical_axis_rules)
+
+
+def scoped(fn, mesh, rules):
+  """`fn` traced with `mesh` and the logical-axis `rules` in scope, so that the models'
+  activation constraints (nn.with_logical_constraint) bind. Without both, Flax drops them
+  silently and GSPMD infers every activation's layout from the parameters and inputs alone."""
+  @functools.wraps(fn)
+  def run(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), nn.logical_axis_rules(rules):
+      return fn(*args, **kwargs)
+  return run
 
 
 def logical_specs(boxed_tree):

@@ -43,7 +43,7 @@ from llm import cli, metrics, optim, parallel, state as state_lib, tasks  # noqa
 from llm.base_config import base_config  # noqa: E402
 from llm.data import pipeline  # noqa: E402
 from llm.models import build_model, model_config  # noqa: E402
-from llm.train import make_train_step  # noqa: E402
+from llm.train import jit_train_step  # noqa: E402
 
 # Published dense bf16 peak (TFLOP/s), memory (GiB) and memory bandwidth (GB/s) per chip.
 DEVICE_KINDS = {
@@ -107,9 +107,7 @@ def plan(config, devices, device_kind):
   batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype,
                                    sharding=parallel.batch_sharding(mesh, rules, len(v.shape)))
            for k, v in abstract_batch(config, task).items()}
-  step = jax.jit(make_train_step(model, task, optimizer, schedule, config),
-                 in_shardings=(shardings, None), out_shardings=(shardings, None, None),
-                 donate_argnums=(0,))
+  step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)
   metrics.log(f"compiling the train step for {devices} devices, mesh {dict(mesh.shape)} ...")
   compiled = step.lower(abstract_state, batch).compile()
   memory = compiled.memory_analysis()

@@ -73,6 +73,24 @@ def make_train_step(model, task, optimizer, schedule, config):
   return train_step
 
 
+def jit_train_step(model, task, optimizer, schedule, config, mesh, shardings):
+  """The step jitted for `mesh`: the state laid out as `shardings` and donated, the batch as
+  put_batch built it (in_shardings None), traced with the config's axis rules in scope so that
+  the models' activation constraints bind."""
+  step = make_train_step(model, task, optimizer, schedule, config)
+  return jax.jit(parallel.scoped(step, mesh, parallel.axis_rules(config)),
+                 in_shardings=(shardings, None), out_shardings=(shardings, None, None),
+                 donate_argnums=(0,))
+
+
+def jit_eval_step(model, task, config, mesh, param_shardings):
+  """make_eval_step jitted like jit_train_step; metric sums and predictions come back
+  replicated, so that every process can read them."""
+  step = parallel.scoped(make_eval_step(model, task, config), mesh, parallel.axis_rules(config))
+  return jax.jit(step, in_shardings=(param_shardings, None),
+                 out_shardings=parallel.replicated(mesh))
+
+
 def make_eval_step(model, task, config):
   """(params, batch) -> (metric sums, predictions or None)."""
   def eval_step(params, batch):
@@ -249,13 +267,8 @@ def _train(config, workdir):
               f"{len(eval_batches)} validation batch{'es' * (len(eval_batches) != 1)}; "
               + state_lib.describe_trainable(state, config))
 
-  # Batch shardings (None) are taken from the global arrays put_batch builds.
-  train_step = jax.jit(make_train_step(model, task, optimizer, schedule, config),
-                       in_shardings=(shardings, None),
-                       out_shardings=(shardings, None, None), donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(model, task, config),
-                      in_shardings=(shardings["params"], None),
-                      out_shardings=parallel.replicated(mesh))
+  train_step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)
+  eval_step = jit_eval_step(model, task, config, mesh, shardings["params"])
   reference = task.reference(builder, "validation", config, tok) if task.reference else None
   decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None
 

@@ -12,7 +12,7 @@ import pytest
 from llm import cli, optim, parallel, state as state_lib, tasks
 from llm.data import pipeline
 from llm.models import build_model
-from llm.train import make_train_step, put_batch
+from llm.train import jit_train_step, put_batch
 
 from conftest import ROOT
 from test_configs import load_config
@@ -52,9 +52,7 @@ def test_plan_equals_the_step_this_process_compiles():
   builder = pipeline.prepare_corpus(config)
   batch = next(pipeline.train_iterator(config, task, pipeline.load_tokenizer(config, builder),
                                        builder))
-  step = jax.jit(make_train_step(model, task, optimizer, schedule, config),
-                 in_shardings=(shardings, None), out_shardings=(shardings, None, None),
-                 donate_argnums=(0,))
+  step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)
   compiled = step.lower(state, put_batch(batch, mesh, parallel.axis_rules(config))).compile()
   memory = compiled.memory_analysis()
   assert plan["argument_bytes_per_device"] == memory.argument_size_in_bytes

@@ -1,13 +1,15 @@
 """The training loop: sharding invariance, exact resume, restore onto another mesh, accumulation."""
 import json
 
+import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from llm import optim, parallel, state as state_lib
+from llm import optim, parallel, state as state_lib, tasks
 from llm.models import build_model
-from llm.train import train_and_evaluate
+from llm.plan import abstract_batch
+from llm.train import jit_train_step, train_and_evaluate
 
 from test_pipeline import load_config
 
@@ -58,6 +60,30 @@ def test_parameters_are_sharded_as_the_rules_say():
   # Adam's moments are sharded exactly like the parameters they belong to.
   mu = state["opt_state"][1][0].mu["decoder"]["layer_0"]["mlp"]["wi"]["kernel"]
   assert mu.sharding == wi.sharding
+
+
+def test_activation_constraints_reach_the_traced_step():
+  """The models' logical activation constraints bind in the step train.py runs (Flax drops them
+  unless the rules and a mesh are in scope while tracing): on a 2x2x2 mesh the MLP's hidden
+  activations, (batch 16, length 32, mlp 128), are pinned to batch over data+fsdp and mlp over
+  tensor, and the queries, (16, 32, heads 4, kv 16), to heads over tensor."""
+  config = tiny_config(mesh=MESHES["2x2x2"])
+  mesh = parallel.make_mesh(config.mesh)
+  task = tasks.get_task(config.objective)
+  model = build_model(config, task.heads(config))
+  optimizer, schedule = optim.make_optimizer(config)
+  abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
+  rules = parallel.axis_rules(config)
+  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.batch_sharding(
+      mesh, rules, v.ndim)) for k, v in abstract_batch(config, task).items()}
+  step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)
+  text = step.lower(abstract_state, batch).as_text()
+  constraints = [line for line in text.splitlines() if "sharding_constraint" in line]
+  mlp = [c for c in constraints if '[{"data", "fsdp"}, {}, {"tensor"}]' in c
+         and "tensor<16x32x128xf32>" in c]
+  queries = [c for c in constraints if '[{"data", "fsdp"}, {}, {"tensor"}, {}]' in c
+             and "tensor<16x32x4x16xf32>" in c]
+  assert len(mlp) >= 2 and len(queries) >= 2, constraints   # one per layer at least
 
 
 def test_stop_and_resume_matches_uninterrupted_run(tmp_path):

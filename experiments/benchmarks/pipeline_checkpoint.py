@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from llm import checkpoint, cli, optim, parallel, state as state_lib, tasks  # noqa: E402
 from llm.data import pipeline  # noqa: E402
 from llm.models import build_model  # noqa: E402
-from llm.train import make_train_step, put_batch  # noqa: E402
+from llm.train import jit_train_step, put_batch  # noqa: E402
 
 
 def load_config(name, **overrides):
@@ -62,9 +62,7 @@ def pipeline_vs_step(name, batches, steps, smoke):
     batch = next(it)
   pipe_rows = batches * config.batch_size / (time.perf_counter() - start)
   rules = parallel.axis_rules(config)
-  step = jax.jit(make_train_step(model, task, optimizer, schedule, config),
-                 in_shardings=(shardings, None), out_shardings=(shardings, None, None),
-                 donate_argnums=(0,))
+  step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)
   device_batch = put_batch(batch, mesh, rules)
   state, stats, _ = step(state, device_batch)   # compile
   jax.block_until_ready(stats)

@@ -57,8 +57,21 @@ class ModelConfig:
     return self.head_dim or self.embed_dim // self.num_heads
 
 
+class ParamAxes(nn.LogicallyPartitioned):
+  """A parameter's logical axis names, which the state's shardings are made from. Unboxing adds
+  no sharding constraint: jit already lays parameters out by those shardings, and DenseGeneral
+  unboxes its kernel while it is still flat (2-D) under the full-rank names, which a constraint
+  rejects once a step is traced with the rules in scope (parallel.scoped)."""
+
+  def unbox(self, apply_constraint=True):
+    del apply_constraint
+    return self.value
+
+
 def param_init(names, init=nn.initializers.normal(0.02)):
-  return nn.with_logical_partitioning(init, names)
+  def boxed(*args, **kwargs):
+    return ParamAxes(init(*args, **kwargs), names)
+  return boxed
 
 
 ZEROS = nn.initializers.zeros
