@@ -336,6 +336,48 @@ class Unreadable(ValueError):
   """A saved step that cannot be read back (corrupt, truncated, half deleted)."""
 
 
+def everywhere(error, step_dir):
+  """`error` (an Unreadable, or None where this process read its part) as all processes decide
+  together: a step that any process could not read is unreadable for every one, with that
+  process's cause. A collective, to be called before Orbax reads the step (its restore ends in
+  one, which a process that gave up early would never join); without it a process that could
+  not read a file only it reads would go back to an older step while the others trained on."""
+  if jax.process_count() == 1:
+    return error
+  from jax.experimental import multihost_utils
+  size = 512
+  mine = np.zeros(size, np.uint8)
+  if error is not None:
+    text = f"process {jax.process_index()}: {error.cause}".encode()[:size]
+    mine[:len(text)] = np.frombuffer(text, np.uint8)
+  causes = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, size)
+  failed = [bytes(row).rstrip(b"\0").decode(errors="replace") for row in causes if row.any()]
+  if failed:
+    error = error or Unreadable(f"checkpoint {step_dir} could not be restored ({failed[0]})")
+    error.cause = failed[0]   # the same words on every process
+  return error
+
+
+def _data_position(step_dir):
+  """The data iterator's state saved in `step_dir`: this process's, or when another number of
+  processes saved the step, any one of theirs (every process saves the same global stream
+  position, see pipeline.train_iterator). Unreadable if the file cannot be read or parsed."""
+  data_dir = step_dir / "data"
+  mine = data_dir / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+  saved = [mine] if mine.exists() else sorted(data_dir.glob("process_*-of-*.json"))
+  if not saved:
+    raise ValueError(f"checkpoint {step_dir} holds no data position (data/process_*.json); it "
+                     f"cannot resume training")
+  name = saved[0].relative_to(step_dir)
+  try:
+    return json.loads(saved[0].read_text())
+  except (OSError, ValueError) as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    cause = f"{name} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+    error = Unreadable(f"checkpoint {step_dir} could not be restored ({cause})")
+    error.cause = cause
+    raise error from None
+
+
 def move_aside(manager, step):
   """Renames an unreadable step to checkpoints/corrupt-<step> (kept for inspection, never read or
   rotated again); returns the new path."""
@@ -391,20 +433,21 @@ def restore_params(manager, step, abstract_params):
 
 def restore(manager, step, abstract_state, data_iterator=None):
   """Restores the state onto the shardings in `abstract_state` (any mesh) and, if given, the
-  data iterator's position in place. An unreadable checkpoint raises one ValueError."""
-  args = {"state": ocp.args.StandardRestore(abstract_state)}
-  data_dir = manager.directory / str(step) / "data"
-  mine = data_dir / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-  if data_iterator is not None and mine.exists():
-    args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-  read = lambda: manager.restore(step, args=ocp.args.Composite(**args))["state"]
-  state = _quiet_restore(read, manager.directory / str(step))
-  if data_iterator is not None and not mine.exists():
-    # Saved by another number of processes: every process saved the same global stream
-    # position (see pipeline.train_iterator), so any one of their files will do.
-    saved = sorted(data_dir.glob("process_*-of-*.json"))
-    if not saved:
-      raise ValueError(f"checkpoint {data_dir.parent} holds no data position (data/"
-                       f"process_*.json); it cannot resume training")
-    data_iterator.set_state(json.loads(saved[0].read_text()))
+  data iterator's position in place. An unreadable checkpoint raises one ValueError. The data
+  position, a file each process reads for itself, is read first and agreed on by all."""
+  step_dir = manager.directory / str(step)
+  position, error = None, None
+  if data_iterator is not None:
+    try:
+      position = _data_position(step_dir)
+    except Unreadable as e:
+      error = e
+  error = everywhere(error, step_dir)
+  if error:
+    raise error
+  read = lambda: manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
+  state = _quiet_restore(read, step_dir)
+  if position is not None:
+    data_iterator.set_state(position)
   return state

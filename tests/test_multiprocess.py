@@ -131,6 +131,26 @@ def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):
 
 
 @pytest.mark.fault
+def test_a_step_one_process_cannot_read_is_given_up_by_both(tmp_path):
+  """Step 4 saved without checksums (as before they existed) and with a garbled data position
+  that only process 1 reads: process 0 reads the step fine, yet both give it up together, move
+  it aside and resume from step 2, finishing with the losses of the run that wrote it."""
+  config = "configs/gpt_tiny.py"
+  run_distributed(config, tmp_path, *ARGS)
+  expected = losses(tmp_path)
+  step = tmp_path / "checkpoints" / "4"
+  (step / "SHA256SUMS").unlink()
+  (step / "data" / "process_1-of-2.json").write_text("{not json")
+  (out, _), _ = run_distributed(config, tmp_path, *ARGS)
+  assert ("warning: checkpoint step 4 is unreadable (process 1: data/process_1-of-2.json is "
+          "unreadable (JSONDecodeError: ") in out, out[-2000:]
+  assert "moved corrupt-4 aside and resumed from step 2" in out, out[-2000:]
+  got = losses(tmp_path)
+  assert sorted(got) == [1, 2, 3, 4]
+  np.testing.assert_allclose([got[s] for s in got], [expected[s] for s in got], rtol=2e-6)
+
+
+@pytest.mark.fault
 def test_a_dead_peer_stops_the_other_process_in_bounded_time(tmp_path):
   procs = start("configs/gpt_tiny.py", tmp_path, *tiny_overrides(total_steps=100000))
   deadline = time.time() + 300
