@@ -136,7 +136,7 @@ def _mismatches(step_dir):
           + (", ..." if len(bad) > 1 else ""))
 
 
-def _from_first_process(text, size=1024):
+def from_first_process(text, size=1024):
   """Process 0's `text` on every process (a collective: all processes call it together)."""
   from jax.experimental import multihost_utils
   raw = np.zeros(size, np.uint8)
@@ -154,7 +154,7 @@ def verify(step_dir):
   restoring while another gave up would hang the run)."""
   cause = _mismatches(step_dir) if jax.process_index() == 0 else ""
   if jax.process_count() > 1:
-    cause = _from_first_process(cause)
+    cause = from_first_process(cause)
   if cause:
     error = Unreadable(f"checkpoint {step_dir} does not match the checksums saved with it "
                        f"({cause})")
@@ -380,13 +380,18 @@ def _data_position(step_dir):
 
 def move_aside(manager, step):
   """Renames an unreadable step to checkpoints/corrupt-<step> (kept for inspection, never read or
-  rotated again); returns the new path."""
+  rotated again); returns the new path. ValueError naming the step if it cannot be renamed."""
   source = manager.directory / str(step)
   target = manager.directory / f"corrupt-{step}"
   suffix = 1
   while target.exists():
     target, suffix = manager.directory / f"corrupt-{step}.{suffix}", suffix + 1
-  source.rename(target)
+  try:
+    os.rename(source, target)
+  except OSError as e:
+    raise ValueError(f"checkpoint {source} is unreadable and could not be moved aside to "
+                     f"{target.name} ({e.strerror or type(e).__name__}); move or delete it "
+                     f"yourself, then rerun") from None
   return target
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import optax
 import tqdm
 from absl import app
-from jax.experimental import multihost_utils
 
 from llm import checkpoint, cli, convert, decoding, lock, lora, metrics, optim, parallel
 from llm import preemption, state as state_lib, tasks, transfer
@@ -165,13 +164,19 @@ def _resume(manager, config, task, optimizer, abstract_state, train_iter, mesh, 
       unreadable.append((start, e))
       continue
     if unreadable:
+      problem = ""
       if jax.process_index() == 0:
-        moved = [checkpoint.move_aside(manager, step) for step, _ in unreadable]
-        metrics.log(f"warning: checkpoint step {unreadable[0][0]} is unreadable "
-                    f"({unreadable[0][1].cause}); moved {', '.join(p.name for p in moved)} "
-                    f"aside and resumed from step {start}")
-      if jax.process_count() > 1:   # every manager must forget the moved steps, after the move
-        multihost_utils.sync_global_devices("llm.train.moved_aside")
+        try:
+          moved = [checkpoint.move_aside(manager, step) for step, _ in unreadable]
+          metrics.log(f"warning: checkpoint step {unreadable[0][0]} is unreadable "
+                      f"({unreadable[0][1].cause}); moved {', '.join(p.name for p in moved)} "
+                      f"aside and resumed from step {start}")
+        except ValueError as e:
+          problem = str(e)
+      if jax.process_count() > 1:   # after the move: every process stops, or forgets the steps
+        problem = checkpoint.from_first_process(problem)
+      if problem:
+        raise ValueError(problem)
       manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
     return state, start, manager
   if unreadable:

@@ -1,5 +1,6 @@
 """Faults and bad input: a diverging run, config files and keys a user gets wrong. Marked `fault`
 (run them alone with `pytest -m fault`)."""
+import errno
 import json
 import math
 import os
@@ -231,6 +232,22 @@ def test_an_unusable_data_dir_is_named(tmp_path):
                                        r"directory .*; set --config.data_dir=DIR"):
     pipeline.data_dir(tiny_config(data_dir=str(tmp_path / "file" / "data")))
 
+
+
+def test_a_step_that_cannot_be_moved_aside_is_one_error_and_nothing_is_lost(tmp_path,
+                                                                          monkeypatch):
+  config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
+  train_and_evaluate(config(4), tmp_path)
+  garble(tmp_path / "checkpoints" / "4")
+  def refuse(source, target):
+    raise PermissionError(errno.EACCES, "Permission denied", str(source))
+  with monkeypatch.context() as patch:   # root, as tests often run, may rename anything
+    patch.setattr(os, "rename", refuse)
+    with pytest.raises(ValueError, match=r"checkpoints/4 is unreadable and could not be moved "
+                                         r"aside to corrupt-4 \(Permission denied\); move or "
+                                         r"delete it yourself"):
+      train_and_evaluate(config(6), tmp_path)
+  assert saved_steps(tmp_path) == [2, 4] and (tmp_path / "checkpoints" / "4" / "state").is_dir()
 
 
 def test_saved_steps_carry_checksums_that_sha256sum_verifies(tmp_path):
