@@ -359,23 +359,16 @@ def everywhere(error, step_dir):
 
 
 def _data_position(step_dir):
-  """The data iterator's state saved in `step_dir`: this process's, or when another number of
-  processes saved the step, any one of theirs (every process saves the same global stream
-  position, see pipeline.train_iterator). Unreadable if the file cannot be read or parsed."""
+  """The file of the data iterator's state in `step_dir`: this process's, or when another number
+  of processes saved the step, any one of theirs (every process saves the same global stream
+  position, see pipeline.train_iterator)."""
   data_dir = step_dir / "data"
   mine = data_dir / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
   saved = [mine] if mine.exists() else sorted(data_dir.glob("process_*-of-*.json"))
   if not saved:
     raise ValueError(f"checkpoint {step_dir} holds no data position (data/process_*.json); it "
                      f"cannot resume training")
-  name = saved[0].relative_to(step_dir)
-  try:
-    return json.loads(saved[0].read_text())
-  except (OSError, ValueError) as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
-    cause = f"{name} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
-    error = Unreadable(f"checkpoint {step_dir} could not be restored ({cause})")
-    error.cause = cause
-    raise error from None
+  return saved[0]
 
 
 def move_aside(manager, step):
@@ -441,18 +434,19 @@ def restore(manager, step, abstract_state, data_iterator=None):
   data iterator's position in place. An unreadable checkpoint raises one ValueError. The data
   position, a file each process reads for itself, is read first and agreed on by all."""
   step_dir = manager.directory / str(step)
-  position, error = None, None
+  error = None
   if data_iterator is not None:
-    try:
-      position = _data_position(step_dir)
-    except Unreadable as e:
-      error = e
+    path = _data_position(step_dir)   # the same verdict on every process (a shared directory)
+    try:   # set now, before any collective: a later, older step sets it again
+      data_iterator.set_state(json.loads(path.read_text()))
+    except Exception as e:  # noqa: BLE001 - unreadable, not JSON, or not this pipeline's state
+      text = (str(e).splitlines() or [""])[0][:120]
+      cause = f"{path.relative_to(step_dir)} is unreadable ({type(e).__name__}: {text})"
+      error = Unreadable(f"checkpoint {step_dir} could not be restored ({cause})")
+      error.cause = cause
   error = everywhere(error, step_dir)
   if error:
     raise error
   read = lambda: manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
-  state = _quiet_restore(read, step_dir)
-  if position is not None:
-    data_iterator.set_state(position)
-  return state
+  return _quiet_restore(read, step_dir)

@@ -171,8 +171,9 @@ def _resume(manager, config, task, optimizer, abstract_state, train_iter, mesh, 
           metrics.log(f"warning: checkpoint step {unreadable[0][0]} is unreadable "
                       f"({unreadable[0][1].cause}); moved {', '.join(p.name for p in moved)} "
                       f"aside and resumed from step {start}")
-        except ValueError as e:
-          problem = str(e)
+        except Exception as e:  # noqa: BLE001 - the other processes must hear of any failure
+          problem = (str(e) if isinstance(e, ValueError) else
+                     f"moving unreadable checkpoints aside failed ({type(e).__name__}: {e})")
       if jax.process_count() > 1:   # after the move: every process stops, or forgets the steps
         problem = checkpoint.from_first_process(problem)
       if problem:

@@ -234,6 +234,21 @@ def test_an_unusable_data_dir_is_named(tmp_path):
 
 
 
+@pytest.mark.parametrize("position", ["{not json", "{}"])
+def test_an_unusable_data_position_is_an_unreadable_step(tmp_path, capsys, position):
+  """A step saved without checksums (as before they existed) whose data position is not JSON,
+  or not this pipeline's state, is moved aside like a corrupt one."""
+  config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
+  train_and_evaluate(config(4), tmp_path)
+  (tmp_path / "checkpoints" / "4" / "SHA256SUMS").unlink()
+  (tmp_path / "checkpoints" / "4" / "data" / "process_0-of-1.json").write_text(position)
+  train_and_evaluate(config(4), tmp_path)
+  out = capsys.readouterr().out
+  assert "warning: checkpoint step 4 is unreadable (data/process_0-of-1.json is unreadable (" \
+         in out and "moved corrupt-4 aside and resumed from step 2" in out, out[-2000:]
+  assert saved_steps(tmp_path) == [2, 4]
+
+
 def test_a_step_that_cannot_be_moved_aside_is_one_error_and_nothing_is_lost(tmp_path,
                                                                           monkeypatch):
   config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)

@@ -19,7 +19,7 @@ import numpy as np
 from llm import cli, optim, parallel, state as state_lib
 from llm.models import build_model
 from llm.tasks import causal_lm
-from llm.train import make_train_step
+from llm.train import jit_train_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -36,8 +36,7 @@ def compiled_step(config):
   model = build_model(config, ("lm",))
   optimizer, schedule = optim.make_optimizer(config)
   abstract, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
-  step = jax.jit(make_train_step(model, causal_lm.TASK, optimizer, schedule, config),
-                 donate_argnums=(0,))
+  step = jit_train_step(model, causal_lm.TASK, optimizer, schedule, config, mesh, shardings)
   shape = (config.batch_size, config.seq_len)
   rng = np.random.default_rng(0)
   batch = {"inputs": rng.integers(4, config.vocab_size, shape).astype(np.int32),

@@ -77,7 +77,7 @@ def ours(s, model):
   from llm import cli, optim, parallel, state as state_lib
   from llm.models import build_model
   from llm.tasks import get_task
-  from llm.train import make_train_step
+  from llm.train import jit_train_step
   name = "gpt_tiny" if model == "gpt" else "bert_tiny"
   config = cli.load_config(ROOT / "configs" / f"{name}.py")
   config.model.update(num_layers=s["layers"], embed_dim=s["embed"], num_heads=s["heads"],
@@ -91,7 +91,7 @@ def ours(s, model):
   optimizer, schedule = optim.make_optimizer(config)
   _, shardings = state_lib.state_shardings(model_, optimizer, config, mesh)
   state = state_lib.init_state(model_, optimizer, config, shardings)
-  step = jax.jit(make_train_step(model_, task, optimizer, schedule, config), donate_argnums=(0,))
+  step = jit_train_step(model_, task, optimizer, schedule, config, mesh, shardings)
   batch = batch_arrays(s, model)
   batch["segment_ids"] = np.ones_like(batch["inputs"])
   batch["positions"] = np.broadcast_to(np.arange(s["seq"], dtype=np.int32), batch["inputs"].shape)
