@@ -88,16 +88,9 @@ def formula_flops(config, params):
   return 6 * matmul * tokens + 12 * layers * width * config.seq_len * tokens
 
 
-def plan(config, devices, device_kind):
-  if devices is None or devices < 1:
-    raise ValueError("--devices=N (how many chips the run would use) is required and must be "
-                     "positive")
-  if device_kind and device_kind not in DEVICE_KINDS:
-    raise ValueError(f"--device_kind={device_kind!r}: expected one of {sorted(DEVICE_KINDS)}")
-  if jax.device_count() != devices:
-    raise ValueError(f"the planner sees {jax.device_count()} devices, not --devices={devices}: "
-                     f"run it as python -m llm.plan (it sets up the fake devices itself)")
-  cli.resolve_config(config, devices)
+def lower_train_step(config):
+  """(the training step lowered for config's mesh, its abstract state, the mesh): traced on
+  abstract state and batch, so no array is allocated."""
   mesh = parallel.make_mesh(config.mesh)
   task = tasks.get_task(config.objective)
   model = build_model(config, task.heads(config))
@@ -108,8 +101,22 @@ def plan(config, devices, device_kind):
                                    sharding=parallel.batch_sharding(mesh, rules, len(v.shape)))
            for k, v in abstract_batch(config, task).items()}
   step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)
+  return step.lower(abstract_state, batch), abstract_state, mesh
+
+
+def plan(config, devices, device_kind):
+  if devices is None or devices < 1:
+    raise ValueError("--devices=N (how many chips the run would use) is required and must be "
+                     "positive")
+  if device_kind and device_kind not in DEVICE_KINDS:
+    raise ValueError(f"--device_kind={device_kind!r}: expected one of {sorted(DEVICE_KINDS)}")
+  if jax.device_count() != devices:
+    raise ValueError(f"the planner sees {jax.device_count()} devices, not --devices={devices}: "
+                     f"run it as python -m llm.plan (it sets up the fake devices itself)")
+  cli.resolve_config(config, devices)
+  lowered, abstract_state, mesh = lower_train_step(config)
   metrics.log(f"compiling the train step for {devices} devices, mesh {dict(mesh.shape)} ...")
-  compiled = step.lower(abstract_state, batch).compile()
+  compiled = lowered.compile()
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

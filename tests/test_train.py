@@ -1,15 +1,14 @@
 """The training loop: sharding invariance, exact resume, restore onto another mesh, accumulation."""
 import json
 
-import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from llm import optim, parallel, state as state_lib, tasks
+from llm import optim, parallel, state as state_lib
 from llm.models import build_model
-from llm.plan import abstract_batch
-from llm.train import jit_train_step, train_and_evaluate
+from llm.plan import lower_train_step
+from llm.train import train_and_evaluate
 
 from test_pipeline import load_config
 
@@ -67,17 +66,7 @@ def test_activation_constraints_reach_the_traced_step():
   unless the rules and a mesh are in scope while tracing): on a 2x2x2 mesh the MLP's hidden
   activations, (batch 16, length 32, mlp 128), are pinned to batch over data+fsdp and mlp over
   tensor, and the queries, (16, 32, heads 4, kv 16), to heads over tensor."""
-  config = tiny_config(mesh=MESHES["2x2x2"])
-  mesh = parallel.make_mesh(config.mesh)
-  task = tasks.get_task(config.objective)
-  model = build_model(config, task.heads(config))
-  optimizer, schedule = optim.make_optimizer(config)
-  abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
-  rules = parallel.axis_rules(config)
-  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.batch_sharding(
-      mesh, rules, v.ndim)) for k, v in abstract_batch(config, task).items()}
-  step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)
-  text = step.lower(abstract_state, batch).as_text()
+  text = lower_train_step(tiny_config(mesh=MESHES["2x2x2"]))[0].as_text()
   constraints = [line for line in text.splitlines() if "sharding_constraint" in line]
   mlp = [c for c in constraints if '[{"data", "fsdp"}, {}, {"tensor"}]' in c
          and "tensor<16x32x128xf32>" in c]
