@@ -136,14 +136,22 @@ def _mismatches(step_dir):
           + (", ..." if len(bad) > 1 else ""))
 
 
-def from_first_process(text, size=1024):
-  """Process 0's `text` on every process (a collective: all processes call it together)."""
-  from jax.experimental import multihost_utils
+def _text_bytes(text, size):
+  """`text` as `size` zero-padded bytes, the fixed shape a collective needs ("" is all zeros)."""
   raw = np.zeros(size, np.uint8)
   encoded = text.encode()[:size]
   raw[:len(encoded)] = np.frombuffer(encoded, np.uint8)
-  raw = np.asarray(multihost_utils.broadcast_one_to_all(raw))
-  return bytes(raw).rstrip(b"\0").decode(errors="replace")
+  return raw
+
+
+def _bytes_text(raw):
+  return bytes(np.asarray(raw, np.uint8)).rstrip(b"\0").decode(errors="replace")
+
+
+def from_first_process(text, size=1024):
+  """Process 0's `text` on every process (a collective: all processes call it together)."""
+  from jax.experimental import multihost_utils
+  return _bytes_text(multihost_utils.broadcast_one_to_all(_text_bytes(text, size)))
 
 
 def verify(step_dir):
@@ -346,12 +354,9 @@ def everywhere(error, step_dir):
     return error
   from jax.experimental import multihost_utils
   size = 512
-  mine = np.zeros(size, np.uint8)
-  if error is not None:
-    text = f"process {jax.process_index()}: {error.cause}".encode()[:size]
-    mine[:len(text)] = np.frombuffer(text, np.uint8)
-  causes = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, size)
-  failed = [bytes(row).rstrip(b"\0").decode(errors="replace") for row in causes if row.any()]
+  mine = "" if error is None else f"process {jax.process_index()}: {error.cause}"
+  causes = np.asarray(multihost_utils.process_allgather(_text_bytes(mine, size)))
+  failed = [text for text in map(_bytes_text, causes.reshape(-1, size)) if text]
   if failed:
     error = error or Unreadable(f"checkpoint {step_dir} could not be restored ({failed[0]})")
     error.cause = failed[0]   # the same words on every process
