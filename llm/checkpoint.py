@@ -344,6 +344,18 @@ class Unreadable(ValueError):
   """A saved step that cannot be read back (corrupt, truncated, half deleted)."""
 
 
+def _unreadable(step_dir, cause):
+  """The Unreadable error for `step_dir`, its short `cause` kept for the resume's warning."""
+  error = Unreadable(f"checkpoint {step_dir} could not be restored ({cause})")
+  error.cause = cause
+  return error
+
+
+def _described(e, width):
+  """An exception as `Type: first line`, the line cut at `width` characters."""
+  return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:width]}"
+
+
 def everywhere(error, step_dir):
   """`error` (an Unreadable, or None where this process read its part) as all processes decide
   together: a step that any process could not read is unreadable for every one, with that
@@ -357,9 +369,8 @@ def everywhere(error, step_dir):
   mine = "" if error is None else f"process {jax.process_index()}: {error.cause}"
   causes = np.asarray(multihost_utils.process_allgather(_text_bytes(mine, size)))
   failed = [text for text in map(_bytes_text, causes.reshape(-1, size)) if text]
-  if failed:
-    error = error or Unreadable(f"checkpoint {step_dir} could not be restored ({failed[0]})")
-    error.cause = failed[0]   # the same words on every process
+  if failed:   # the same words on every process
+    error = _unreadable(step_dir, failed[0])
   return error
 
 
@@ -414,10 +425,7 @@ def _quiet_restore(read, step_dir):
   try:
     result = read()
   except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used
-    cause = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-    error = Unreadable(f"checkpoint {step_dir} could not be restored ({cause})")
-    error.cause = cause
-    raise error from e
+    raise _unreadable(step_dir, _described(e, 160)) from e
   sys.stderr = _unmuted.pop()
   return result
 
@@ -445,10 +453,8 @@ def restore(manager, step, abstract_state, data_iterator=None):
     try:   # set now, before any collective: a later, older step sets it again
       data_iterator.set_state(json.loads(path.read_text()))
     except Exception as e:  # noqa: BLE001 - unreadable, not JSON, or not this pipeline's state
-      text = (str(e).splitlines() or [""])[0][:120]
-      cause = f"{path.relative_to(step_dir)} is unreadable ({type(e).__name__}: {text})"
-      error = Unreadable(f"checkpoint {step_dir} could not be restored ({cause})")
-      error.cause = cause
+      error = _unreadable(step_dir, f"{path.relative_to(step_dir)} is unreadable "
+                                    f"({_described(e, 120)})")
   error = everywhere(error, step_dir)
   if error:
     raise error
