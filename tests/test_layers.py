@@ -443,3 +443,26 @@ def test_mlm_at_chosen_positions_equals_scoring_every_position():
   assert float(sums["mlm_tokens"]) == float(full_sums["mlm_tokens"]) == 3
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(full_grads)):
     np.testing.assert_allclose(a, b, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["decoder", "encoder", "encoder_decoder"])
+def test_cudnn_is_told_which_self_attention_is_causal(family, monkeypatch):
+  """cuDNN gets `is_causal` (so that its kernel skips the masked half) exactly where the mask is
+  causal self-attention of the full sequence: decoder layers, not encoders, not cross-attention.
+  Traced only (no cuDNN here): the calls into jax.nn.dot_product_attention are recorded."""
+  calls, real = [], jax.nn.dot_product_attention
+  def record(q, k, v, *args, is_causal=False, implementation=None, **kwargs):
+    calls.append((q.shape[1], k.shape[1], is_causal))
+    return real(q, k, v, *args, is_causal=is_causal, **kwargs)   # the XLA path, same maths
+  monkeypatch.setattr(jax.nn, "dot_product_attention", record)
+  preset = {"decoder": {}, "encoder": presets.BERT, "encoder_decoder": presets.T5}[family]
+  config = small_config(**{**preset, "dropout_rate": 0.0, "attention_dropout_rate": 0.0,
+                           "attention_impl": "cudnn"})
+  model = build_model(config)
+  batch = {"inputs": np.ones((1, LENGTH), np.int32)}
+  if family == "encoder_decoder":
+    batch["decoder_inputs"] = batch["inputs"]
+  jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch))
+  expected = {"decoder": [True] * 2, "encoder": [False] * 2,
+              "encoder_decoder": [False] * 2 + [True, False] * 2}[family]
+  assert [causal for _, _, causal in calls] == expected

@@ -70,7 +70,9 @@ def batch_arrays(s, model):
 
 # --- workers: each returns step() -> loss (float, synchronised) -----------------------------
 
-def ours(s, model):
+def build_ours(s, model, **settings):
+  """(jitted step, state, batch on the device, task) for shapes `s`; `settings` are further
+  config.model values (dtype, attention_impl, ...)."""
   import jax
   import numpy as np
   sys.path.insert(0, str(ROOT))
@@ -82,7 +84,7 @@ def ours(s, model):
   config = cli.load_config(ROOT / "configs" / f"{name}.py")
   config.model.update(num_layers=s["layers"], embed_dim=s["embed"], num_heads=s["heads"],
                       mlp_dim=s["mlp"], max_len=s["seq"], dropout_rate=0.0,
-                      attention_dropout_rate=0.0)
+                      attention_dropout_rate=0.0, **settings)
   config.update(vocab_size=s["vocab"], seq_len=s["seq"], batch_size=s["batch"],
                 mesh=dict(data=1, fsdp=1, tensor=1))
   task = get_task(config.objective)
@@ -95,7 +97,12 @@ def ours(s, model):
   batch = batch_arrays(s, model)
   batch["segment_ids"] = np.ones_like(batch["inputs"])
   batch["positions"] = np.broadcast_to(np.arange(s["seq"], dtype=np.int32), batch["inputs"].shape)
-  batch = jax.device_put(batch)
+  return step, state, jax.device_put(batch), task
+
+
+def ours(s, model):
+  import jax
+  step, state, batch, task = build_ours(s, model)
   holder = [state]
   def run():
     holder[0], _, sums = step(holder[0], batch)

@@ -229,6 +229,7 @@ class Attention(nn.Module):
   cfg: ModelConfig
   rotary: bool = True
   decode: bool = False
+  causal: bool = False   # `mask` is (also) causal: cuDNN then skips the masked-out half
 
   @nn.compact
   def __call__(self, x, mask, positions, train, context=None, bias=None, cache_index=None):
@@ -250,7 +251,12 @@ class Attention(nn.Module):
           q, k, v, mask, self.make_rng("dropout"), cfg.attention_dropout_rate, bias)
     else:
       impl = None if cfg.attention_impl == "auto" else cfg.attention_impl
-      out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, implementation=impl)
+      # cuDNN turns `mask` into an additive bias it cannot skip on; saying the mask is causal as
+      # well lets its kernel leave out the blocks above the diagonal. The result is the same (the
+      # mask already holds the causal part). Not with a cache: there q_len != kv_len.
+      is_causal = impl == "cudnn" and self.causal and not self.decode and not cross
+      out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, is_causal=is_causal,
+                                         implementation=impl)
     out = constrain(out, ("batch", "length", "heads", "kv"))
     return dense(cfg, cfg.embed_dim, ("heads", "kv", "embed"), "out", axis=(-2, -1))(out)
 
@@ -291,12 +297,13 @@ class Block(nn.Module):
   cross: bool = False
   train: bool = False
   decode: bool = False
+  causal: bool = False
 
   @nn.compact
   def __call__(self, x, inputs):
     cfg, residual = self.cfg, PLACEMENTS[self.cfg.norm]
     drop = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=not self.train)
-    attend = Attention(cfg, decode=self.decode, name="attention")
+    attend = Attention(cfg, decode=self.decode, causal=self.causal, name="attention")
     x = residual(x, lambda h: attend(h, inputs["mask"], inputs["positions"], self.train,
                                      bias=inputs.get("bias"),
                                      cache_index=inputs.get("cache_index")),
@@ -319,7 +326,7 @@ REMAT_POLICIES = {
 }
 
 
-def layer_stack(cfg, x, inputs, num_layers, cross, train, decode=False):
+def layer_stack(cfg, x, inputs, num_layers, cross, train, decode=False, causal=False):
   """Runs `num_layers` Blocks inside the calling module: `layer_0`, `layer_1`, ... or, with
   cfg.scan_layers, one nn.scan named `layers` whose params (and KV caches) have a leading
   `layers` axis."""
@@ -331,7 +338,7 @@ def layer_stack(cfg, x, inputs, num_layers, cross, train, decode=False):
                       split_rngs={"params": True, "dropout": True},
                       in_axes=nn.broadcast, length=num_layers,
                       metadata_params={nn.PARTITION_NAME: "layers"})
-    return scanned(cfg, cross, train, decode, name="layers")(x, inputs)[0]
+    return scanned(cfg, cross, train, decode, causal, name="layers")(x, inputs)[0]
   for i in range(num_layers):
-    x, _ = block(cfg, cross, train, decode, name=f"layer_{i}")(x, inputs)
+    x, _ = block(cfg, cross, train, decode, causal, name=f"layer_{i}")(x, inputs)
   return x

@@ -84,7 +84,8 @@ class Stack(nn.Module):
       # Packed on both sides: target segment k reads only source segment k.
       inputs.update(context=context,
                     context_mask=attention_mask(segment_ids, False, context_segment_ids))
-    x = layer_stack(cfg, x, inputs, self.num_layers, self.cross, self.train, self.decode)
+    x = layer_stack(cfg, x, inputs, self.num_layers, self.cross, self.train, self.decode,
+                    self.causal)
     if cfg.norm == "pre":   # pre-norm residual streams are normalised once at the end
       x = norm(cfg, "final_norm")(x)
     if self.prompt_length:
