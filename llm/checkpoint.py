@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import threading
+import time
 
 import grain
 import jax
@@ -22,6 +23,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from llm import parallel
 from llm.base_config import from_saved
 
 # Model settings that change which parameters exist or their shapes: a checkpoint only restores
@@ -374,6 +376,41 @@ def everywhere(error, step_dir):
   return error
 
 
+_failed_reads = [0]   # restores that failed inside Orbax so far (every process counts the same)
+
+
+def after_failed_read(error, step_dir):
+  """`error`, this process's failure inside Orbax's read of `step_dir`, when every process of
+  the run failed too (then all give the step up together, as one process would); otherwise a
+  ValueError that ends this process. Orbax's restore ends in a device collective: processes that
+  read the step wait there for this one, which cannot join them any more, so this one waits for
+  the others' failures (through the coordination service, not a collective) for as long as a
+  silent peer counts as alive, then stops; the coordination service then stops the others."""
+  if jax.process_count() == 1:
+    return error
+  from jax._src import distributed   # the coordination service's client, as Orbax uses it
+  client, count = distributed.global_state.client, jax.process_count()
+  prefix = f"llm/failed_restore/{_failed_reads[0]}"
+  _failed_reads[0] += 1
+  wait = parallel.peer_timeout()
+  deadline, failed = time.monotonic() + wait, []
+  try:
+    client.key_value_set(f"{prefix}/{jax.process_index()}", error.cause)
+    while len(failed) < count and time.monotonic() < deadline:
+      time.sleep(0.2)
+      failed = sorted(client.key_value_dir_get(prefix))
+  except Exception:  # noqa: BLE001 - the service is failing: a peer is gone, this one stops too
+    pass
+  if len(failed) == count:   # every process failed: the same cause (process 0's) on each
+    return _unreadable(step_dir, f"process 0: {failed[0][1]}")
+  others = sorted(set(range(count)) - {int(key.rsplit("/", 1)[1]) for key, _ in failed})
+  raise ValueError(
+      f"checkpoint {step_dir} could not be restored on process {jax.process_index()} "
+      f"({error.cause}) and process {', '.join(map(str, others))} did not fail the same way "
+      f"within {wait} s; nothing was moved or deleted. Fix what this process cannot read, or "
+      f"move the step aside to resume from the one before, then rerun")
+
+
 def _data_position(step_dir):
   """The file of the data iterator's state in `step_dir`: this process's, or when another number
   of processes saved the step, any one of theirs (every process saves the same global stream
@@ -413,7 +450,8 @@ def _devnull():
 
 
 def _quiet_restore(read, step_dir):
-  """read() with sys.stderr muted; any failure becomes one Unreadable error naming `step_dir`.
+  """read() with sys.stderr muted; any failure becomes one Unreadable error naming `step_dir`
+  (in a run of several processes, only when all of them failed: see after_failed_read).
 
   When one array fails to read, Orbax's other reader threads print tracebacks through
   sys.stderr as they die, racing with our error line: keep sys.stderr muted until a restore
@@ -425,7 +463,7 @@ def _quiet_restore(read, step_dir):
   try:
     result = read()
   except Exception as e:  # noqa: BLE001 - whatever broke, this checkpoint cannot be used
-    raise _unreadable(step_dir, _described(e, 160)) from e
+    raise after_failed_read(_unreadable(step_dir, _described(e, 160)), step_dir) from e
   sys.stderr = _unmuted.pop()
   return result
 

@@ -22,6 +22,11 @@ MESH_AXES = ("data", "fsdp", "tensor")
 DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
+def peer_timeout(environ=None):
+  """Seconds a silent peer counts as alive (LLM_HEARTBEAT_TIMEOUT, default 100)."""
+  return _int_env(os.environ if environ is None else environ, "LLM_HEARTBEAT_TIMEOUT", 100)
+
+
 def initialize_distributed(environ=None):
   """jax.distributed.initialize() for a run that spans processes, before any device is touched.
 
@@ -33,8 +38,7 @@ def initialize_distributed(environ=None):
   """
   env = os.environ if environ is None else environ
   timeout = _int_env(env, "LLM_DISTRIBUTED_TIMEOUT", 300)
-  kwargs = dict(initialization_timeout=timeout,
-                heartbeat_timeout_seconds=_int_env(env, "LLM_HEARTBEAT_TIMEOUT", 100))
+  kwargs = dict(initialization_timeout=timeout, heartbeat_timeout_seconds=peer_timeout(env))
   address = env.get("JAX_COORDINATOR_ADDRESS")
   if address:
     missing = [k for k in DISTRIBUTED_ENV[1:] if not env.get(k)]

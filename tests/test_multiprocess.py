@@ -20,15 +20,16 @@ def free_port():
     return s.getsockname()[1]
 
 
-def start(config, workdir, *args, processes=2, env=None, module="train"):
-  """`processes` llm.<module> processes of one --distributed run (not yet waited for)."""
+def start(config, workdir, *args, processes=2, env=None, module="train", env_of=None):
+  """`processes` llm.<module> processes of one --distributed run (not yet waited for); env_of:
+  {process index: more environment variables for that one}."""
   port = free_port()
   procs = []
   for index in range(processes):
     full_env = {**os.environ, "XLA_FLAGS": xla_flags(8 // processes),
                 "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
                 "JAX_NUM_PROCESSES": str(processes), "JAX_PROCESS_ID": str(index),
-                "LLM_HEARTBEAT_TIMEOUT": "10", **(env or {})}
+                "LLM_HEARTBEAT_TIMEOUT": "10", **(env or {}), **(env_of or {}).get(index, {})}
     procs.append(subprocess.Popen(
         [sys.executable, "-m", f"llm.{module}", "--distributed", f"--config={config}",
          f"--workdir={workdir}", *args], cwd=ROOT, env=full_env, text=True,
@@ -148,6 +149,50 @@ def test_a_step_one_process_cannot_read_is_given_up_by_both(tmp_path):
   got = losses(tmp_path)
   assert sorted(got) == [1, 2, 3, 4]
   np.testing.assert_allclose([got[s] for s in got], [expected[s] for s in got], rtol=2e-6)
+
+
+INJECT = """
+import os
+if os.environ.get("FAIL_TO_RESTORE_STEP"):   # this process's Orbax cannot read that step
+  import orbax.checkpoint as ocp
+  real = ocp.CheckpointManager.restore
+  def restore(self, step, *args, **kwargs):
+    if step == int(os.environ["FAIL_TO_RESTORE_STEP"]):
+      raise OSError("injected read failure")
+    return real(self, step, *args, **kwargs)
+  ocp.CheckpointManager.restore = restore
+"""
+
+
+@pytest.mark.fault
+def test_a_step_orbax_cannot_read_on_one_process_stops_the_run_and_loses_nothing(tmp_path):
+  """Step 4's files are sound (checksums match) but process 1's read fails inside Orbax, where
+  process 0 reads it and waits in Orbax's closing collective: process 1 stops with one line
+  naming the step and the cause, process 0 is stopped in bounded time, nothing is moved aside.
+  When every process fails to read it, they give it up together, as one process does."""
+  (tmp_path / "inject").mkdir()
+  (tmp_path / "inject" / "sitecustomize.py").write_text(INJECT)
+  fail = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "inject"),
+                                                      os.environ.get("PYTHONPATH")])),
+          "FAIL_TO_RESTORE_STEP": "4"}
+  config, workdir = "configs/gpt_tiny.py", tmp_path / "run"
+  run_distributed(config, workdir, *ARGS)
+  more = ("--config.total_steps=5",)
+  started = time.time()
+  procs = start(config, workdir, *ARGS, *more, env_of={1: fail})
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert time.time() - started < 150, "the run took too long to stop"
+  assert [p.returncode != 0 for p in procs] == [True, True], outs
+  assert (f"error: checkpoint {workdir / 'checkpoints' / '4'} could not be restored on process 1 "
+          "(OSError: injected read failure) and process 0 did not fail the same way within 10 s; "
+          "nothing was moved or deleted") in outs[1][1], outs[1][1][-2000:]
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "4"]
+
+  (out, _), _ = run_distributed(config, workdir, *ARGS, *more, env_of={0: fail, 1: fail})
+  assert ("warning: checkpoint step 4 is unreadable (process 0: OSError: injected read "
+          "failure)") in out, out[-2000:]
+  assert "moved corrupt-4 aside and resumed from step 2" in out, out[-2000:]
+  assert sorted(losses(workdir)) == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.fault
