@@ -176,7 +176,8 @@ def test_a_step_orbax_cannot_read_on_one_process_stops_the_run_and_loses_nothing
                                                       os.environ.get("PYTHONPATH")])),
           "FAIL_TO_RESTORE_STEP": "4"}
   config, workdir = "configs/gpt_tiny.py", tmp_path / "run"
-  run_distributed(config, workdir, *ARGS)
+  first = run_cli("train", config, workdir, *ARGS)   # one process writes steps 2 and 4
+  assert first.returncode == 0, first.stderr[-3000:]
   more = ("--config.total_steps=5",)
   started = time.time()
   procs = start(config, workdir, *ARGS, *more, env_of={1: fail})
