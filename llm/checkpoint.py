@@ -385,30 +385,39 @@ def after_failed_read(error, step_dir):
   ValueError that ends this process. Orbax's restore ends in a device collective: processes that
   read the step wait there for this one, which cannot join them any more, so this one waits for
   the others' failures (through the coordination service, not a collective) for as long as a
-  silent peer counts as alive, then stops; the coordination service then stops the others."""
+  silent peer counts as alive. The first process to decide writes the verdict and every later
+  one follows it, so a process whose collective broke because a peer stopped (its failure comes
+  late, and finds the peer's) stops too instead of going back to an older step alone; the
+  coordination service stops the processes still waiting in Orbax."""
   if jax.process_count() == 1:
     return error
   from jax._src import distributed   # the coordination service's client, as Orbax uses it
-  client, count = distributed.global_state.client, jax.process_count()
-  prefix = f"llm/failed_restore/{_failed_reads[0]}"
+  client, count, index = distributed.global_state.client, jax.process_count(), jax.process_index()
+  prefix = f"llm/failed_restore/{step_dir.name}/{_failed_reads[0]}"
   _failed_reads[0] += 1
   wait = parallel.peer_timeout()
-  deadline, failed = time.monotonic() + wait, []
+  deadline, failed, verdict = time.monotonic() + wait, [], "stop"
   try:
-    client.key_value_set(f"{prefix}/{jax.process_index()}", error.cause)
+    client.key_value_set(f"{prefix}/failed/{index}", error.cause)
     while len(failed) < count and time.monotonic() < deadline:
       time.sleep(0.2)
-      failed = sorted(client.key_value_dir_get(prefix))
+      failed = sorted(client.key_value_dir_get(f"{prefix}/failed"))
+    try:   # the first verdict stands
+      client.key_value_set(f"{prefix}/verdict", "skip" if len(failed) == count else "stop")
+    except Exception:  # noqa: BLE001 - another process decided first
+      pass
+    verdict = client.blocking_key_value_get(f"{prefix}/verdict", 10_000)
   except Exception:  # noqa: BLE001 - the service is failing: a peer is gone, this one stops too
     pass
-  if len(failed) == count:   # every process failed: the same cause (process 0's) on each
+  if verdict == "skip" and len(failed) == count:   # the same cause (process 0's) on each
     return _unreadable(step_dir, f"process 0: {failed[0][1]}")
   others = sorted(set(range(count)) - {int(key.rsplit("/", 1)[1]) for key, _ in failed})
+  why = (f"process {', '.join(map(str, others))} did not report failing to read it within "
+         f"{wait} s" if others else "another process had already stopped over it")
   raise ValueError(
-      f"checkpoint {step_dir} could not be restored on process {jax.process_index()} "
-      f"({error.cause}) and process {', '.join(map(str, others))} did not fail the same way "
-      f"within {wait} s; nothing was moved or deleted. Fix what this process cannot read, or "
-      f"move the step aside to resume from the one before, then rerun")
+      f"checkpoint {step_dir} could not be restored on process {index} ({error.cause}), and "
+      f"not alike on every process: {why}; nothing was moved or deleted. Fix what this process "
+      f"cannot read, or move the step aside to resume from the one before, then rerun")
 
 
 def _data_position(step_dir):

@@ -16,7 +16,8 @@ adds torch.compile). All run in one process, taking turns (`--steps` steps each,
 times, median); a variant that fails to build is reported with its error and the rest go on.
 
 MFU = model FLOPs per step / step time / peak, model FLOPs as in train_step.py (attention counted
-whole, causal or not); two peaks: the chip's published dense bf16 figure (`llm.plan.DEVICE_KINDS`)
+whole, causal or not; BERT's MLM transform and output layer where each computes them: ours at
+the 15% scored positions, PyTorch's at all); two peaks: the chip's published dense bf16 figure (`llm.plan.DEVICE_KINDS`)
 and a bf16 matmul measured in the same run. Memory: the compiled step's temporaries + arguments
 (ours), `torch.cuda.max_memory_allocated` (PyTorch). First-step losses are printed side by side:
 ours with cuDNN and with XLA start from the same parameters and must agree.
@@ -128,7 +129,11 @@ def matmul_peak(n, repeats=10):
 
 def published_peak(device_kind):
   """(name, bf16 TFLOP/s) from llm.plan's table for a jax device_kind, or (None, None)."""
-  from llm.plan import DEVICE_KINDS
+  try:
+    from llm.plan import DEVICE_KINDS
+  except Exception as e:  # noqa: BLE001 - llm does not import here: the PyTorch rows still run
+    print(f"llm.plan does not import ({type(e).__name__}: {e}); no published peak", file=sys.stderr)
+    return None, None
   kind = device_kind.lower().replace(" ", "")
   aliases = {"v5lite": "v5e", "v6lite": "v6e", "trillium": "v6e"}
   for alias, name in aliases.items():
@@ -138,6 +143,60 @@ def published_peak(device_kind):
     if name in kind:
       return name, DEVICE_KINDS[name][0]
   return None, None
+
+
+def report(rows, header):
+  """The markdown rows of one model (and the table's header before the first)."""
+  if header:
+    print("\n| model | framework | attention | batch x seq | tokens/s | step ms | MFU (published "
+          "peak) | MFU (measured matmul) | memory GiB | first-step loss | ours / it |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+  pct = lambda x: f"{100 * x:.1f}%" if x is not None else "n/a"
+  for r in rows:
+    if "failed" in r:
+      print(f"| {r['model']} | {r['framework']} | {r['attention']} | failed: {r['failed']} "
+            "| | | | | | | |", flush=True)
+      continue
+    memory = f"{r['memory_gib']:.1f}" if r["memory_gib"] is not None else "n/a"
+    ratio = f"{r['ours_over_it']:.2f}x" if r["ours_over_it"] is not None else "n/a"
+    print(f"| {r['model']} | {r['framework']} | {r['attention']} | {r['batch']} x {r['seq']} | "
+          f"{r['tokens_per_s']:,.0f} | {r['step_ms']:.1f} | {pct(r['mfu_published'])} | "
+          f"{pct(r['mfu_measured'])} | {memory} | {r['first_loss']:.4f} | {ratio} |", flush=True)
+
+
+def measure(model, s, attention, args, device_kind, peak_tflops, measured):
+  """The rows of one model: every variant built, then timed in turns."""
+  variants, failed = {}, {}
+  builders = {("ours", a): (lambda a=a: ours(s, model, a)) for a in attention}
+  if not args.no_torch:
+    builders[("torch", "sdpa")] = lambda: torch_step(s, model, args.torch_compile)
+  for key, build in builders.items():
+    try:
+      run, memory = build()
+      first_loss = run(1)[1]   # the first step also compiles (torch.compile) and warms up
+      variants[key] = (run, memory(), first_loss)
+    except Exception as e:  # noqa: BLE001 - a variant this machine cannot run: say why, go on
+      failed[key] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+      print(f"{model} {key[0]} ({key[1]}) failed: {failed[key]}", file=sys.stderr, flush=True)
+  seconds = {key: [] for key in variants}
+  for _ in range(args.rounds):
+    for key, (run, _, _) in variants.items():
+      seconds[key].append(run(args.steps)[0])
+  tokens = s["batch"] * s["seq"]
+  base = next((k for k in variants if k[0] == "ours"), None)
+  rows = []
+  for key, (_, memory, first_loss) in variants.items():
+    step_s = statistics.median(seconds[key])
+    flops = tb.model_flops(s, model, mlm_at_chosen=key[0] == "ours")
+    rows.append({
+        "model": model, "framework": key[0], "attention": key[1], "device": device_kind,
+        "batch": s["batch"], "seq": s["seq"], "vocab": s["vocab"], "tokens_per_s": tokens / step_s,
+        "step_ms": 1e3 * step_s, "first_loss": first_loss, "model_flops": flops,
+        "mfu_published": flops / step_s / (peak_tflops * 1e12) if peak_tflops else None,
+        "mfu_measured": flops / step_s / measured, "memory_gib": memory / 2**30 if memory else None,
+        "ours_over_it": step_s / statistics.median(seconds[base]) if base else None})
+  return rows + [{"model": model, "framework": k[0], "attention": k[1], "failed": why}
+                 for k, why in failed.items()]
 
 
 def main():
@@ -150,12 +209,16 @@ def main():
                            "a GPU, xla elsewhere)")
   parser.add_argument("--torch_compile", action="store_true")
   parser.add_argument("--no_torch", action="store_true")
-  parser.add_argument("--json", help="also write the rows here, one JSON object per line")
+  parser.add_argument("--json", help="also write the rows here, one JSON object per line, as "
+                                     "each model is done")
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, one round: seconds")
   args = parser.parse_args()
   import jax
   platform = jax.devices()[0].platform
   device_kind = jax.devices()[0].device_kind
+  if platform == "cpu" and not args.smoke:
+    raise SystemExit("JAX sees no accelerator (platform cpu): GPT-2 sizes would run for hours; "
+                     "check the CUDA plugin, or pass --smoke")
   attention = (args.attention or ("cudnn,xla" if platform == "gpu" else "xla")).split(",")
   if args.smoke:
     args.rounds, args.steps = 1, 1
@@ -170,60 +233,19 @@ def main():
   print(f"device: {device_kind} ({platform}); {', '.join(f'{k} {v}' for k, v in versions.items())}")
   print(f"bf16 peak: published {f'{peak_tflops} TFLOP/s ({peak_name})' if peak_tflops else 'unknown'}"
         f", measured matmul {measured / 1e12:.1f} TFLOP/s", flush=True)
-
-  rows = []
-  for model in args.models.split(","):
-    s = dict(tb.SMOKE if args.smoke else SHAPES[model])
-    variants, failed = {}, {}
-    builders = {("ours", a): (lambda a=a: ours(s, model, a)) for a in attention}
-    if not args.no_torch:
-      builders[("torch", "sdpa")] = lambda: torch_step(s, model, args.torch_compile)
-    for key, build in builders.items():
-      try:
-        run, memory = build()
-        first_loss = run(1)[1]   # the first step also compiles (torch.compile) and warms up
-        variants[key] = (run, memory(), first_loss)
-      except Exception as e:   # a variant this machine cannot run: say why, measure the rest
-        failed[key] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
-        print(f"{model} {key[0]} ({key[1]}) failed: {failed[key]}", file=sys.stderr, flush=True)
-    seconds = {key: [] for key in variants}
-    for _ in range(args.rounds):
-      for key, (run, _, _) in variants.items():
-        seconds[key].append(run(args.steps)[0])
-    tokens, flops = s["batch"] * s["seq"], tb.model_flops(s, model)
-    base = next((k for k in variants if k[0] == "ours"), None)
-    for key, (run, memory, first_loss) in variants.items():
-      step_s = statistics.median(seconds[key])
-      rows.append({
-          "model": model, "framework": key[0], "attention": key[1], "device": device_kind,
-          "batch": s["batch"], "seq": s["seq"], "vocab": s["vocab"], "tokens_per_s": tokens / step_s,
-          "step_ms": 1e3 * step_s, "first_loss": first_loss,
-          "mfu_published": flops / step_s / (peak_tflops * 1e12) if peak_tflops else None,
-          "mfu_measured": flops / step_s / measured, "memory_gib": memory / 2**30 if memory else None,
-          "ours_over_it": (statistics.median(seconds[key]) / statistics.median(seconds[base])
-                           if base else None)})
-    rows += [{"model": model, "framework": k[0], "attention": k[1], "failed": why}
-             for k, why in failed.items()]
-
-  print("\n| model | framework | attention | batch x seq | tokens/s | step ms | MFU (published "
-        "peak) | MFU (measured matmul) | memory GiB | first-step loss | ours / it |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|")
-  pct = lambda x: f"{100 * x:.1f}%" if x is not None else "n/a"
-  for r in rows:
-    if "failed" in r:
-      print(f"| {r['model']} | {r['framework']} | {r['attention']} | failed: {r['failed']} "
-            "| | | | | | | |")
-      continue
-    memory = f"{r['memory_gib']:.1f}" if r["memory_gib"] is not None else "n/a"
-    ratio = f"{r['ours_over_it']:.2f}x" if r["ours_over_it"] is not None else "n/a"
-    print(f"| {r['model']} | {r['framework']} | {r['attention']} | {r['batch']} x {r['seq']} | "
-          f"{r['tokens_per_s']:,.0f} | {r['step_ms']:.1f} | {pct(r['mfu_published'])} | "
-          f"{pct(r['mfu_measured'])} | {memory} | {r['first_loss']:.4f} | {ratio} |", flush=True)
   if args.json:
-    with open(args.json, "w") as f:
-      for r in rows:
-        f.write(json.dumps(dict(r, versions=versions, measured_matmul_flops=measured)) + "\n")
-  if not any("failed" not in r and r["framework"] == "ours" for r in rows):
+    open(args.json, "w").close()
+  ran = False
+  for i, model in enumerate(args.models.split(",")):
+    s = dict(tb.SMOKE if args.smoke else SHAPES[model])
+    rows = measure(model, s, attention, args, device_kind, peak_tflops, measured)
+    report(rows, header=i == 0)
+    if args.json:   # a run cut short keeps what it measured
+      with open(args.json, "a") as f:
+        for r in rows:
+          f.write(json.dumps(dict(r, versions=versions, measured_matmul_flops=measured)) + "\n")
+    ran |= any("failed" not in r and r["framework"] == "ours" for r in rows)
+  if not ran:
     raise SystemExit("no variant of ours ran")
 
 

@@ -13,6 +13,22 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true; } \
   | tee "$out/device.txt"
+# Pre-flight, seconds: the versions that differ from our pins, and whether llm imports at all.
+python3 - <<'PY' 2>&1 | tee "$out/preflight.txt"
+import importlib.metadata as md
+def version(name):
+  try:
+    return md.version(name)
+  except md.PackageNotFoundError:
+    return None
+print({n: version(n) for n in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "protobuf",
+                               "torch", "transformers")})
+try:
+  import llm.train  # noqa: F401
+  print("import llm.train: ok")
+except Exception as e:  # the benchmark's PyTorch rows still run
+  print(f"import llm.train failed: {type(e).__name__}: {e}")
+PY
 # Both models, each alternating ours (cuDNN, XLA attention) and PyTorch; stop short of the
 # call's limit so that whatever was printed comes back.
 timeout "${BUDGET_S:-500}" python3 experiments/benchmarks/accelerator_step.py \

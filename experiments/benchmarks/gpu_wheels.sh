@@ -9,7 +9,9 @@ cd "$(dirname "$0")/../.."
 version=3.12
 [[ "${1:-}" == --python-version=* ]] && { version="${1#*=}"; shift; }
 dir="${1:-.whl}"
-grep -qxF "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)   # a worktree's .git is a file
+mkdir -p "$(dirname "$exclude")"
+grep -qxF "/$dir/" "$exclude" 2>/dev/null || echo "/$dir/" >> "$exclude"
 rm -rf "$dir" && mkdir -p "$dir"
 pip=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$version"
      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64

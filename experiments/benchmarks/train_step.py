@@ -40,12 +40,24 @@ SHAPES = dict(layers=8, embed=512, heads=8, mlp=2048, seq=256, batch=8, vocab=80
 SMOKE = dict(layers=2, embed=64, heads=2, mlp=128, seq=32, batch=2, vocab=512)
 
 
-def model_flops(s, model):
+def model_flops(s, model, mlm_at_chosen=False):
+  """Model FLOPs of one step; `mlm_at_chosen`: BERT's MLM transform and output layer run only at
+  the chosen 15% of positions (ours), not at every one (what this table counts for all three)."""
   d, L = s["embed"], s["layers"]
   matmul_params = L * (4 * d * d + 2 * d * s["mlp"]) + d * s["vocab"]
   if model == "bert":
     matmul_params += d * d + d * d + 2 * d      # MLM transform, pooler, NSP classifier
-  return s["batch"] * s["seq"] * (6 * matmul_params + 12 * L * s["seq"] * d)
+  tokens = s["batch"] * s["seq"]
+  flops = tokens * (6 * matmul_params + 12 * L * s["seq"] * d)
+  if model == "bert" and mlm_at_chosen:
+    unscored = s["batch"] * (s["seq"] - mlm_count(s))
+    flops -= 6 * unscored * (d * s["vocab"] + d * d)
+  return flops
+
+
+def mlm_count(s):
+  """How many positions of a row BERT scores (as bert.mask_tokens: 15%, never [CLS])."""
+  return max(1, round(0.15 * s["seq"]))
 
 
 def batch_arrays(s, model):
@@ -56,7 +68,7 @@ def batch_arrays(s, model):
   if model == "gpt":
     return {"inputs": inputs, "targets": rng.integers(5, s["vocab"], shape).astype(np.int32)}
   # As bert.mask_tokens: a fixed 15% of each row's positions (never the first, [CLS]).
-  count = max(1, round(0.15 * s["seq"]))
+  count = mlm_count(s)
   positions = np.sort(np.stack([1 + rng.permutation(s["seq"] - 1)[:count]
                                 for _ in range(s["batch"])]), axis=1).astype(np.int32)
   chosen = np.zeros(shape, bool)
