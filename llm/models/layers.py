@@ -252,8 +252,9 @@ class Attention(nn.Module):
     else:
       impl = None if cfg.attention_impl == "auto" else cfg.attention_impl
       # cuDNN turns `mask` into an additive bias it cannot skip on; saying the mask is causal as
-      # well lets its kernel leave out the blocks above the diagonal. The result is the same (the
-      # mask already holds the causal part). Not with a cache: there q_len != kv_len.
+      # well lets its kernel leave out the blocks above the diagonal. Every query that sees a key
+      # gets the same result (the mask already holds the causal part); padding queries, which see
+      # none and carry no loss, may get another arbitrary output. Not with a cache: q_len != kv_len.
       is_causal = impl == "cudnn" and self.causal and not self.decode and not cross
       out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, is_causal=is_causal,
                                          implementation=impl)
