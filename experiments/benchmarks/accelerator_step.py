@@ -66,32 +66,18 @@ def torch_step(s, model, compile_=False):
   import transformers
   device = "cuda" if torch.cuda.is_available() else "cpu"
   torch.manual_seed(0)
-  common = dict(vocab_size=s["vocab"], attn_implementation="sdpa")
-  if model == "gpt":
-    net = transformers.GPT2LMHeadModel(transformers.GPT2Config(
-        n_embd=s["embed"], n_layer=s["layers"], n_head=s["heads"], n_inner=s["mlp"],
-        n_positions=s["seq"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0,
-        eos_token_id=0, **common))
-  else:
-    net = transformers.BertForPreTraining(transformers.BertConfig(
-        hidden_size=s["embed"], num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
-        intermediate_size=s["mlp"], max_position_embeddings=s["seq"], hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, **common))
+  quiet = dict(bos_token_id=0, eos_token_id=0) if model == "gpt" else {}   # ids inside vocab
+  torch_class = (transformers.GPT2LMHeadModel if model == "gpt"
+                 else transformers.BertForPreTraining)
+  net = torch_class(tb.hf_config(s, model, attn_implementation="sdpa", **quiet))
   net = net.to(device).train()
   opt = torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1,
                           fused=device == "cuda")
   b = {k: torch.from_numpy(v).long().to(device) for k, v in tb.batch_arrays(s, model).items()
        if k != "mlm_positions"}
-  ce = torch.nn.functional.cross_entropy
   def loss_of(b):
     with torch.autocast(device, dtype=torch.bfloat16):
-      if model == "gpt":
-        logits = net(input_ids=b["inputs"]).logits
-        return ce(logits.float().reshape(-1, logits.shape[-1]), b["targets"].reshape(-1))
-      out = net(input_ids=b["inputs"], token_type_ids=b["token_types"])
-      labels = torch.where(b["targets"] > 0, b["targets"], -100)
-      return (ce(out.prediction_logits.float().reshape(-1, s["vocab"]), labels.reshape(-1))
-              + ce(out.seq_relationship_logits.float(), b["nsp_labels"]))
+      return tb.torch_loss(net, b, model)
   loss_of = torch.compile(loss_of) if compile_ else loss_of
   def one():
     opt.zero_grad(set_to_none=True)

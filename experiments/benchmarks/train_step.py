@@ -122,23 +122,43 @@ def ours(s, model):
   return run
 
 
+def hf_config(s, model, **extra):
+  """transformers' GPT2Config / BertConfig for shapes `s`, dropout off; `extra`: more fields."""
+  import transformers
+  if model == "gpt":
+    return transformers.GPT2Config(n_embd=s["embed"], n_layer=s["layers"], n_head=s["heads"],
+                                   n_inner=s["mlp"], n_positions=s["seq"], vocab_size=s["vocab"],
+                                   resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **extra)
+  return transformers.BertConfig(hidden_size=s["embed"], num_hidden_layers=s["layers"],
+                                 num_attention_heads=s["heads"], intermediate_size=s["mlp"],
+                                 max_position_embeddings=s["seq"], vocab_size=s["vocab"],
+                                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                 **extra)
+
+
+def torch_loss(net, b, model):
+  """The loss of PyTorch batch `b` (logits taken in f32): mean LM loss, or MLM + NSP."""
+  import torch
+  ce = torch.nn.functional.cross_entropy
+  if model == "gpt":
+    logits = net(input_ids=b["inputs"]).logits
+    return ce(logits.float().reshape(-1, logits.shape[-1]), b["targets"].reshape(-1))
+  out = net(input_ids=b["inputs"], token_type_ids=b["token_types"])
+  labels = torch.where(b["targets"] > 0, b["targets"], -100)
+  logits = out.prediction_logits.float()
+  return (ce(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+          + ce(out.seq_relationship_logits.float(), b["nsp_labels"]))
+
+
 def hf_flax(s, model):
   import jax
   import jax.numpy as jnp
   import optax
   import transformers
   assert transformers.__version__.startswith("4.57"), transformers.__version__
-  if model == "gpt":
-    config = transformers.GPT2Config(n_embd=s["embed"], n_layer=s["layers"], n_head=s["heads"],
-                                     n_inner=s["mlp"], n_positions=s["seq"], vocab_size=s["vocab"],
-                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    net = transformers.FlaxGPT2LMHeadModel(config, input_shape=(1, s["seq"]), seed=0)
-  else:
-    config = transformers.BertConfig(hidden_size=s["embed"], num_hidden_layers=s["layers"],
-                                     num_attention_heads=s["heads"], intermediate_size=s["mlp"],
-                                     max_position_embeddings=s["seq"], vocab_size=s["vocab"],
-                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    net = transformers.FlaxBertForPreTraining(config, input_shape=(1, s["seq"]), seed=0)
+  flax_class = (transformers.FlaxGPT2LMHeadModel if model == "gpt"
+                else transformers.FlaxBertForPreTraining)
+  net = flax_class(hf_config(s, model), input_shape=(1, s["seq"]), seed=0)
   tx = optax.chain(optax.clip_by_global_norm(1.0),
                    optax.adamw(1e-4, b1=0.9, b2=0.95, weight_decay=0.1))
   params = net.params
@@ -175,32 +195,16 @@ def torch_eager(s, model):
   import transformers
   torch.set_num_threads(os.cpu_count())
   torch.manual_seed(0)
-  if model == "gpt":
-    config = transformers.GPT2Config(n_embd=s["embed"], n_layer=s["layers"], n_head=s["heads"],
-                                     n_inner=s["mlp"], n_positions=s["seq"], vocab_size=s["vocab"],
-                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    net = transformers.GPT2LMHeadModel(config)
-  else:
-    config = transformers.BertConfig(hidden_size=s["embed"], num_hidden_layers=s["layers"],
-                                     num_attention_heads=s["heads"], intermediate_size=s["mlp"],
-                                     max_position_embeddings=s["seq"], vocab_size=s["vocab"],
-                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    net = transformers.BertForPreTraining(config)
+  torch_class = (transformers.GPT2LMHeadModel if model == "gpt"
+                 else transformers.BertForPreTraining)
+  net = torch_class(hf_config(s, model))
   net.train()
   opt = torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
   b = {k: torch.from_numpy(v).long() for k, v in batch_arrays(s, model).items()
        if k != "mlm_positions"}
-  ce = torch.nn.functional.cross_entropy
   def run():
     opt.zero_grad(set_to_none=True)
-    if model == "gpt":
-      logits = net(input_ids=b["inputs"]).logits
-      loss = ce(logits.reshape(-1, logits.shape[-1]), b["targets"].reshape(-1))
-    else:
-      out = net(input_ids=b["inputs"], token_type_ids=b["token_types"])
-      labels = torch.where(b["targets"] > 0, b["targets"], -100)
-      loss = (ce(out.prediction_logits.reshape(-1, s["vocab"]), labels.reshape(-1))
-              + ce(out.seq_relationship_logits, b["nsp_labels"]))
+    loss = torch_loss(net, b, model)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
     opt.step()
