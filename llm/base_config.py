@@ -45,6 +45,10 @@ def base_config():
   c.seed = 0
   c.total_steps = 1000
   c.batch_size = 32               # global, over all processes and devices
+  # The global batch is built from this many independent streams of the training documents,
+  # side by side; each process builds only those holding rows its devices take. 1 = every
+  # process builds the whole batch. On many hosts, a multiple of the process count.
+  c.input_shards = 1
   c.log_every = 50
   c.eval_every = 500
   c.eval_batches = -1             # -1 = the whole validation split

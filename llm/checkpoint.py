@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from llm import parallel
+from llm.data import pipeline
 from llm.base_config import from_saved
 
 # Model settings that change which parameters exist or their shapes: a checkpoint only restores
@@ -36,9 +37,9 @@ SHAPE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_he
 
 # Settings that change the data stream or how it is optimised: a resume must keep them (unless
 # allow_changed_config). total_steps may grow, learning rates and the mesh may change.
-STREAM_KEYS = ("objective", "corpus", "data_files", "seed", "batch_size", "seq_len", "vocab_size",
-               "extra_ids", "tokenizer", "nsp", "masking", "mask_prob", "span_corruption", "qa",
-               "cloze", "optimizer.grad_accum_steps")
+STREAM_KEYS = ("objective", "corpus", "data_files", "seed", "batch_size", "input_shards", "seq_len",
+               "vocab_size", "extra_ids", "tokenizer", "nsp", "masking", "mask_prob",
+               "span_corruption", "qa", "cloze", "optimizer.grad_accum_steps")
 
 
 def _flat(node, prefix=""):
@@ -420,17 +421,39 @@ def after_failed_read(error, step_dir):
       f"cannot read, or move the step aside to resume from the one before, then rerun")
 
 
-def _data_position(step_dir):
-  """The file of the data iterator's state in `step_dir`: this process's, or when another number
-  of processes saved the step, any one of theirs (every process saves the same global stream
-  position, see pipeline.train_iterator)."""
+def _set_data_position(data_iterator, step_dir):
+  """Sets the data iterator's position from `step_dir`: from this process's own file when it
+  holds every input shard this process builds (the same processes and mesh as the saving run),
+  else from every process's file merged (pipeline.merge_states: each holds the shards that
+  process built). An Unreadable error naming the file that is unreadable, not JSON or not this
+  pipeline's state."""
   data_dir = step_dir / "data"
   mine = data_dir / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-  saved = [mine] if mine.exists() else sorted(data_dir.glob("process_*-of-*.json"))
+  saved = sorted(data_dir.glob("process_*-of-*.json"))
   if not saved:
     raise ValueError(f"checkpoint {step_dir} holds no data position (data/process_*.json); it "
                      f"cannot resume training")
-  return saved[0]
+  def read(path):
+    try:
+      return json.loads(path.read_text())
+    except Exception as e:  # noqa: BLE001 - unreadable or not JSON
+      raise _unreadable(step_dir, f"{path.relative_to(step_dir)} is unreadable "
+                                  f"({_described(e, 120)})") from None
+  try:
+    if mine in saved:
+      try:
+        data_iterator.set_state(pipeline.merge_states([read(mine)]))
+        return None
+      except pipeline.MissingShard:
+        pass   # saved by other processes or another mesh: the others' files hold the rest
+    data_iterator.set_state(pipeline.merge_states([read(p) for p in saved]))
+    return None
+  except Unreadable as e:
+    return e
+  except Exception as e:  # noqa: BLE001 - not this pipeline's state
+    where = mine if mine in saved else data_dir
+    return _unreadable(step_dir, f"{where.relative_to(step_dir)} is unreadable "
+                                 f"({_described(e, 120)})")
 
 
 def move_aside(manager, step):
@@ -496,12 +519,9 @@ def restore(manager, step, abstract_state, data_iterator=None):
   step_dir = manager.directory / str(step)
   error = None
   if data_iterator is not None:
-    path = _data_position(step_dir)   # the same verdict on every process (a shared directory)
-    try:   # set now, before any collective: a later, older step sets it again
-      data_iterator.set_state(json.loads(path.read_text()))
-    except Exception as e:  # noqa: BLE001 - unreadable, not JSON, or not this pipeline's state
-      error = _unreadable(step_dir, f"{path.relative_to(step_dir)} is unreadable "
-                                    f"({_described(e, 120)})")
+    # Set now, before any collective (a later, older step sets it again); every process's
+    # verdict is shared below.
+    error = _set_data_position(data_iterator, step_dir)
   error = everywhere(error, step_dir)
   if error:
     raise error

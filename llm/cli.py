@@ -76,6 +76,10 @@ def check_config(config, num_devices):
   if config.batch_size % (ways * accum):
     raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"
                      f" shards x {accum} accumulation steps = {ways * accum}")
+  shards = config.input_shards
+  if shards < 1 or config.batch_size % shards:
+    raise ValueError(f"input_shards={shards} must be >= 1 and divide batch_size="
+                     f"{config.batch_size} (each input shard fills an equal part of the batch)")
   for key in ("log_every", "eval_every", "checkpoint_every"):
     if config[key] < 0:
       raise ValueError(f"{key}={config[key]} must be >= 0 (0 = only at the end)")

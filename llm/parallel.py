@@ -166,6 +166,12 @@ def batch_sharding(mesh, rules, ndim=2):
   return NamedSharding(mesh, PartitionSpec(*spec[:ndim]))
 
 
+def process_rows(mesh, rules, batch_size):
+  """The rows of a global batch of `batch_size` that this process's devices hold."""
+  index_of = batch_sharding(mesh, rules, 1).addressable_devices_indices_map((batch_size,))
+  return sorted({row for index in index_of.values() for row in range(batch_size)[index[0]]})
+
+
 def data_parallel_size(mesh_sizes, rules):
   """How many ways the batch dimension is split; mesh_sizes maps axis name -> size (a
   Mesh.shape, or mesh_shape()'s result before any mesh exists)."""

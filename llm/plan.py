@@ -67,7 +67,7 @@ def abstract_batch(config, task):
     config.vocab_size = base_config().vocab_size
   builder = pipeline.prepare_corpus(config)
   tok = pipeline.load_tokenizer(config, builder)
-  docs = pipeline.documents(builder, "train", 0, 1)
+  docs = pipeline.documents(builder, "train")
   row = next(iter(task.rows(docs, docs, config, tok, train=True)))
   return {k: jax.ShapeDtypeStruct((config.batch_size, *np.shape(v)), np.asarray(v).dtype)
           for k, v in row.items()}

@@ -66,7 +66,8 @@ def make_train_step(model, task, optimizer, schedule, config):
                      params=keep_finite(optax.apply_updates(state["params"], updates),
                                         state["params"]))
     sums = jax.tree.map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), sums)
-    stats = {"grad_norm": grad_norm, "learning_rate": schedule(state["step"]), "finite": finite}
+    stats = {"grad_norm": grad_norm, "learning_rate": schedule(state["step"]), "finite": finite,
+             "tokens": jnp.sum(batch["segment_ids"] > 0)}
     return new_state, stats, sums
 
   return train_step
@@ -246,7 +247,12 @@ def _train(config, workdir):
   task = tasks.get_task(config.objective)
   builder = pipeline.prepare_corpus(config)
   tok = pipeline.load_tokenizer(config, builder)
-  train_iter = pipeline.train_iterator(config, task, tok, builder)
+  rows = parallel.process_rows(mesh, rules, config.batch_size)
+  train_iter = pipeline.train_iterator(config, task, tok, builder, rows)
+  if jax.process_count() > 1 and config.input_shards < jax.process_count():
+    metrics.log(f"note: input_shards={config.input_shards}, so each of the "
+                f"{jax.process_count()} processes builds more of every batch than it trains on; "
+                f"a multiple of the process count builds only its own rows (a new run)")
   eval_batches = pipeline.eval_batches(config, task, tok, builder)
 
   model = build_model(config, task.heads(config))
@@ -284,7 +290,7 @@ def _train(config, workdir):
 
   bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
                   or jax.process_index() != 0, dynamic_ncols=True)
-  tokens, train_sums, tick = 0, {}, time.perf_counter()
+  token_counts, train_sums, tick = [], {}, time.perf_counter()
   result = None
   unchecked, skipped = [], []   # (step, device-side "finite" flag) not yet read; skipped steps
 
@@ -316,8 +322,8 @@ def _train(config, workdir):
   try:
     for step in range(start + 1, config.total_steps + 1):
       batch = next(train_iter)
-      tokens += int(np.sum(batch["segment_ids"] > 0))
       state, stats, sums = train_step(state, put_batch(batch, mesh, rules))
+      token_counts.append(stats["tokens"])   # on the device: this process may build only its rows
       unchecked.append((step, stats["finite"]))
       checkpoint.check_saving(manager)   # a failed save stops the run at once
       for k, v in sums.items():
@@ -335,6 +341,7 @@ def _train(config, workdir):
       if logging_now:
         stats = jax.device_get(stats)
         elapsed = time.perf_counter() - tick
+        tokens = int(np.sum(jax.device_get(token_counts)))
         record.update({f"train/{k}": v for k, v in task.summarize(
             jax.device_get(train_sums)).items()})
         # Loss/perplexity/accuracy average the whole interval; norm and rate are this step's.
@@ -346,7 +353,7 @@ def _train(config, workdir):
         bar.set_postfix(loss=f"{record['train/loss']:.3f}")
         metrics.log(f"step {step}: loss {record['train/loss']:.4f}, "
                     f"{tokens / elapsed:,.0f} tokens/s")
-        tokens, train_sums = 0, {}
+        token_counts, train_sums = [], {}
       if (config.eval_every and step % config.eval_every == 0) or last:
         result = run_eval()
         record.update({f"eval/{k}": v for k, v in result.items()})

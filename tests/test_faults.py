@@ -71,6 +71,8 @@ BAD_VALUES = [
     ({"optimizer.learning_rate": -1e-3}, "optimizer.learning_rate=-0.001 must be a positive"),
     ({"eval_batches": 0}, "eval_batches=0 must be -1 (the whole validation split) or a positive"),
     ({"on_nonfinite": "ignore"}, "on_nonfinite='ignore' must be one of ['stop', 'skip']"),
+    ({"input_shards": 3}, "input_shards=3 must be >= 1 and divide batch_size=16"),
+    ({"input_shards": 0}, "input_shards=0 must be >= 1 and divide batch_size=16"),
 ]
 
 
@@ -211,16 +213,20 @@ def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path, capsys):
   assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
 
 
-def test_resuming_with_other_data_or_optimisation_settings_is_refused_unless_allowed(tmp_path):
+def test_resuming_with_other_data_or_optimisation_settings_is_refused_unless_allowed(tmp_path,
+                                                                                   capsys):
   train_and_evaluate(tiny_config(total_steps=2), tmp_path)
   first = (tmp_path / "config.json").read_text()
-  changed = dict(total_steps=4, batch_size=32, seed=1, **{"optimizer.grad_accum_steps": 2})
-  with pytest.raises(ValueError, match=r"checkpoint vs now: batch_size 16 vs 32; "
-                                       r"optimizer.grad_accum_steps 1 vs 2; seed 0 vs 1\)"):
+  changed = dict(total_steps=4, batch_size=32, seed=1, input_shards=2,
+                 **{"optimizer.grad_accum_steps": 2})
+  with pytest.raises(ValueError, match=r"checkpoint vs now: batch_size 16 vs 32; input_shards 1 "
+                                       r"vs 2; optimizer.grad_accum_steps 1 vs 2; seed 0 vs 1\)"):
     train_and_evaluate(tiny_config(**changed), tmp_path)
   assert saved_steps(tmp_path) == [2]
   train_and_evaluate(tiny_config(allow_changed_config=True, **changed), tmp_path)
   assert saved_steps(tmp_path) == [2, 4]
+  assert ("warning: the data position was saved for input_shards=1, not 2: the input streams "
+          "start from their beginnings") in capsys.readouterr().out
   assert (tmp_path / "config.json").read_text() == first   # the first run's, kept
   assert json.loads((tmp_path / "config.resume-2.json").read_text())["batch_size"] == 32
 

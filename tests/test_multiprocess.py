@@ -54,9 +54,11 @@ ARGS = tiny_overrides(total_steps=4, checkpoint_every=2, eval_batches=1)
 
 
 def test_two_processes_train_and_resume_like_one(tmp_path):
-  """GPT: 2 processes x 4 devices give the losses of 1 process x 8 devices, a checkpoint of
-  either resumes exactly in the other, and both agree to skip a corrupt one."""
-  config = "configs/gpt_tiny.py"
+  """GPT, 2 input shards: 2 processes x 4 devices, each building only its shard of the batch,
+  give the losses of 1 process x 8 devices building both, a checkpoint of either resumes
+  exactly in the other (each process saved its shard's position), and both agree to skip a
+  corrupt one."""
+  config, ARGS = "configs/gpt_tiny.py", (*globals()["ARGS"], "--config.input_shards=2")
   one = run_cli("train", config, tmp_path / "one", *ARGS)
   assert one.returncode == 0, one.stderr[-3000:]
   expected = losses(tmp_path / "one")
@@ -82,9 +84,11 @@ def test_two_processes_train_and_resume_like_one(tmp_path):
 
 
 def test_two_processes_train_bert_like_one(tmp_path):
-  """BERT (MLM + NSP, dynamic masks): the masks, and so the losses, do not depend on the
-  number of processes."""
-  config, args = "configs/bert_tiny.py", tiny_overrides(total_steps=3, eval_batches=1)
+  """BERT (MLM + NSP, dynamic masks, 4 input shards): the masks, and so the losses, do not
+  depend on the number of processes; each process builds and saves only its two shards."""
+  config = "configs/bert_tiny.py"
+  args = (*tiny_overrides(total_steps=3, eval_batches=1), "--config.input_shards=4",
+          "--config.masking=dynamic")
   one = run_cli("train", config, tmp_path / "one", *args)
   assert one.returncode == 0, one.stderr[-3000:]
   # Through the launcher, as a user would start it.
@@ -97,6 +101,9 @@ def test_two_processes_train_bert_like_one(tmp_path):
   expected, got = losses(tmp_path / "one"), losses(tmp_path / "two")
   assert sorted(got) == sorted(expected) == [1, 2, 3]
   np.testing.assert_allclose([got[s] for s in got], [expected[s] for s in got], rtol=2e-6)
+  data = tmp_path / "two" / "checkpoints" / "3" / "data"
+  assert [sorted(json.loads((data / f"process_{i}-of-2.json").read_text())["shards"])
+          for i in (0, 1)] == [["0", "1"], ["2", "3"]]
 
 
 def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):

@@ -127,7 +127,7 @@ def test_eval_batches_cover_every_row_once(corpus):
   config = load_config("gpt_tiny", seq_len=64, batch_size=8)
   batches = pipeline.eval_batches(config, tasks.get_task(config.objective), tok,
                                   builder)
-  docs = pipeline.documents(builder, "validation", 0, 1)
+  docs = pipeline.documents(builder, "validation")
   rows = list(tasks.get_task("causal_lm").rows(docs, docs, config, tok, False))
   stacked = np.concatenate([b["inputs"] for b in batches])
   assert len(stacked) == len(batches) * 8 >= len(rows) > len(stacked) - 8
@@ -135,8 +135,76 @@ def test_eval_batches_cover_every_row_once(corpus):
   assert (stacked[len(rows):] == 0).all()   # padding rows carry no tokens and no targets
 
 
-def test_each_process_reads_its_own_documents(corpus):
+def test_input_shards_split_the_documents_and_reorder_each_epoch(corpus):
   builder, _ = corpus
-  shares = [[i for i, _ in pipeline.documents(builder, "train", p, 2)] for p in range(2)]
-  assert not set(shares[0]) & set(shares[1])
-  assert sorted(shares[0] + shares[1]) == list(range(len(builder.as_data_source("train"))))
+  config = load_config("gpt_tiny", input_shards=3)
+  docs = pipeline.documents(builder, "train")
+  seen = []
+  for shard in range(3):
+    mine, stream = pipeline.shard_stream(docs, config, shard)
+    n = len(mine)
+    order = [stream[i][0] for i in range(2 * n)]
+    assert sorted(order[:n]) == sorted(order[n:]) == [mine[i][0] for i in range(n)]
+    assert order[:n] != order[n:]   # a fresh order each epoch
+    seen += order[:n]
+  assert sorted(seen) == list(range(len(docs)))   # every document in exactly one shard
+
+
+@pytest.mark.parametrize("arg", ["variant=bert", "variant=roberta"])
+def test_a_process_builds_only_its_input_shards(corpus, arg):
+  """Processes holding input shards {0, 2} and {1, 3} of 4 build exactly those rows of the
+  global batches a process building all four makes (the others are zeros); their saved
+  positions, merged, resume a process that builds all four where the full one goes on."""
+  builder, tok = corpus
+  config = load_config("bert_tiny", arg, seq_len=64, batch_size=8, input_shards=4)
+  task = tasks.get_task(config.objective)
+  full = pipeline.train_iterator(config, task, tok, builder)
+  halves = [pipeline.train_iterator(config, task, tok, builder, rows=rows)
+            for rows in ([0, 1, 4, 5], [2, 3, 6, 7])]
+  for _ in range(3):
+    whole, parts = next(full), [next(h) for h in halves]
+    for part, (mine, other) in zip(parts, [([0, 1, 4, 5], [2, 3, 6, 7]),
+                                          ([2, 3, 6, 7], [0, 1, 4, 5])]):
+      for k in whole:
+        np.testing.assert_array_equal(part[k][mine], whole[k][mine])
+        assert not part[k][other].any()
+  states = [h.get_state() for h in halves]
+  assert [sorted(s["shards"]) for s in states] == [["0", "2"], ["1", "3"]]
+  resumed = pipeline.train_iterator(config, task, tok, builder)
+  resumed.set_state(pipeline.merge_states(states))
+  assert_batches_equal(take(resumed, 2), take(full, 2))
+  with pytest.raises(pipeline.MissingShard, match="input shard 1 of 4"):
+    pipeline.train_iterator(config, task, tok, builder).set_state(states[0])
+
+
+def test_dynamic_masks_differ_between_input_shards(corpus):
+  """The same documents in two input shards get other dynamic masks (a mask is seeded by the
+  row's place in all shards' streams, not in its own only), and the same static ones."""
+  _, tok = corpus
+  texts = [f"Sentence number {d} of document {d} is here. It has a second part {d}."
+           for d in range(8)]
+  docs = grain.MapDataset.source([(i, {"text": t}) for i, t in enumerate(texts)])
+  for masking, same in (("static", True), ("dynamic", False)):
+    config = load_config("bert_tiny", "variant=roberta", masking=masking, seq_len=32,
+                         input_shards=2)
+    rows = [list(tasks.get_task("masked_lm").rows(docs, docs, config, tok, True, shard=shard))
+            for shard in (0, 1)]
+    equal = all(np.array_equal(a["inputs"], b["inputs"]) for a, b in zip(*rows))
+    assert equal == same, masking
+
+
+@pytest.mark.parametrize("masking", ["static", "dynamic"])
+def test_bert_rows_repeat_each_epoch_only_with_static_masking(corpus, masking):
+  """Through the real training stream (shuffled, repeated): with static masking the second
+  epoch holds exactly the first one's NSP rows and masks, in another order; with dynamic
+  masking, other masks."""
+  builder, tok = corpus
+  config = load_config("bert_tiny", "variant=bert", masking=masking, seq_len=64,
+                       input_shards=40)
+  mine, stream = pipeline.shard_stream(pipeline.documents(builder, "train"), config, 1)
+  task = tasks.get_task("masked_lm")
+  per_epoch = len(list(task.rows(mine, mine, config, tok, True, shard=1)))
+  rows = iter(task.rows(stream, mine, config, tok, True, shard=1))
+  epochs = [sorted(r["inputs"].tobytes() + r["nsp_labels"].tobytes() for r in take(rows, per_epoch))
+            for _ in range(2)]
+  assert (epochs[0] == epochs[1]) == (masking == "static")

@@ -49,7 +49,7 @@ def test_rows_score_exactly_the_target(corpus, family):
   config.seq_len, config.seq2seq.target_len = 128, 32
   if family == "decoder":
     config.seq2seq.template = "Summarize the {aspect}.\n{source}\nSummary:"
-  docs = pipeline.documents(builder, "validation", 0, 1)
+  docs = pipeline.documents(builder, "validation")
   examples = [docs[i][1] for i in range(len(docs))]
   rows = list(seq2seq.rows(docs, docs, config, tok, train=False))
   seen = []

@@ -8,6 +8,9 @@
    returns while Orbax writes in the background) against a synchronous one (save + wait until
    committed, SHA256SUMS included), for a state of ~48 M parameters + Adam (~0.6 GB).
    Target: blocked <= 10% of the synchronous save.
+3. Input shards: the time one process spends building a global batch of bert_tiny (NSP pairs and
+   masks) when it builds all `input_shards`=8 streams (1 process) against only the one its
+   devices hold rows of (each of 8 processes). Expected: ~1/8 of the time.
 --smoke: tiny sizes and one repeat, seconds long (run by the tests so the script keeps working).
 """
 import argparse
@@ -76,6 +79,25 @@ def pipeline_vs_step(name, batches, steps, smoke):
   return config, pipe_rows, step_rows
 
 
+def shard_building(batches, smoke, shards=8):
+  """(config, ms a process takes per global batch building every input shard, the same
+  building only the first: the share of one of `shards` processes)."""
+  config = load_config("bert_tiny", input_shards=shards,
+                       **({**SMOKE, "batch_size": shards} if smoke else {"batch_size": 128}))
+  task = tasks.get_task(config.objective)
+  builder = pipeline.prepare_corpus(config)
+  tok = pipeline.load_tokenizer(config, builder)
+  ms = {}
+  for name, rows in (("all", None), ("one", range(config.batch_size // shards))):
+    it = pipeline.train_iterator(config, task, tok, builder, rows)
+    next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+      next(it)
+    ms[name] = (time.perf_counter() - start) / batches * 1e3
+  return config, ms["all"], ms["one"]
+
+
 def save_blocking(size, repeats):
   """(seconds an async save blocks, seconds a synchronous save takes, state bytes)."""
   layers, width = size
@@ -114,6 +136,14 @@ def main():
     config, pipe, step = pipeline_vs_step(name, batches, steps, args.smoke)
     print(f"| {name} | {config.batch_size} x {config.seq_len} | {pipe:,.0f} | {step:,.1f} | "
           f"{pipe / step:,.1f}x |", flush=True)
+
+  config, every, one = shard_building(batches, args.smoke)
+  print()
+  print("| config | batch x seq | input shards | building all, ms/batch | building one, ms/batch "
+        "| one / all |")
+  print("|---|---|---|---|---|---|")
+  print(f"| bert_tiny | {config.batch_size} x {config.seq_len} | {config.input_shards} | "
+        f"{every:,.1f} | {one:,.1f} | {one / every:.1%} |", flush=True)
 
   blocked, sync, nbytes = save_blocking(size, repeats)
   print()

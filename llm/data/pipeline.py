@@ -3,8 +3,8 @@
 Training data is a grain pipeline over a TFDS `array_record` data source. Every random choice is
 seeded by (config.seed, epoch, document index), and the grain iterator's state (a few integers)
 is saved in each checkpoint, so a resumed run sees exactly the batches an uninterrupted one would.
-Every process reads the same global batches and puts on its devices the rows they hold, so runs
-give the same losses on any number of processes. Shared row tools
+The global batch is `config.input_shards` streams side by side, each a process builds only if
+its devices hold rows of it, so runs give the same losses on any number of processes. Shared row tools
 (packing, flattening, padded BERT rows) live here; what a row holds is the task's business.
 """
 import contextlib
@@ -212,13 +212,17 @@ def decode_example(example):
   return out
 
 
-def documents(builder, split, process_index, process_count):
-  """(doc_index, example) pairs of this process's share of a split, as a random-access dataset.
+def documents(builder, split):
+  """(doc_index, example) pairs of a split, as a random-access dataset.
 
-  Text features are decoded to str; everything else is as TFDS stores it."""
+  Text features are decoded to str; everything else is as TFDS stores it. The index is the
+  document's own in every epoch: grain hands a repeated dataset's map the index counted over
+  all epochs (i + epoch x length), which seeded static masks and NSP pairs differently in each
+  epoch and let NSP draw a document's own sentences as its random partner."""
   source = builder.as_data_source(split)
-  docs = grain.MapDataset.source(source).map_with_index(lambda i, ex: (i, decode_example(ex)))
-  return docs[process_index::process_count]
+  num_docs = len(source)
+  return grain.MapDataset.source(source).map_with_index(
+      lambda i, ex: (i % num_docs, decode_example(ex)))
 
 
 def pack(dataset, seq_len, keys=("inputs", "targets")):
@@ -275,27 +279,117 @@ def encode_single(tok, text, seq_len):
   return padded_row([tok.cls_id] + tok.encode(text)[:seq_len - 2] + [tok.sep_id], seq_len)
 
 
-def train_iterator(config, task, tok, builder):
+def train_iterator(config, task, tok, builder, rows=None):
   """An endless, checkpointable iterator of global numpy batches of `task`'s rows.
 
-  Every process reads the same stream of global batches and puts on its devices the rows their
-  shards hold (train.put_batch), so the global batch, every random choice in it (MLM masks,
-  spans), the losses and the saved position are the same whatever the number of processes and
-  however the mesh spreads over them: a run resumes exactly on another process count. The price
-  is that each process tokenizes the whole batch, cheap next to a step at these batch sizes.
+  The batch is config.input_shards streams side by side: shard s reads the documents s, s + S,
+  s + 2S, ... (S shards) in an order of its own, a fresh one each epoch, and fills the rows
+  [s B/S, (s + 1) B/S) of every batch of B rows. Only the shards holding one of `rows` (the
+  global batch rows this process's devices hold; default all) are built; the other rows are
+  zeros, which train.put_batch never reads. The global batch, every random choice in it (MLM
+  masks, spans, NSP partners), the losses and the saved position (each shard's) are the same
+  whatever the number of processes and however the mesh spreads over them, so a run resumes
+  exactly on another process count. With one shard every process builds the whole batch.
   """
-  docs = documents(builder, "train", 0, 1)
-  stream = docs.shuffle(seed=config.seed).repeat(None)   # a fresh order each epoch
-  rows = task.rows(stream, docs, config, tok, train=True)
-  batches = rows.batch(config.batch_size, drop_remainder=True)
+  docs = documents(builder, "train")
+  if len(docs) < config.input_shards:
+    raise ValueError(f"input_shards={config.input_shards} is more than the {len(docs)} training "
+                     f"documents; use at most {len(docs)}")
+  per_shard = config.batch_size // config.input_shards
+  wanted = range(config.input_shards) if rows is None else sorted({r // per_shard for r in rows})
+  shards = {}
+  for shard in wanted:
+    mine, stream = shard_stream(docs, config, shard)
+    shards[shard] = task.rows(stream, mine, config, tok, train=True, shard=shard).batch(
+        per_shard, drop_remainder=True)
+  batches = _SideBySide(shards, config.input_shards, config.batch_size)
   return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
+
+
+def shard_stream(docs, config, shard):
+  """(the input shard's documents, the endless stream of them it reads: a fresh order each
+  epoch). The first shard's order is seeded by config.seed alone, so a run of one shard reads
+  the documents as runs did before input shards existed; the others' by (seed, shard)."""
+  mine = docs[shard::config.input_shards]
+  seed = config.seed
+  if shard:
+    seed = int(np.random.SeedSequence([seed, shard]).generate_state(1)[0] >> 1)
+  return mine, mine.shuffle(seed=seed).repeat(None)
+
+
+class _SideBySide(grain.IterDataset):
+  """Batches of some of `num_shards` input shards ({shard: dataset of batches}) -> global
+  batches of `batch_size` rows, each shard's in its own place."""
+
+  def __init__(self, shards, num_shards, batch_size):
+    super().__init__(list(shards.values()))
+    self._shards, self._num_shards, self._batch_size = shards, num_shards, batch_size
+
+  def __iter__(self):
+    return _SideBySideIterator({s: iter(d) for s, d in self._shards.items()}, self._num_shards,
+                               self._batch_size)
+
+
+class _SideBySideIterator(grain.DatasetIterator):
+  def __init__(self, shards, num_shards, batch_size):
+    super().__init__(list(shards.values()))
+    self._shards, self._num_shards, self._batch_size = shards, num_shards, batch_size
+
+  def __next__(self):
+    parts = {s: next(it) for s, it in self._shards.items()}
+    rows = self._batch_size // self._num_shards
+    first = next(iter(parts.values()))
+    if len(parts) == self._num_shards:   # the whole batch: no zeros to fill
+      return {k: np.concatenate([parts[s][k] for s in sorted(parts)]) for k in first}
+    batch = {k: np.zeros((self._batch_size,) + v.shape[1:], v.dtype) for k, v in first.items()}
+    for s, part in parts.items():
+      for k, v in part.items():
+        batch[k][s * rows:(s + 1) * rows] = v
+    return batch
+
+  def get_state(self):
+    return {"input_shards": self._num_shards,
+            "shards": {str(s): it.get_state() for s, it in self._shards.items()}}
+
+  def set_state(self, state):
+    """Sets each built shard's position from a saved state (or several processes' states
+    merged: see merge_states); a state saved before input shards existed is shard 0 of 1."""
+    if "shards" not in state:
+      state = {"input_shards": 1, "shards": {"0": state}}
+    if state["input_shards"] != self._num_shards:   # only with allow_changed_config
+      metrics.log(f"warning: the data position was saved for input_shards="
+                  f"{state['input_shards']}, not {self._num_shards}: the input streams start "
+                  f"from their beginnings")
+      return
+    missing = [s for s in self._shards if str(s) not in state["shards"]]
+    if missing:
+      raise MissingShard(f"it holds no data position for input shard {missing[0]} of "
+                         f"{self._num_shards}")
+    for s, it in self._shards.items():
+      it.set_state(state["shards"][str(s)])
+
+
+class MissingShard(ValueError):
+  """A saved data position lacks an input shard this process builds."""
+
+
+def merge_states(states):
+  """The data positions saved by every process of a run -> one state holding every shard any
+  of them built (processes that built the same shard saved the same position for it)."""
+  merged = {"input_shards": 1, "shards": {}}
+  for state in states:
+    if "shards" not in state:
+      state = {"input_shards": 1, "shards": {"0": state}}
+    merged["input_shards"] = state["input_shards"]
+    merged["shards"].update(state["shards"])
+  return merged
 
 
 def eval_batches(config, task, tok, builder, split="validation"):
   """The validation split's global batches: every row once, the last batch padded with empty
   rows; every process holds them all (the jitted eval step is collective). A batch is the
   training step's micro-batch (batch_size / optimizer.grad_accum_steps): what fits in memory."""
-  docs = documents(builder, split, 0, 1)
+  docs = documents(builder, split)
   rows = list(task.rows(docs, docs, config, tok, train=False))
   batch = config.batch_size // config.optimizer.grad_accum_steps
   num_batches = -(-len(rows) // batch)

@@ -17,7 +17,8 @@ class Task:
   name: str
   families: tuple[str, ...]            # model families the task fits
   heads: Callable                      # config -> names of the heads it reads (models/heads.py)
-  rows: Callable                       # (docs, all_docs, config, tok, train) -> grain dataset
+  # (docs, all_docs, config, tok, train, shard) -> grain dataset; shard: the input shard built
+  rows: Callable
   normalizers: Callable                # batch -> loss denominators over the whole batch
   loss_fn: Callable                    # (outputs, batch, norms) -> (loss, metric sums)
   summarize: Callable                  # summed metric sums -> {metric: float}

@@ -13,9 +13,9 @@ from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
 
 
-def rows(docs, all_docs, config, tok, train):
+def rows(docs, all_docs, config, tok, train, shard=0):
   """One padded [CLS] text [SEP] row per example, with its integer label."""
-  del all_docs, train
+  del all_docs, train, shard
   def example(item):
     row = pipeline.encode_single(tok, item[1]["text"], config.seq_len)
     row["labels"] = np.int32(item[1]["label"])

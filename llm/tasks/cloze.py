@@ -62,9 +62,9 @@ def verbalizer_ids(config, tok, names):
   return np.asarray(ids, np.int32)
 
 
-def rows(docs, all_docs, config, tok, train):
+def rows(docs, all_docs, config, tok, train, shard=0):
   """One padded template row per example, with its [MASK] position, label and label words."""
-  del all_docs, train
+  del all_docs, train, shard
   template = config.cloze.template
   words = verbalizer_ids(config, tok, pipeline.label_names(pipeline.corpus_builder(config)))
   def example(item):

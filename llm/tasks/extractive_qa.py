@@ -24,9 +24,9 @@ from llm.tasks.losses import cross_entropy_sums
 PASSED_THROUGH = ("word_index", "max_context", "example_index")
 
 
-def rows(docs, all_docs, config, tok, train):
+def rows(docs, all_docs, config, tok, train, shard=0):
   """One row per context window (see data/qa.py); a long context gives several rows."""
-  del all_docs, train
+  del all_docs, train, shard
   def windows(item):
     return qa_rows.encode_qa(tok, item[1], item[0], config.seq_len, config.qa.max_query_len,
                              config.qa.doc_stride)

@@ -20,11 +20,12 @@ from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
 
 
-def rows(docs, all_docs, config, tok, train):
+def rows(docs, all_docs, config, tok, train, shard=0):
   """BERT ([CLS] A [SEP] B [SEP] with NSP labels) or RoBERTa-style packed documents, then masking.
 
   `docs` is the stream of (doc_index, text) to read, possibly shuffled and repeated for epochs;
-  `all_docs` is one epoch of this process's documents in index order, for random access.
+  `all_docs` is one epoch of the input shard's documents in index order, for random access (NSP
+  partners come from the same shard, as BERT's data generation drew them from the same file).
   Masking is `dynamic` (new masks each epoch, RoBERTa) or `static` (the same masks every epoch,
   BERT); evaluation always uses static masks so its figures are comparable between runs.
   """
@@ -48,7 +49,8 @@ def rows(docs, all_docs, config, tok, train):
 
   if config.nsp:
     if num_docs < 2:
-      raise ValueError(f"nsp=True needs at least 2 documents per process, got {num_docs}")
+      raise ValueError(f"nsp=True needs at least 2 documents per input shard, got {num_docs}; "
+                       f"use fewer input_shards")
     def pairs(step, item):
       doc_index, text = item[0], item[1]["text"]
       epoch = step // num_docs
@@ -87,9 +89,9 @@ def rows(docs, all_docs, config, tok, train):
                          config.seq_len)
   # Packed rows mix documents, so their masks are seeded by the row itself: by its content for
   # static masking (the same sequence always gets the same mask), by its place in the endless
-  # stream for dynamic masking (never the same twice).
+  # streams of all input shards for dynamic masking (never the same twice).
   def mask_row(step, row):
-    key = zlib.crc32(row["inputs"].tobytes()) if static else step
+    key = zlib.crc32(row["inputs"].tobytes()) if static else step * config.input_shards + shard
     return mask(row, rng_for(0, key, 1))
   return packed.map_with_index(mask_row)
 

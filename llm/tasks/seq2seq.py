@@ -69,8 +69,8 @@ def target_ids(tok, config, example):
   return tok.encode(example["target"])[:config.seq2seq.target_len - 1] + [tok.eos_id]
 
 
-def rows(docs, all_docs, config, tok, train):
-  del all_docs, train
+def rows(docs, all_docs, config, tok, train, shard=0):
+  del all_docs, train, shard
   if config.model.family == "encoder_decoder":
     def pair(item):
       target = target_ids(tok, config, item[1])

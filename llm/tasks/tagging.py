@@ -34,9 +34,9 @@ def encode_words(tok, words, tags, seq_len):
   return row
 
 
-def rows(docs, all_docs, config, tok, train):
+def rows(docs, all_docs, config, tok, train, shard=0):
   """One padded row per sentence, labels on first sub-tokens."""
-  del all_docs, train
+  del all_docs, train, shard
   def example(item):
     row = encode_words(tok, list(item[1]["tokens"]), list(item[1]["tags"]), config.seq_len)
     row["example_index"] = np.int32(item[0])   # predictions find their sentence by it
