@@ -249,10 +249,11 @@ def _train(config, workdir):
   tok = pipeline.load_tokenizer(config, builder)
   rows = parallel.process_rows(mesh, rules, config.batch_size)
   train_iter = pipeline.train_iterator(config, task, tok, builder, rows)
-  if jax.process_count() > 1 and config.input_shards < jax.process_count():
-    metrics.log(f"note: input_shards={config.input_shards}, so each of the "
-                f"{jax.process_count()} processes builds more of every batch than it trains on; "
-                f"a multiple of the process count builds only its own rows (a new run)")
+  built = len(pipeline.shards_of(config, rows)) * config.batch_size // config.input_shards
+  if built > len(rows):
+    metrics.log(f"note: with input_shards={config.input_shards} this process builds {built} "
+                f"rows of every batch of {config.batch_size} and trains on {len(rows)}; a "
+                f"multiple of the process count builds only its own rows (a new run)")
   eval_batches = pipeline.eval_batches(config, task, tok, builder)
 
   model = build_model(config, task.heads(config))

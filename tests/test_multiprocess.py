@@ -118,7 +118,9 @@ def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):
           "--config.decode.max_examples=8"]
   one = run_cli("train", config, tmp_path / "one", *args)
   assert one.returncode == 0, one.stderr[-3000:]
-  run_distributed(config, tmp_path / "two", *args)
+  (out, _), _ = run_distributed(config, tmp_path / "two", *args)
+  # One input shard: each process builds the whole batch, and is told so.
+  assert "input_shards=1 this process builds 8 rows of every batch of 8 and trains on 4" in out
   last = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1])
           for run in ("one", "two")]
   scores = {k: v for k, v in last[0].items() if k.startswith("eval/")}

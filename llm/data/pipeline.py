@@ -296,14 +296,21 @@ def train_iterator(config, task, tok, builder, rows=None):
     raise ValueError(f"input_shards={config.input_shards} is more than the {len(docs)} training "
                      f"documents; use at most {len(docs)}")
   per_shard = config.batch_size // config.input_shards
-  wanted = range(config.input_shards) if rows is None else sorted({r // per_shard for r in rows})
   shards = {}
-  for shard in wanted:
+  for shard in shards_of(config, rows):
     mine, stream = shard_stream(docs, config, shard)
     shards[shard] = task.rows(stream, mine, config, tok, train=True, shard=shard).batch(
         per_shard, drop_remainder=True)
   batches = _SideBySide(shards, config.input_shards, config.batch_size)
   return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
+
+
+def shards_of(config, rows=None):
+  """The input shards holding one of `rows` (global batch rows; default all), in order."""
+  per_shard = config.batch_size // config.input_shards
+  if rows is None:
+    return list(range(config.input_shards))
+  return sorted({r // per_shard for r in rows})
 
 
 def shard_stream(docs, config, shard):
@@ -339,8 +346,6 @@ class _SideBySideIterator(grain.DatasetIterator):
     parts = {s: next(it) for s, it in self._shards.items()}
     rows = self._batch_size // self._num_shards
     first = next(iter(parts.values()))
-    if len(parts) == self._num_shards:   # the whole batch: no zeros to fill
-      return {k: np.concatenate([parts[s][k] for s in sorted(parts)]) for k in first}
     batch = {k: np.zeros((self._batch_size,) + v.shape[1:], v.dtype) for k, v in first.items()}
     for s, part in parts.items():
       for k, v in part.items():
@@ -354,8 +359,7 @@ class _SideBySideIterator(grain.DatasetIterator):
   def set_state(self, state):
     """Sets each built shard's position from a saved state (or several processes' states
     merged: see merge_states); a state saved before input shards existed is shard 0 of 1."""
-    if "shards" not in state:
-      state = {"input_shards": 1, "shards": {"0": state}}
+    state = merge_states([state])
     if state["input_shards"] != self._num_shards:   # only with allow_changed_config
       metrics.log(f"warning: the data position was saved for input_shards="
                   f"{state['input_shards']}, not {self._num_shards}: the input streams start "
@@ -375,7 +379,8 @@ class MissingShard(ValueError):
 
 def merge_states(states):
   """The data positions saved by every process of a run -> one state holding every shard any
-  of them built (processes that built the same shard saved the same position for it)."""
+  of them built (processes that built the same shard saved the same position for it). A state
+  saved before input shards existed is the position of shard 0 of 1."""
   merged = {"input_shards": 1, "shards": {}}
   for state in states:
     if "shards" not in state:
