@@ -42,7 +42,9 @@ def evaluate_checkpoint(config, workdir, split):
     params = weights.restore_params(manager, step, config, mesh)
   eval_step = jit_eval_step(model, task, config, mesh,
                             jax.tree.map(lambda a: a.sharding, params))
-  batches = pipeline.eval_batches(config, task, tok, builder, split)
+  batches = pipeline.eval_batches(
+      config, task, tok, builder, split,
+      rows=parallel.process_rows(mesh, rules, pipeline.eval_batch_size(config)))
   reference = task.reference(builder, split, config, tok) if task.reference else None
   decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None
   result, predictions = evaluate(eval_step, params, batches, mesh, rules, task, reference, decode)

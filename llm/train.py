@@ -249,12 +249,15 @@ def _train(config, workdir):
   tok = pipeline.load_tokenizer(config, builder)
   rows = parallel.process_rows(mesh, rules, config.batch_size)
   train_iter = pipeline.train_iterator(config, task, tok, builder, rows)
-  built = len(pipeline.shards_of(config, rows)) * config.batch_size // config.input_shards
+  built = (len(pipeline.shards_of(config.input_shards, config.batch_size, rows))
+           * config.batch_size // config.input_shards)
   if built > len(rows):
     metrics.log(f"note: with input_shards={config.input_shards} this process builds {built} "
                 f"rows of every batch of {config.batch_size} and trains on {len(rows)}; a "
                 f"multiple of the process count builds only its own rows (a new run)")
-  eval_batches = pipeline.eval_batches(config, task, tok, builder)
+  eval_batches = pipeline.eval_batches(
+      config, task, tok, builder,
+      rows=parallel.process_rows(mesh, rules, pipeline.eval_batch_size(config)))
 
   model = build_model(config, task.heads(config))
   optimizer, schedule = optim.make_optimizer(config)

@@ -84,8 +84,9 @@ def test_two_processes_train_and_resume_like_one(tmp_path):
 
 
 def test_two_processes_train_bert_like_one(tmp_path):
-  """BERT (MLM + NSP, dynamic masks, 4 input shards): the masks, and so the losses, do not
-  depend on the number of processes; each process builds and saves only its two shards."""
+  """BERT (MLM + NSP, dynamic masks, 4 input shards): the masks, and so the losses and the
+  evaluation, do not depend on the number of processes; each process builds and saves only its
+  two shards."""
   config = "configs/bert_tiny.py"
   args = (*tiny_overrides(total_steps=3, eval_batches=1), "--config.input_shards=4",
           "--config.masking=dynamic")
@@ -101,6 +102,12 @@ def test_two_processes_train_bert_like_one(tmp_path):
   expected, got = losses(tmp_path / "one"), losses(tmp_path / "two")
   assert sorted(got) == sorted(expected) == [1, 2, 3]
   np.testing.assert_allclose([got[s] for s in got], [expected[s] for s in got], rtol=2e-6)
+  # Evaluation reads the validation split as 4 shards too, each process building its two.
+  last = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1])
+          for run in ("one", "two")]
+  assert "eval/mlm_loss" in last[0]
+  for key in (k for k in last[0] if k.startswith("eval/")):
+    assert last[1][key] == pytest.approx(last[0][key], rel=1e-5), key
   data = tmp_path / "two" / "checkpoints" / "3" / "data"
   assert [sorted(json.loads((data / f"process_{i}-of-2.json").read_text())["shards"])
           for i in (0, 1)] == [["0", "1"], ["2", "3"]]

@@ -135,6 +135,36 @@ def test_eval_batches_cover_every_row_once(corpus):
   assert (stacked[len(rows):] == 0).all()   # padding rows carry no tokens and no targets
 
 
+def test_eval_batches_read_input_shards_side_by_side_and_a_process_builds_only_its_own(corpus):
+  """input_shards=4, batch 8: shard s (documents s, s+4, ...) fills rows [2s, 2s+2) of every
+  batch, every row once; a process holding rows 4-7 builds shards 2 and 3 alone and gets the
+  same rows there. With accumulation the shards that divide the micro-batch are used."""
+  builder, tok = corpus
+  task = tasks.get_task("causal_lm")
+  config = load_config("gpt_tiny", seq_len=64, batch_size=8, input_shards=4)
+  batches = pipeline.eval_batches(config, task, tok, builder)
+  docs = pipeline.documents(builder, "validation")
+  lengths = []
+  for s in range(4):
+    rows = np.stack([r["inputs"] for r in task.rows(docs[s::4], docs[s::4], config, tok, False)])
+    placed = np.concatenate([b["inputs"][2 * s:2 * s + 2] for b in batches])
+    np.testing.assert_array_equal(placed[:len(rows)], rows)
+    assert (placed[len(rows):] == 0).all()
+    lengths.append(len(rows))
+  assert len(batches) == -(-max(lengths) // 2)
+  mine = pipeline.eval_batches(config, task, tok, builder, rows=[4, 5, 6, 7])
+  assert len(mine) == len(batches)
+  for got, full in zip(mine, batches):
+    np.testing.assert_array_equal(got["inputs"][4:], full["inputs"][4:])
+    assert (got["inputs"][:4] == 0).all()
+  accumulating = load_config("gpt_tiny", seq_len=64, batch_size=8, input_shards=4,
+                             **{"optimizer.grad_accum_steps": 4})
+  assert pipeline.eval_shards(accumulating) == 2
+  too_many = load_config("gpt_tiny", seq_len=64, batch_size=64, input_shards=64)
+  with pytest.raises(ValueError, match="the validation split has 42 documents, fewer than its 64"):
+    pipeline.eval_batches(too_many, task, tok, builder)
+
+
 def test_input_shards_split_the_documents_and_reorder_each_epoch(corpus):
   builder, _ = corpus
   config = load_config("gpt_tiny", input_shards=3)

@@ -9,6 +9,7 @@ its devices hold rows of it, so runs give the same losses on any number of proce
 """
 import contextlib
 import io
+import math
 import os
 import pathlib
 import sys
@@ -297,7 +298,7 @@ def train_iterator(config, task, tok, builder, rows=None):
                      f"documents; use at most {len(docs)}")
   per_shard = config.batch_size // config.input_shards
   shards = {}
-  for shard in shards_of(config, rows):
+  for shard in shards_of(config.input_shards, config.batch_size, rows):
     mine, stream = shard_stream(docs, config, shard)
     shards[shard] = task.rows(stream, mine, config, tok, train=True, shard=shard).batch(
         per_shard, drop_remainder=True)
@@ -305,12 +306,12 @@ def train_iterator(config, task, tok, builder, rows=None):
   return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
 
 
-def shards_of(config, rows=None):
-  """The input shards holding one of `rows` (global batch rows; default all), in order."""
-  per_shard = config.batch_size // config.input_shards
+def shards_of(num_shards, batch_size, rows=None):
+  """Of `num_shards` shards side by side in a batch of `batch_size` rows, those holding one of
+  `rows` (default all), in order."""
   if rows is None:
-    return list(range(config.input_shards))
-  return sorted({r // per_shard for r in rows})
+    return list(range(num_shards))
+  return sorted({r // (batch_size // num_shards) for r in rows})
 
 
 def shard_stream(docs, config, shard):
@@ -390,19 +391,54 @@ def merge_states(states):
   return merged
 
 
-def eval_batches(config, task, tok, builder, split="validation"):
-  """The validation split's global batches: every row once, the last batch padded with empty
-  rows; every process holds them all (the jitted eval step is collective). A batch is the
-  training step's micro-batch (batch_size / optimizer.grad_accum_steps): what fits in memory."""
+def eval_batch_size(config):
+  """Rows of an evaluation batch: the training step's micro-batch, what fits in memory."""
+  return config.batch_size // config.optimizer.grad_accum_steps
+
+
+def eval_shards(config):
+  """How many shards the evaluation splits are read as: as many as the input shards where they
+  divide the evaluation batch evenly, else their greatest common divisor with it (1, the whole
+  split as one stream, with one input shard)."""
+  return math.gcd(config.input_shards, eval_batch_size(config))
+
+
+def eval_batches(config, task, tok, builder, split="validation", rows=None):
+  """The split's global batches of eval_batch_size(config) rows: every row once, the batches
+  padded with empty rows. The split is read as eval_shards(config) shards E like training's
+  input shards: shard s holds the documents s, s + E, ... and fills the rows
+  [s b/E, (s + 1) b/E) of every batch of b rows. Only the shards holding one of `rows` (the
+  batch rows this process's devices hold; default all) are built, the other rows are left
+  empty; the processes agree on the number of batches (the longest shard's), since the jitted
+  eval step is collective."""
   docs = documents(builder, split)
-  rows = list(task.rows(docs, docs, config, tok, train=False))
-  batch = config.batch_size // config.optimizer.grad_accum_steps
-  num_batches = -(-len(rows) // batch)
+  num_shards = eval_shards(config)
+  if len(docs) < num_shards:
+    raise ValueError(f"the {split} split has {len(docs)} documents, fewer than its "
+                     f"{num_shards} evaluation shards (see input_shards); use fewer input_shards")
+  batch = eval_batch_size(config)
+  per_shard = batch // num_shards
+  built = {s: list(task.rows(docs[s::num_shards], docs[s::num_shards], config, tok, train=False,
+                             shard=s)) for s in shards_of(num_shards, batch, rows)}
+  lengths = np.full(num_shards, -1, np.int32)   # rows per shard, -1 where another process knows
+  for s, shard_rows in built.items():
+    lengths[s] = len(shard_rows)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    lengths = np.max(multihost_utils.process_allgather(lengths), axis=0)
+  num_batches = int(-(-lengths.max() // per_shard))
   if config.eval_batches > 0:
     num_batches = min(num_batches, config.eval_batches)
   # Padding rows: no tokens, and label -1, which every task leaves out of its sums.
+  first = next((r for shard_rows in built.values() for r in shard_rows[:1]), None)
+  if first is None:
+    raise ValueError(f"the {split} split gives no {task.name} rows to evaluate on")
   empty = {k: np.full_like(v, -1) if k.endswith(task.pad_with_minus_one) else np.zeros_like(v)
-           for k, v in rows[0].items()}
-  rows = rows + [empty] * (num_batches * batch - len(rows))
-  return [{k: np.stack([r[k] for r in rows[b * batch:(b + 1) * batch]]) for k in empty}
-          for b in range(num_batches)]
+           for k, v in first.items()}
+  batches = [{k: np.stack([empty[k]] * batch) for k in empty} for _ in range(num_batches)]
+  for s, shard_rows in built.items():
+    for i, row in enumerate(shard_rows[:num_batches * per_shard]):
+      b, place = divmod(i, per_shard)
+      for k, v in row.items():
+        batches[b][k][s * per_shard + place] = v
+  return batches
