@@ -102,8 +102,9 @@ def make_eval_step(model, task, config):
 
 
 def put_batch(batch, mesh, rules):
-  """Global numpy batch (every process has all of it) -> jax.Arrays sharded over the batch
-  axes: each device gets the rows its shard holds, however the mesh spreads over processes."""
+  """Global numpy batch (every process holds at least the rows its devices hold) -> jax.Arrays
+  sharded over the batch axes: each device gets the rows its shard holds, however the mesh
+  spreads over processes."""
   return {k: jax.make_array_from_callback(v.shape, parallel.batch_sharding(mesh, rules, v.ndim),
                                           lambda index, v=v: v[index])
           for k, v in batch.items()}
@@ -133,7 +134,8 @@ def evaluate(eval_step, params, batches, mesh, rules, task, reference=None, deco
   """Metrics over all batches: sums of numerators/denominators, summarized; plus whole-split
   scores (e.g. entity F1) when the task has `score` (reading `reference`, from task.reference).
   Generative tasks (task.prompts) score what `decode` (make_decoder) generates from their prompts.
-  Returns (metrics, predictions in split order or None)."""
+  Returns (metrics, predictions in batch order or None; the tasks match them to examples by
+  the example index they carry)."""
   totals, predictions = {}, []
   for batch in batches:
     sums, predicted = jax.device_get(eval_step(params, put_batch(batch, mesh, rules)))

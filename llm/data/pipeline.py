@@ -396,26 +396,27 @@ def eval_batch_size(config):
   return config.batch_size // config.optimizer.grad_accum_steps
 
 
-def eval_shards(config):
-  """How many shards the evaluation splits are read as: as many as the input shards where they
-  divide the evaluation batch evenly, else their greatest common divisor with it (1, the whole
-  split as one stream, with one input shard)."""
-  return math.gcd(config.input_shards, eval_batch_size(config))
+def eval_shards(config, num_docs):
+  """How many shards a split of `num_docs` documents is evaluated as: the largest divisor of
+  both input_shards and the evaluation batch that leaves each shard at least two documents
+  (NSP pairs need two); one with one input shard. It never depends on the process count."""
+  most = math.gcd(config.input_shards, eval_batch_size(config))
+  return max(d for d in range(1, most + 1) if most % d == 0 and (d == 1 or 2 * d <= num_docs))
 
 
 def eval_batches(config, task, tok, builder, split="validation", rows=None):
   """The split's global batches of eval_batch_size(config) rows: every row once, the batches
-  padded with empty rows. The split is read as eval_shards(config) shards E like training's
+  padded with empty rows. The split is read as eval_shards(...) shards E like training's
   input shards: shard s holds the documents s, s + E, ... and fills the rows
   [s b/E, (s + 1) b/E) of every batch of b rows. Only the shards holding one of `rows` (the
   batch rows this process's devices hold; default all) are built, the other rows are left
   empty; the processes agree on the number of batches (the longest shard's), since the jitted
   eval step is collective."""
   docs = documents(builder, split)
-  num_shards = eval_shards(config)
-  if len(docs) < num_shards:
-    raise ValueError(f"the {split} split has {len(docs)} documents, fewer than its "
-                     f"{num_shards} evaluation shards (see input_shards); use fewer input_shards")
+  num_shards = eval_shards(config, len(docs))
+  if num_shards < math.gcd(config.input_shards, eval_batch_size(config)):
+    metrics.log(f"note: the {split} split's {len(docs)} documents are evaluated as {num_shards} "
+                f"shards, not as input_shards={config.input_shards} (at least 2 documents each)")
   batch = eval_batch_size(config)
   per_shard = batch // num_shards
   built = {s: list(task.rows(docs[s::num_shards], docs[s::num_shards], config, tok, train=False,
@@ -430,9 +431,11 @@ def eval_batches(config, task, tok, builder, split="validation", rows=None):
   if config.eval_batches > 0:
     num_batches = min(num_batches, config.eval_batches)
   # Padding rows: no tokens, and label -1, which every task leaves out of its sums.
-  first = next((r for shard_rows in built.values() for r in shard_rows[:1]), None)
-  if first is None:
+  if lengths.max() == 0:
     raise ValueError(f"the {split} split gives no {task.name} rows to evaluate on")
+  first = next((r for shard_rows in built.values() for r in shard_rows[:1]), None)
+  if first is None:   # this process's shards gave none: the split's first row shows the layout
+    first = next(iter(task.rows(docs, docs, config, tok, train=False)))
   empty = {k: np.full_like(v, -1) if k.endswith(task.pad_with_minus_one) else np.zeros_like(v)
            for k, v in first.items()}
   batches = [{k: np.stack([empty[k]] * batch) for k in empty} for _ in range(num_batches)]
