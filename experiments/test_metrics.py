@@ -2,7 +2,8 @@
 experiments/results/finetune_test.jsonl (same fields as finetune.jsonl, test figures as eval/*).
 
   python experiments/test_metrics.py RUNS_DIR [BERT_WORKDIR]
-Runs already in the results file are skipped; summarize.py reads the file like finetune.jsonl.
+Runs already in the results file (on a line without a `note`) are skipped; summarize.py reads
+the file like finetune.jsonl.
 """
 import json
 import pathlib
@@ -17,7 +18,9 @@ RESULTS = pathlib.Path("experiments/results/finetune_test.jsonl")
 def main(runs, bert_workdir=None):
   done = set()
   if RESULTS.exists():
-    done = {(r["name"], r["seed"]) for r in map(json.loads, RESULTS.read_text().splitlines())}
+    # Lines with a `note` are earlier runs of a name and seed that has since been rerun.
+    done = {(r["name"], r["seed"]) for r in map(json.loads, RESULTS.read_text().splitlines())
+            if "note" not in r}
   for marker in sorted(pathlib.Path(runs).glob("*/done.json")):
     run = json.loads(marker.read_text())
     if run.get("skipped") or (run["name"], run["seed"]) in done:
