@@ -17,6 +17,8 @@ def main(path="experiments/results/finetune.jsonl"):
   runs = collections.defaultdict(dict)
   for line in pathlib.Path(path).read_text().splitlines():
     row = json.loads(line)
+    if "superseded" in row:   # kept for the record (why: its value), left out of the table
+      continue
     runs[row["name"]][row["seed"]] = row        # a rerun of a seed replaces the earlier line
   print("| run | seeds | " + " | ".join(m.split("/")[1] for m in METRICS) + " | seconds/run |")
   print("|---|---|" + "---|" * len(METRICS) + "---|")

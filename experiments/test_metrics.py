@@ -2,8 +2,8 @@
 experiments/results/finetune_test.jsonl (same fields as finetune.jsonl, test figures as eval/*).
 
   python experiments/test_metrics.py RUNS_DIR [BERT_WORKDIR]
-Runs already in the results file (on a line without a `note`) are skipped; summarize.py reads
-the file like finetune.jsonl.
+Runs already in the results file (on a line not marked `superseded`) are skipped;
+summarize.py reads the file like finetune.jsonl.
 """
 import json
 import pathlib
@@ -18,9 +18,9 @@ RESULTS = pathlib.Path("experiments/results/finetune_test.jsonl")
 def main(runs, bert_workdir=None):
   done = set()
   if RESULTS.exists():
-    # Lines with a `note` are earlier runs of a name and seed that has since been rerun.
+    # Lines marked `superseded` are earlier runs of a name and seed that is being rerun.
     done = {(r["name"], r["seed"]) for r in map(json.loads, RESULTS.read_text().splitlines())
-            if "note" not in r}
+            if "superseded" not in r}
   for marker in sorted(pathlib.Path(runs).glob("*/done.json")):
     run = json.loads(marker.read_text())
     if run.get("skipped") or (run["name"], run["seed"]) in done:
@@ -33,7 +33,7 @@ def main(runs, bert_workdir=None):
     if proc.returncode:
       print(f"{run['name']} seed {run['seed']}: {proc.stderr.strip().splitlines()[-1]}")
       continue
-    result = json.loads((marker.parent / "evaluate.json").read_text())
+    result = json.loads((marker.parent / "evaluate_test.json").read_text())
     line = {"name": run["name"], "seed": run["seed"], "seconds": run["seconds"],
             "eval_seconds": round(time.time() - start), "split": "test", "step": result["step"],
             "command": command.replace("llm.train", "llm.evaluate", 1) + " --split=test",
