@@ -115,10 +115,11 @@ def _write_sums(step_dir):
 
 
 def _mismatches(step_dir):
-  """How the files of a step differ from its SHA256SUMS ("" when they do not, or it has none)."""
+  """How the files of a step differ from its SHA256SUMS ("" when they do not). Every step this
+  code ever saved has one, so a step without it is unreadable (its files could be anything)."""
   sums = step_dir / SUMS
   if not sums.is_file():
-    return ""
+    return f"its {SUMS} is missing"
   bad = []
   for line in sums.read_text(errors="replace").splitlines():
     digest, _, name = line.partition("  ")
@@ -159,7 +160,7 @@ def from_first_process(text, size=1024):
 
 def verify(step_dir):
   """Raises Unreadable if a file of the step differs from (or is missing against) the SHA256SUMS
-  written with it. Steps saved before checksums existed have none and are not checked. In a
+  written with it, or has none. In a
   multi-process run process 0 reads and checks the files and tells the others: the checkpoint is
   read once, not once per host, and every process reaches the same verdict (one that went on
   restoring while another gave up would hang the run)."""

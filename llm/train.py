@@ -272,14 +272,14 @@ def _train(config, workdir):
     state, start = state_lib.init_state(model, optimizer, config, shardings), 0
     if config.init:
       state["params"] = transfer.load_pretrained(config, state["params"], mesh)
-  if jax.process_index() == 0:
+  finished = start == config.total_steps   # a rerun of a finished run: nothing left to train
+  if jax.process_index() == 0 and not finished:
     # The first run's config stays config.json; each resume's goes next to it.
     first = start == 0 or not (workdir / "config.json").exists()
     name = "config.json" if first else f"config.resume-{start}.json"
     (workdir / name).write_text(config.to_json(indent=2))
     if config.tokenizer.kind == "sentencepiece":   # the workdir is then a complete init source
       shutil.copyfile(tok.path, workdir / "tokenizer.model")
-  writer = metrics.MetricWriter(workdir, resume_step=start)
   num_params = state_lib.count_params(state["params"])
   metrics.log(f"model: {num_params:,} parameters; mesh {dict(mesh.shape)}; "
               f"{len(eval_batches)} validation batch{'es' * (len(eval_batches) != 1)}; "
@@ -294,10 +294,15 @@ def _train(config, workdir):
     return evaluate(eval_step, state["params"], eval_batches, mesh, rules, task, reference,
                     decode)[0]
 
+  if finished:
+    metrics.log(f"{workdir} is already trained to total_steps={config.total_steps}; evaluating "
+                f"its final checkpoint again (a larger --config.total_steps trains on)")
+    return run_eval()
+  writer = metrics.MetricWriter(workdir, resume_step=start)
   bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
                   or jax.process_index() != 0, dynamic_ncols=True)
   token_counts, train_sums, tick = [], {}, time.perf_counter()
-  result = None
+  result, stopping = None, False
   unchecked, skipped = [], []   # (step, device-side "finite" flag) not yet read; skipped steps
 
   def check_finite():
@@ -356,9 +361,15 @@ def _train(config, workdir):
                        "train/tokens_per_sec": tokens / elapsed})
         if skipped:
           record["train/skipped_steps"] = len(skipped)
-        bar.set_postfix(loss=f"{record['train/loss']:.3f}")
-        metrics.log(f"step {step}: loss {record['train/loss']:.4f}, "
-                    f"{tokens / elapsed:,.0f} tokens/s")
+        interval = range(step - len(token_counts) + 1, step + 1)
+        if set(interval) <= set(skipped):
+          # No step since the last log was applied: there is no loss to show, only the count.
+          record = {k: record[k] for k in ("train/skipped_steps", "train/learning_rate")}
+          metrics.log(f"step {step}: skipped (non-finite), as every step since the last log")
+        else:
+          bar.set_postfix(loss=f"{record['train/loss']:.3f}")
+          metrics.log(f"step {step}: loss {record['train/loss']:.4f}, "
+                      f"{tokens / elapsed:,.0f} tokens/s")
         token_counts, train_sums = [], {}
       if (config.eval_every and step % config.eval_every == 0) or last:
         result = run_eval()
@@ -375,7 +386,7 @@ def _train(config, workdir):
       if "train/loss" in record:
         tick = time.perf_counter()
     bar.close()
-    if result is None and not interrupted.name:   # stopped early, or already finished
+    if result is None and not interrupted.name:   # stopped early (stop_at_step)
       result = run_eval()
     checkpoint.wait(manager)
     if stopping:

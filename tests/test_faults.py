@@ -55,12 +55,31 @@ def test_nonfinite_steps_are_skipped_when_asked_and_bounded(tmp_path):
                                    max_nonfinite_skips=0), tmp_path / "bounded")
 
 
-def test_total_steps_below_the_checkpoint_is_refused(tmp_path):
-  train_and_evaluate(tiny_config(total_steps=3), tmp_path)
+def test_total_steps_below_the_checkpoint_is_refused_and_a_finished_run_reruns(tmp_path, capsys):
+  first = train_and_evaluate(tiny_config(total_steps=3), tmp_path)
   with pytest.raises(ValueError, match=r"checkpoint at step 3, past total_steps=2; set "
                                        r"--config.total_steps=3 or more"):
     train_and_evaluate(tiny_config(total_steps=2), tmp_path)
   assert saved_steps(tmp_path) == [3]
+  # Rerun = resume, also once the run is finished: it says so and evaluates the last step again.
+  lines, files = (tmp_path / "metrics.jsonl").read_text(), sorted(p.name for p in
+                                                                  tmp_path.iterdir())
+  capsys.readouterr()
+  assert train_and_evaluate(tiny_config(total_steps=3), tmp_path) == pytest.approx(first)
+  assert "is already trained to total_steps=3; evaluating its final checkpoint again" in \
+      capsys.readouterr().out
+  assert (tmp_path / "metrics.jsonl").read_text() == lines
+  assert sorted(p.name for p in tmp_path.iterdir()) == files and saved_steps(tmp_path) == [3]
+
+
+def test_a_log_interval_of_skipped_steps_shows_no_loss(tmp_path, capsys):
+  train_and_evaluate(tiny_config(total_steps=3, nan_at_step=2, on_nonfinite="skip"), tmp_path)
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert rows[1] == {"step": 2, "train/skipped_steps": 1,
+                     "train/learning_rate": pytest.approx(rows[1]["train/learning_rate"])}
+  assert "step 2: skipped (non-finite), as every step since the last log" in \
+      capsys.readouterr().out
+  assert math.isfinite(rows[2]["train/loss"]) and rows[2]["train/skipped_steps"] == 1
 
 
 BAD_VALUES = [
@@ -242,16 +261,30 @@ def test_an_unusable_data_dir_is_named(tmp_path):
 
 @pytest.mark.parametrize("position", ["{not json", "{}"])
 def test_an_unusable_data_position_is_an_unreadable_step(tmp_path, capsys, position):
-  """A step saved without checksums (as before they existed) whose data position is not JSON,
-  or not this pipeline's state, is moved aside like a corrupt one."""
+  """A step whose data position was saved (and checksummed) as something that is not JSON, or
+  not this pipeline's state, is moved aside like a corrupt one."""
   config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
   train_and_evaluate(config(4), tmp_path)
-  (tmp_path / "checkpoints" / "4" / "SHA256SUMS").unlink()
   (tmp_path / "checkpoints" / "4" / "data" / "process_0-of-1.json").write_text(position)
+  checkpoint._write_sums(tmp_path / "checkpoints" / "4")   # as if written so
   train_and_evaluate(config(4), tmp_path)
   out = capsys.readouterr().out
   assert "warning: checkpoint step 4 is unreadable (data/process_0-of-1.json is unreadable (" \
          in out and "moved corrupt-4 aside and resumed from step 2" in out, out[-2000:]
+  assert saved_steps(tmp_path) == [2, 4]
+
+
+def test_a_step_without_its_checksums_is_unreadable(tmp_path, capsys):
+  """Every step this code saves has SHA256SUMS: one without them is not read unchecked (its
+  arrays may have been changed too) but moved aside like a corrupt one."""
+  config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
+  train_and_evaluate(config(4), tmp_path)
+  (tmp_path / "checkpoints" / "4" / "SHA256SUMS").unlink()
+  garble(tmp_path / "checkpoints" / "4")
+  train_and_evaluate(config(4), tmp_path)
+  out = capsys.readouterr().out
+  assert ("warning: checkpoint step 4 is unreadable (its SHA256SUMS is missing); moved corrupt-4 "
+          "aside and resumed from step 2") in out, out[-2000:]
   assert saved_steps(tmp_path) == [2, 4]
 
 

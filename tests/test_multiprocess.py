@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+from llm import checkpoint
+
 from conftest import ROOT, garble, run_cli, tiny_overrides, xla_flags
 
 
@@ -149,15 +151,14 @@ def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):
 
 @pytest.mark.fault
 def test_a_step_one_process_cannot_read_is_given_up_by_both(tmp_path):
-  """Step 4 saved without checksums (as before they existed) and with a garbled data position
-  that only process 1 reads: process 0 reads the step fine, yet both give it up together, move
+  """Step 4 saved (and checksummed) with a garbled data position that only process 1 reads: process 0 reads the step fine, yet both give it up together, move
   it aside and resume from step 2, finishing with the losses of the run that wrote it."""
   config = "configs/gpt_tiny.py"
   run_distributed(config, tmp_path, *ARGS)
   expected = losses(tmp_path)
   step = tmp_path / "checkpoints" / "4"
-  (step / "SHA256SUMS").unlink()
   (step / "data" / "process_1-of-2.json").write_text("{not json")
+  checkpoint._write_sums(step)   # as if written so
   (out, _), _ = run_distributed(config, tmp_path, *ARGS)
   assert ("warning: checkpoint step 4 is unreadable (process 1: data/process_1-of-2.json is "
           "unreadable (JSONDecodeError: ") in out, out[-2000:]
