@@ -104,6 +104,46 @@ def base_config():
   return c
 
 
+# The values each numeric key may take, as intervals (and what a boundary means, where it says
+# something); cli.check_config refuses anything outside, NaN included, before a run starts.
+# eval_batches and mesh.* take -1 as well and are checked on their own.
+RANGES = {
+    "vocab_size": "[1, inf)", "extra_ids": "[0, inf)", "seq_len": "[2, inf)",
+    "mask_prob": "(0, 1)",
+    "span_corruption.noise_density": "(0, 1)", "span_corruption.mean_span_length": "[1, inf)",
+    "qa.max_query_len": "[1, inf)", "qa.doc_stride": "[1, inf)", "qa.max_answer_len": "[1, inf)",
+    "qa.n_best": "[1, inf)",
+    "seq2seq.target_len": ("[2, inf)", "a piece and </s>"),
+    "decode.max_new_tokens": "[1, inf)", "decode.num_beams": ("[1, inf)", "1 = greedy"),
+    "decode.length_penalty": "(-inf, inf)", "decode.batch_size": "[1, inf)",
+    "decode.max_examples": ("[0, inf)", "0 = the whole split"),
+    "seed": "[0, 4294967296)", "total_steps": "[1, inf)", "batch_size": "[1, inf)",
+    "input_shards": "[1, inf)",
+    "log_every": ("[0, inf)", "0 = only at the end"),
+    "eval_every": ("[0, inf)", "0 = only at the end"),
+    "checkpoint_every": ("[0, inf)", "0 = only at the end"),
+    "keep_checkpoints": ("[1, inf)", "how many of the newest checkpoints to keep; 0 would keep "
+                                     "none"),
+    "stop_at_step": ("[0, inf)", "0 = never"), "max_nonfinite_skips": "[0, inf)",
+    "nan_at_step": ("[0, inf)", "0 = never"),
+    "model.num_layers": "[1, inf)", "model.num_decoder_layers": ("[0, inf)", "0 = num_layers"),
+    "model.embed_dim": "[1, inf)", "model.num_heads": "[1, inf)",
+    "model.num_kv_heads": ("[0, inf)", "0 = num_heads"), "model.head_dim": ("[0, inf)",
+                                                                      "0 = embed_dim / num_heads"),
+    "model.mlp_dim": "[1, inf)", "model.max_len": "[1, inf)", "model.rope_base": "(1, inf)",
+    "model.relative_buckets": "[2, inf)", "model.relative_max_distance": "[1, inf)",
+    "model.layer_norm_eps": "(0, inf)", "model.dropout_rate": "[0, 1)",
+    "model.attention_dropout_rate": "[0, 1)", "model.type_vocab_size": "[0, inf)",
+    "model.num_classes": ("[0, inf)", "0 = the corpus' count"), "model.prompt_length": "[0, inf)",
+    "optimizer.learning_rate": "(0, inf)", "optimizer.warmup_steps": "[0, inf)",
+    "optimizer.end_lr_ratio": "[0, 1]", "optimizer.b1": "[0, 1)", "optimizer.b2": "[0, 1)",
+    "optimizer.eps": "[0, inf)", "optimizer.weight_decay": "[0, inf)",
+    "optimizer.clip_norm": ("[0, inf)", "0 = no clipping"),
+    "optimizer.grad_accum_steps": ("[1, inf)", "1 = no accumulation"),
+    "lora.rank": ("[0, inf)", "0 = no LoRA"), "lora.alpha": "(0, inf)",
+}
+
+
 def from_saved(values):
   """A ConfigDict from a saved config.json, with defaults for keys added since it was written."""
   config = base_config()

@@ -92,7 +92,7 @@ def make_manager(workdir, keep, create=True):
       options=ocp.CheckpointManagerOptions(
           max_to_keep=keep, create=create, cleanup_tmp_directories=create,
           async_options=ocp.AsyncOptions(post_finalization_callback=seal)),
-      item_names=("state", "data", "config"))
+      item_names=("state", "data", "config", "tokenizer"))
 
 
 def _item_files(step_dir):
@@ -273,14 +273,40 @@ def _failed(directory, step, error):
       f"the same command to continue")
 
 
-def save(manager, step, state, data_iterator, config):
+def save(manager, step, state, data_iterator, config, tokenizer):
   """Starts an asynchronous save of `step` (first waiting for the one in flight: SaveFailed if
-  that one failed)."""
+  that one failed). `tokenizer`: tokenizer_record of the run's tokenizer."""
   wait(manager)
   _saving[pathlib.Path(manager.directory)] = step
   _guard(manager, step, lambda: manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
-      config=ocp.args.JsonSave(json.loads(config.to_json())))))
+      config=ocp.args.JsonSave(json.loads(config.to_json())),
+      tokenizer=ocp.args.JsonSave(tokenizer))))
+
+
+def tokenizer_record(tok):
+  """What a checkpoint records of the tokenizer it was trained with: the ids it saves mean
+  pieces of exactly this file."""
+  return {"path": str(tok.path), "sha256": _sha256(tok.path)}
+
+
+def check_tokenizer(manager, step, tok):
+  """ValueError when `tok` is not the tokenizer `step` was trained with (its file's SHA-256
+  differs): the model would read every id as another piece. Call after saved_config (which
+  checks the step's files against its SHA256SUMS)."""
+  step_dir = pathlib.Path(manager.directory) / str(step)
+  record_file = step_dir / "tokenizer" / "metadata"
+  if not record_file.is_file():   # saved before checkpoints recorded their tokenizer
+    return
+  saved = json.loads(record_file.read_text())
+  if saved["sha256"] == _sha256(tok.path):
+    return
+  own = step_dir.parent.parent / "tokenizer.model"
+  fix = (f"--config.tokenizer.path={own}" if own.is_file() and _sha256(own) == saved["sha256"]
+         else "the tokenizer settings the run was trained with (its config.json)")
+  raise ValueError(f"checkpoint {step_dir} was trained with the tokenizer {saved['path']} "
+                   f"(sha256 {saved['sha256'][:12]}), not {tok.path} (sha256 "
+                   f"{_sha256(tok.path)[:12]}): its ids would be read as other pieces; use {fix}")
 
 
 def check_saving(manager):

@@ -1,5 +1,6 @@
 """What the three entry points share: flags, config checks, workdir, one-line errors."""
 import difflib
+import errno
 import math
 import os
 import pathlib
@@ -11,6 +12,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from llm import checkpoint, parallel, tasks, transfer
+from llm.base_config import RANGES
 from llm.models import heads as heads_lib, model_config
 
 FLAGS = flags.FLAGS
@@ -43,11 +45,42 @@ def resolve_config(config, num_devices):
   return config
 
 
+def _in_interval(value, interval):
+  """Whether `value` lies in `interval`, written "[0, 1)", "(0, inf)", ... (NaN never does)."""
+  low, high = (float(x) for x in interval[1:-1].split(","))
+  above = value >= low if interval[0] == "[" else value > low
+  below = value <= high if interval[-1] == "]" else value < high
+  return above and below and math.isfinite(value)
+
+
+def _interval_words(interval):
+  low, high = interval[1:-1].split(", ")
+  if low == "-inf" and high == "inf":
+    return "must be a finite number"
+  if high == "inf":
+    return f"must be {'>=' if interval[0] == '[' else '>'} {low}"
+  return f"must be in {interval}"
+
+
+def check_ranges(config):
+  """Every numeric key inside its base_config.RANGES interval: one ValueError naming the first
+  that is not (a NaN, a negative count, a probability past 1, a string)."""
+  for key, spec in RANGES.items():
+    interval, meaning = spec if isinstance(spec, tuple) else (spec, "")
+    section, _, name = key.rpartition(".")
+    node = config[section] if section else config
+    if name not in node:
+      continue
+    value = node[name]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not _in_interval(value, interval):
+      raise ValueError(f"{key}={value!r} {_interval_words(interval) if ok else 'must be a number'}"
+                       f"{f' ({meaning})' if meaning else ''}")
+
+
 def check_config(config, num_devices):
   """One ValueError per problem a user can fix in the config, before anything expensive runs."""
-  for key in ("total_steps", "batch_size", "seq_len", "vocab_size"):
-    if config[key] <= 0:
-      raise ValueError(f"{key}={config[key]} must be positive")
+  check_ranges(config)
   task = tasks.get_task(config.objective)
   if config.model.family not in task.families:
     raise ValueError(f"objective={config.objective!r} needs a model.family in "
@@ -55,8 +88,6 @@ def check_config(config, num_devices):
   model_config(config)   # the model's own checks (kinds, shapes)
   task.check(config)
   prompt = config.model.get("prompt_length", 0)
-  if prompt < 0:
-    raise ValueError(f"model.prompt_length={prompt} must be >= 0")
   if config.seq_len + prompt > config.model.max_len:
     with_prompt = f" + model.prompt_length={prompt}" if prompt else ""
     raise ValueError(f"seq_len={config.seq_len}{with_prompt} is longer than model.max_len="
@@ -71,40 +102,32 @@ def check_config(config, num_devices):
   sizes = parallel.mesh_shape(config.mesh, num_devices)
   ways = parallel.data_parallel_size(sizes, parallel.axis_rules(config))
   accum = config.optimizer.grad_accum_steps
-  if accum < 1:
-    raise ValueError(f"optimizer.grad_accum_steps={accum} must be >= 1 (1 = no accumulation)")
   if config.batch_size % (ways * accum):
     raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"
                      f" shards x {accum} accumulation steps = {ways * accum}")
   shards = config.input_shards
-  if shards < 1 or config.batch_size % shards:
-    raise ValueError(f"input_shards={shards} must be >= 1 and divide batch_size="
-                     f"{config.batch_size} (each input shard fills an equal part of the batch)")
-  for key in ("log_every", "eval_every", "checkpoint_every"):
-    if config[key] < 0:
-      raise ValueError(f"{key}={config[key]} must be >= 0 (0 = only at the end)")
-  if config.keep_checkpoints < 1:
-    raise ValueError(f"keep_checkpoints={config.keep_checkpoints} must be >= 1 (how many of the "
-                     f"newest checkpoints to keep; 0 would keep none)")
+  if config.batch_size % shards:
+    raise ValueError(f"input_shards={shards} must divide batch_size={config.batch_size} (each "
+                     f"input shard fills an equal part of the batch)")
   if config.eval_batches == 0 or config.eval_batches < -1:
     raise ValueError(f"eval_batches={config.eval_batches} must be -1 (the whole validation "
                      f"split) or a positive number of batches")
-  opt = config.optimizer
-  if not opt.learning_rate > 0 or not math.isfinite(opt.learning_rate):   # catches NaN too
-    raise ValueError(f"optimizer.learning_rate={opt.learning_rate} must be a positive number")
-  for key in ("warmup_steps", "clip_norm", "weight_decay"):
-    if not opt[key] >= 0:
-      raise ValueError(f"optimizer.{key}={opt[key]} must be >= 0")
   if config.on_nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of "
                      f"{list(NONFINITE_POLICIES)}")
 
 
-def workdir_path(workdir, create=True):
+def workdir_path(workdir, create=True, writable=None):
+  """The absolute workdir (Orbax needs absolute paths). `create`: made if missing; `writable`
+  (default: as `create`): checked to take new files before anything is computed for it."""
   if not workdir:
-    raise ValueError("--workdir is required")
-  path = pathlib.Path(workdir).expanduser().absolute()   # Orbax needs absolute paths
-  if create:
+    raise ValueError("--workdir=DIR is required")
+  path = pathlib.Path(workdir).expanduser().absolute()
+  if path.exists() and not path.is_dir():
+    raise ValueError(f"workdir {path} is a file, not a directory; choose another --workdir")
+  if not create and not path.is_dir():
+    raise FileNotFoundError(f"workdir {path} does not exist")
+  if create if writable is None else writable:
     try:
       path.mkdir(parents=True, exist_ok=True)
       probe = path / f".write_test-{os.getpid()}"   # processes of one run share the workdir
@@ -112,9 +135,19 @@ def workdir_path(workdir, create=True):
       probe.unlink()
     except OSError as e:
       raise ValueError(f"workdir {path} is not writable ({e.strerror}); choose another --workdir")
-  elif not path.is_dir():
-    raise FileNotFoundError(f"workdir {path} does not exist")
   return path
+
+
+def describe_os_error(e):
+  """An OSError in words a user can act on: what failed where, and what to do for the usual
+  causes (a full disk, a read-only file system, a permission)."""
+  where = f" ({e.filename})" if e.filename else ""
+  name = errno.errorcode.get(e.errno, "")
+  advice = {"ENOSPC": "; free space and rerun the same command (saved checkpoints are intact)",
+            "EDQUOT": "; free space and rerun the same command (saved checkpoints are intact)",
+            "EROFS": "; use a writable directory", "EACCES": "; check the permissions",
+            "EPERM": "; check the permissions"}.get(name, "")
+  return f"{e.strerror or type(e).__name__}{f' [{name}]' if name else ''}{where}{advice}"
 
 
 class _NoGetConfig(Exception):
@@ -230,8 +263,8 @@ def _is_open_dict(config, key):
 
 
 def run(fn, *args, needs_config=True):
-  """Calls fn; user mistakes (ValueError, FileNotFoundError) and failed saves end in one line
-  and exit code 1. Set LLM_TRACEBACK=1 to see the full traceback instead."""
+  """Calls fn; user mistakes (ValueError), failed reads and writes (OSError: a full disk, a
+  missing file) and failed saves end in one line and exit code 1. Set LLM_TRACEBACK=1 to see the full traceback instead."""
   if needs_config and FLAGS.config is None:
     raise SystemExit("error: --config=configs/NAME.py is required")
   if FLAGS.distributed:   # before anything touches the devices
@@ -248,11 +281,13 @@ def run(fn, *args, needs_config=True):
     FLAGS.logtostderr = True
   try:
     return fn(*args)
-  except (ValueError, FileNotFoundError, checkpoint.SaveFailed) as e:
+  except (ValueError, OSError, checkpoint.SaveFailed) as e:
     if os.environ.get("LLM_TRACEBACK"):
       raise
+    # An OSError of ours carries only a message; one from a write or a library, its errno.
+    text = describe_os_error(e) if isinstance(e, OSError) and e.errno else str(e)
     # sys.__stderr__: a failed checkpoint restore leaves sys.stderr muted (see checkpoint.py).
-    print(f"error: {e}", file=sys.__stderr__, flush=True)
+    print(f"error: {text}", file=sys.__stderr__, flush=True)
     sys.stdout.flush()
     # Exit now: Orbax/grain background threads cut off mid-read would print tracebacks at exit.
     os._exit(1)

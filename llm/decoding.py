@@ -9,6 +9,7 @@ A sequence ends at any of `stop_ids`, which is not returned.
 """
 import dataclasses
 import functools
+import math
 import time
 
 import flax.linen as nn
@@ -40,8 +41,10 @@ def check(settings):
   s = settings
   if s.max_new_tokens <= 0:
     raise ValueError(f"--max_new_tokens={s.max_new_tokens} must be positive")
-  if s.temperature < 0:
-    raise ValueError(f"--temperature={s.temperature} must be >= 0 (0 = greedy)")
+  if not 0 <= s.temperature < math.inf:   # NaN fails every comparison
+    raise ValueError(f"--temperature={s.temperature} must be a number >= 0 (0 = greedy)")
+  if not math.isfinite(s.length_penalty):
+    raise ValueError(f"--length_penalty={s.length_penalty} must be a finite number")
   if s.top_k < 0:
     raise ValueError(f"--top_k={s.top_k} must be >= 0 (0 = no limit)")
   if not 0 < s.top_p <= 1:

@@ -49,14 +49,15 @@ def settings_from_flags(stop_ids):
                            seed=f.sample_seed)
 
 
-def load_params(config, workdir, model, mesh):
-  """(params, where they came from): the workdir's latest checkpoint, else config.init."""
+def load_params(config, workdir, model, mesh, tok=None):
+  """(params, where they came from): the workdir's latest checkpoint (refused if `tok` is not
+  the tokenizer it was trained with), else config.init."""
   path = cli.workdir_path(workdir, create=False) if workdir else None
   manager = (checkpoint.make_manager(path, config.keep_checkpoints, create=False)
              if path and (path / "checkpoints").is_dir() else None)
   step = manager.latest_step() if manager else None
   if step is not None:
-    return weights.restore_params(manager, step, config, mesh), f"step {step} of {path}"
+    return weights.restore_params(manager, step, config, mesh, tok), f"step {step} of {path}"
   if not config.init:
     raise FileNotFoundError(f"no checkpoint in {path}/checkpoints and no config.init to "
                             f"generate from; train first with llm.train or set --config.init")
@@ -93,7 +94,7 @@ def generate_text(config, workdir):
                      f"tokens")
   mesh = parallel.make_mesh(config.mesh)
   model = build_model(config, heads=("lm",))
-  params, source = load_params(config, workdir, model, mesh)
+  params, source = load_params(config, workdir, model, mesh, tok)
   params = lora.merge(params, config.lora)
   outputs, steps, seconds = decoding.generate(model, params, prompts, settings, mesh,
                                               parallel.axis_rules(config), timed=True)

@@ -154,15 +154,15 @@ def evaluate(eval_step, params, batches, mesh, rules, task, reference=None, deco
   return result, predictions
 
 
-def _resume(manager, config, task, optimizer, abstract_state, train_iter, mesh, workdir):
+def _resume(manager, config, task, tok, optimizer, abstract_state, train_iter, mesh, workdir):
   """(state, step, manager) from the newest readable checkpoint, or (None, 0, manager) if there is
   none. Unreadable newer steps are moved to checkpoints/corrupt-<step> with one warning line
   naming both steps; if no step is readable, one error (and nothing is moved)."""
   unreadable = []
   for start in sorted(manager.all_steps(), reverse=True):
     try:
-      state = _restore_step(manager, start, config, task, optimizer, abstract_state, train_iter,
-                            mesh, workdir)
+      state = _restore_step(manager, start, config, task, tok, optimizer, abstract_state,
+                            train_iter, mesh, workdir)
     except checkpoint.Unreadable as e:
       unreadable.append((start, e))
       continue
@@ -191,8 +191,8 @@ def _resume(manager, config, task, optimizer, abstract_state, train_iter, mesh, 
   return None, 0, manager
 
 
-def _restore_step(manager, start, config, task, optimizer, abstract_state, train_iter, mesh,
-                  workdir):
+def _restore_step(manager, start, config, task, tok, optimizer, abstract_state, train_iter,
+                  mesh, workdir):
   """The train state of one saved step, checked against the config; Unreadable if it cannot be
   read, ValueError if the config does not fit it."""
   step_dir = manager.directory / str(start)
@@ -202,6 +202,7 @@ def _restore_step(manager, start, config, task, optimizer, abstract_state, train
                      f"{config.total_steps}; set --config.total_steps={start} or more to go on "
                      f"from it, or use a new --workdir")
   checkpoint.check_compatible(saved, config, step_dir, layout_may_differ=config.convert_layout)
+  checkpoint.check_tokenizer(manager, start, tok)
   changed = checkpoint.changed_settings(saved, config)
   if changed and not config.allow_changed_config:
     raise ValueError(f"resuming {step_dir} with settings that change the data or the "
@@ -266,8 +267,8 @@ def _train(config, workdir):
   abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
 
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  state, start, manager = _resume(manager, config, task, optimizer, abstract_state, train_iter,
-                                 mesh, workdir)
+  state, start, manager = _resume(manager, config, task, tok, optimizer, abstract_state,
+                                 train_iter, mesh, workdir)
   if state is None:
     state, start = state_lib.init_state(model, optimizer, config, shardings), 0
     if config.init:
@@ -299,6 +300,7 @@ def _train(config, workdir):
                 f"its final checkpoint again (a larger --config.total_steps trains on)")
     return run_eval()
   writer = metrics.MetricWriter(workdir, resume_step=start)
+  tokenizer = checkpoint.tokenizer_record(tok)
   bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
                   or jax.process_index() != 0, dynamic_ncols=True)
   token_counts, train_sums, tick = [], {}, time.perf_counter()
@@ -378,7 +380,7 @@ def _train(config, workdir):
       if record:
         writer.write(step, record)
       if saving:
-        checkpoint.save(manager, step, state, train_iter, config)
+        checkpoint.save(manager, step, state, train_iter, config, tokenizer)
       if stopping:
         why = interrupted.name if signalled else "stop_at_step"
         metrics.log(f"stopped after step {step} ({why})")

@@ -25,11 +25,14 @@ def to_layout(params, config, mesh):
                       convert.to_layout(params, config.model.scan_layers), target)
 
 
-def restore_params(manager, step, config, mesh):
-  """The params saved at `step` for a model shaped as `config`, on `mesh`, in config's layout."""
+def restore_params(manager, step, config, mesh, tok=None):
+  """The params saved at `step` for a model shaped as `config`, on `mesh`, in config's layout;
+  refused if `tok` is not the tokenizer they were trained with."""
   saved = checkpoint.saved_config(manager, step)
   checkpoint.check_compatible(saved, config, manager.directory / str(step),
                               layout_may_differ=True)
+  if tok is not None:
+    checkpoint.check_tokenizer(manager, step, tok)
   saved = from_saved(saved)
   abstract = state_lib.abstract_params(build_model(saved), saved, mesh)
   return to_layout(checkpoint.restore_params(manager, step, abstract), config, mesh)

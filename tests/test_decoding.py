@@ -204,7 +204,10 @@ def test_sampling_stays_inside_the_filtered_set_and_follows_it():
     (dict(num_beams=2, temperature=0.7), "beam search, which does not sample"),
     (dict(top_k=5), "--temperature=0 is greedy"),
     (dict(max_new_tokens=0), "--max_new_tokens=0 must be positive"),
-    (dict(temperature=-1.0), "must be >= 0"),
+    (dict(temperature=-1.0), "must be a number >= 0"),
+    (dict(temperature=float("nan")), "--temperature=nan must be a number >= 0"),
+    (dict(temperature=float("inf")), "--temperature=inf must be a number >= 0"),
+    (dict(num_beams=2, length_penalty=float("nan")), "--length_penalty=nan must be a finite"),
 ])
 def test_contradictory_settings_are_named(bad, message):
   with pytest.raises(ValueError, match=message):

@@ -86,12 +86,12 @@ BAD_VALUES = [
     ({"optimizer.grad_accum_steps": 0}, "optimizer.grad_accum_steps=0 must be >= 1"),
     ({"keep_checkpoints": 0}, "keep_checkpoints=0 must be >= 1"),
     ({"keep_checkpoints": -2}, "keep_checkpoints=-2 must be >= 1"),
-    ({"optimizer.learning_rate": float("nan")}, "optimizer.learning_rate=nan must be a positive"),
-    ({"optimizer.learning_rate": -1e-3}, "optimizer.learning_rate=-0.001 must be a positive"),
+    ({"optimizer.learning_rate": float("nan")}, "optimizer.learning_rate=nan must be > 0"),
+    ({"optimizer.learning_rate": -1e-3}, "optimizer.learning_rate=-0.001 must be > 0"),
     ({"eval_batches": 0}, "eval_batches=0 must be -1 (the whole validation split) or a positive"),
     ({"on_nonfinite": "ignore"}, "on_nonfinite='ignore' must be one of ['stop', 'skip']"),
-    ({"input_shards": 3}, "input_shards=3 must be >= 1 and divide batch_size=16"),
-    ({"input_shards": 0}, "input_shards=0 must be >= 1 and divide batch_size=16"),
+    ({"input_shards": 3}, "input_shards=3 must divide batch_size=16"),
+    ({"input_shards": 0}, "input_shards=0 must be >= 1"),
 ]
 
 

@@ -74,3 +74,22 @@ def test_generate_needs_a_decoder(cli, tmp_path):
   proc = cli("generate", "configs/bert_tiny.py", tmp_path, *tiny_overrides())
   assert proc.returncode == 1 and "needs a decoder or an encoder-decoder" in proc.stderr, \
       proc.stderr[-2000:]
+
+
+def test_another_tokenizer_than_the_checkpoints_is_refused(cli, gpt_workdir, tmp_path):
+  """The same pieces with one score changed tokenize differently: generate and evaluate refuse
+  them (the checkpoint records its tokenizer's SHA-256) and write nothing."""
+  from sentencepiece import sentencepiece_model_pb2
+  proto = sentencepiece_model_pb2.ModelProto()
+  proto.ParseFromString((gpt_workdir / "tokenizer.model").read_bytes())
+  proto.pieces[100].score -= 1.0
+  other = tmp_path / "other.model"
+  other.write_bytes(proto.SerializeToString())
+  for module in ("generate", "evaluate"):
+    proc = cli(module, "configs/gpt_tiny.py", gpt_workdir, *tiny_overrides(),
+               f"--config.tokenizer.path={other}")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-2000:]
+    assert "was trained with the tokenizer" in errors[0] and f"not {other}" in errors[0]
+    assert f"use --config.tokenizer.path={gpt_workdir}/tokenizer.model" in errors[0]
+  assert not (gpt_workdir / "evaluate.json").exists()

@@ -107,16 +107,17 @@ def save_blocking(size, repeats):
   _, _, _, _, _, _, state = setup(config)
   nbytes = sum(x.nbytes for x in jax.tree.leaves(state))
   data = iter(grain.MapDataset.range(10).to_iter_dataset())
+  tokenizer = {"path": "", "sha256": ""}   # what the save records of the run's tokenizer
   blocked, synchronous = [], []
   with tempfile.TemporaryDirectory() as tmp:
     manager = checkpoint.make_manager(tmp, keep=2)
     for r in range(repeats):
       start = time.perf_counter()
-      checkpoint.save(manager, 2 * r + 1, state, data, config)
+      checkpoint.save(manager, 2 * r + 1, state, data, config, tokenizer)
       blocked.append(time.perf_counter() - start)
       checkpoint.wait(manager)
       start = time.perf_counter()
-      checkpoint.save(manager, 2 * r + 2, state, data, config)
+      checkpoint.save(manager, 2 * r + 2, state, data, config, tokenizer)
       checkpoint.wait(manager)
       synchronous.append(time.perf_counter() - start)
     manager.close()

@@ -153,9 +153,6 @@ def reference(builder, split, config, tok):
 
 def check(config):
   qa = config.qa
-  for key in ("max_query_len", "doc_stride", "max_answer_len", "n_best"):
-    if qa[key] <= 0:
-      raise ValueError(f"qa.{key}={qa[key]} must be positive")
   if qa.max_query_len + 3 + qa.doc_stride > config.seq_len:
     raise ValueError(f"seq_len={config.seq_len} must hold [CLS] question [SEP] window [SEP] "
                      f"with windows at least doc_stride long: need seq_len >= "

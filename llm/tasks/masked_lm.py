@@ -138,8 +138,6 @@ def summarize(sums):
 
 
 def check(config):
-  if config.mask_prob <= 0 or config.mask_prob >= 1:
-    raise ValueError(f"mask_prob={config.mask_prob} must be in (0, 1)")
   if config.masking not in ("static", "dynamic"):
     raise ValueError(f"masking={config.masking!r}: expected 'static' or 'dynamic'")
 

@@ -137,17 +137,12 @@ def score(predictions, examples, tok, config):
 
 def check(config):
   s, d = config.seq2seq, config.decode
-  if s.target_len < 2:
-    raise ValueError(f"seq2seq.target_len={s.target_len} must be >= 2 (a piece and </s>)")
   if config.model.family == "decoder" and config.seq_len + 1 - s.target_len < 2:
     raise ValueError(f"seq2seq.target_len={s.target_len} leaves no room for the input in a "
                      f"decoder row of seq_len={config.seq_len}; raise seq_len or lower target_len")
   if config.model.get("prompt_length", 0):
     raise ValueError("seq2seq decodes its predictions, which soft prompts do not support "
                      "(model.prompt_length > 0): use LoRA or full fine-tuning")
-  for key in ("max_new_tokens", "num_beams", "batch_size"):
-    if d[key] < 1:
-      raise ValueError(f"decode.{key}={d[key]} must be >= 1")
   if config.model.family == "decoder":
     longest = config.seq_len + 1 - s.target_len + d.max_new_tokens
     if longest > config.model.max_len:

@@ -96,10 +96,6 @@ def rows(docs, all_docs, config, tok, train, shard=0):
 
 def check(config):
   sc = config.span_corruption
-  if not 0 < sc.noise_density < 1:
-    raise ValueError(f"span_corruption.noise_density={sc.noise_density} must be in (0, 1)")
-  if sc.mean_span_length < 1:
-    raise ValueError(f"span_corruption.mean_span_length={sc.mean_span_length} must be >= 1")
   raw = lengths(config.seq_len, sc.noise_density, sc.mean_span_length)[0]
   spans = math.ceil(raw * sc.noise_density / sc.mean_span_length) + 1
   if config.extra_ids < spans:
