@@ -8,6 +8,7 @@ An export's HF class is its task's (tasks/*.py `export_class`): classification -
 BertForSequenceClassification, tagging -> BertForTokenClassification, extractive_qa ->
 BertForQuestionAnswering, masked_lm -> BertForPreTraining (BertForMaskedLM without NSP), ...
 """
+import json
 import os
 import pathlib
 import shutil
@@ -18,7 +19,7 @@ from absl import app, flags
 
 from llm import cli, lora, parallel, tasks, weights
 from llm.base_config import base_config
-from llm.convert import gguf_llama, hf_bert
+from llm.convert import gguf_llama, hf_bert, sentencepiece_hf
 from llm.data.bpe import BpeTokenizer
 from llm.data.wordpiece import WordPieceTokenizer
 from llm.models import build_model, heads as heads_lib, model_config
@@ -131,10 +132,43 @@ def label_names(config, heads):
   return pipeline.label_names(pipeline.corpus_builder(config))
 
 
+# Written last into every export folder: which files the export wrote (a later export into the
+# same folder replaces exactly those), from which workdir and step.
+EXPORT_RECORD = "llm_export.json"
+
+
+def export_folder(out):
+  """`out` as an absolute path, if an export may write there: a new or empty folder, or an
+  earlier export's (whose files it replaces); never a workdir or a folder of other files."""
+  path = pathlib.Path(out).expanduser().absolute()
+  if path.exists() and not path.is_dir():
+    raise ValueError(f"--out={out} is a file; an export writes a folder: name a new or empty one")
+  if (path / "checkpoints").exists() or weights.is_workdir(path):
+    raise ValueError(f"--out={out} is a training workdir, which an export never writes into: "
+                     f"name a new or empty folder")
+  if path.is_dir():
+    ours = set()
+    if (path / EXPORT_RECORD).is_file():
+      try:
+        ours = set(json.loads((path / EXPORT_RECORD).read_text())["files"])
+      except (ValueError, KeyError, TypeError):
+        pass
+    others = sorted(p.name for p in path.iterdir() if p.name not in ours | {EXPORT_RECORD})
+    if others:
+      raise ValueError(f"--out={out} holds files an export did not write ({', '.join(others[:3])}"
+                       f"{', ...' if len(others) > 3 else ''}), which it would not overwrite: "
+                       f"name a new or empty folder")
+    for name in ours:
+      (path / name).unlink(missing_ok=True)
+  return path
+
+
 def export_checkpoint(workdir, out):
-  """Writes the params of the latest checkpoint in `workdir` as a Hugging Face BERT folder. The
-  model is the one saved with the checkpoint, so fine-tuned runs need no flags to rebuild it."""
-  workdir = cli.workdir_path(workdir, create=False)
+  """Writes the params of the latest checkpoint in `workdir` as a Hugging Face BERT folder, with
+  its tokenizer. The model is the one saved with the checkpoint, so fine-tuned runs need no flags
+  to rebuild it."""
+  workdir = cli.workdir_path(workdir, create=False, writable=False)
+  out = export_folder(out)
   # Restore unsharded onto one device, whatever mesh the run used.
   mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
   params, config, step = weights.workdir_params(workdir, mesh)
@@ -142,7 +176,8 @@ def export_checkpoint(workdir, out):
     params = lora.merge(params, config.lora)
   task = tasks.get_task(config.objective)
   heads = task.heads(config)
-  path = hf_bert.export(params, model_config(config), heads, out, label_names(config, heads),
+  cfg = model_config(config)
+  path = hf_bert.export(params, cfg, heads, out, label_names(config, heads),
                         architecture=task.export_class(config))
   tokenizer = config.get("tokenizer", {})
   if tokenizer.get("kind") == "wordpiece":   # an HF vocabulary: ship it, the folder is complete
@@ -151,7 +186,14 @@ def export_checkpoint(workdir, out):
     for name in hf_bert.TOKENIZER_FILES:
       if (source / name).is_file():
         shutil.copyfile(source / name, path / name)
-  print(f"step {step} of {workdir} -> {path}: {', '.join(sorted(f.name for f in path.iterdir()))}")
+  elif (workdir / "tokenizer.model").is_file():   # the run's SentencePiece model, converted
+    sentencepiece_hf.export(workdir / "tokenizer.model", path, cfg.max_len, cfg.type_vocab_size)
+  else:
+    print(f"note: {workdir} holds no tokenizer.model; the folder has no tokenizer")
+  files = sorted(f.name for f in path.iterdir() if f.name != EXPORT_RECORD)
+  (path / EXPORT_RECORD).write_text(json.dumps({"workdir": str(workdir), "step": step,
+                                                "files": files}, indent=2))
+  print(f"step {step} of {workdir} -> {path}: {', '.join(files)}")
 
 
 def main(argv):

@@ -269,3 +269,58 @@ def test_bad_model_folders(tmp_path):
   with pytest.raises(ValueError, match="2 label_names but the tag head has 3 classes"):
     hf_bert.export(random_params(build_model(tag, ("tag",))), model_config(tag), ("tag",),
                    tmp_path / "out", label_names=["a", "b"])
+
+
+SPM_TEXTS = SENTENCES + ["  Leading and   repeated spaces  ", "numbers 12345, ½ and ﬁ ligatures",
+                         "UPPER lower MiXeD", "tabs\tand\nnew lines", ""]
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_sentencepiece_models_convert_to_fast_tokenizers_that_encode_alike(tmp_path, model_type):
+  """The converted tokenizer gives SentencePiece's own ids, on the corpus and on odd text (BPE:
+  but for a literal [CLS]/[SEP]/[MASK], split off as Hugging Face does; see sentencepiece_hf)."""
+  import sentencepiece as spm
+  from llm.convert import sentencepiece_hf
+  from llm.data import tokenizer as tokenizer_lib
+  corpus = (ROOT / "README.md").read_text().splitlines()
+  path = tokenizer_lib.train(corpus, 600, model_type, tmp_path / "spm.model")
+  sp, fast = spm.SentencePieceProcessor(model_file=str(path)), sentencepiece_hf.fast_tokenizer(path)
+  for text in SPM_TEXTS + corpus[::7]:
+    if model_type == "bpe" and any(p in text for p in tokenizer_lib.SPECIAL_PIECES):
+      continue
+    assert fast.encode(text, add_special_tokens=False).ids == sp.encode(text), text
+
+
+def test_export_cli_writes_a_tokenizer_and_never_into_a_workdir_or_over_others_files(tmp_path):
+  transformers = pytest.importorskip("transformers")
+  from llm.data import tokenizer as tokenizer_lib
+  from llm.train import train_and_evaluate
+  from test_train import tiny_config
+  workdir = tmp_path / "run"
+  train_and_evaluate(tiny_config("bert_tiny", total_steps=1), workdir)
+  saved = {p: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
+  for out, problem in [(workdir, "is a training workdir"), (workdir / "config.json", "is a file")]:
+    with pytest.raises(ValueError, match=re.escape(f"--out={out} {problem}")):
+      hf.export_checkpoint(workdir, out)
+  assert {p: p.read_bytes() for p in workdir.iterdir() if p.is_file()} == saved
+  (tmp_path / "theirs").mkdir()
+  (tmp_path / "theirs" / "config.json").write_text("{}")
+  with pytest.raises(ValueError, match="holds files an export did not write \\(config.json\\)"):
+    hf.export_checkpoint(workdir, tmp_path / "theirs")
+  assert (tmp_path / "theirs" / "config.json").read_text() == "{}"
+
+  out = tmp_path / "hf"
+  for _ in range(2):   # a second export replaces the first's files
+    hf.export_checkpoint(workdir, out)
+  record = json.loads((out / hf.EXPORT_RECORD).read_text())
+  assert record["step"] == 1 and "tokenizer.json" in record["files"]
+  ours = tokenizer_lib.Tokenizer(workdir / "tokenizer.model")
+  theirs = transformers.AutoTokenizer.from_pretrained(out)
+  assert len(theirs) == ours.vocab_size
+  for text in SPM_TEXTS:
+    assert theirs(text)["input_ids"] == [ours.cls_id, *ours.encode(text), ours.sep_id], text
+  pair = theirs("A first.", "A second.")
+  assert pair["input_ids"] == [ours.cls_id, *ours.encode("A first."), ours.sep_id,
+                               *ours.encode("A second."), ours.sep_id]
+  model = transformers.AutoModelForPreTraining.from_pretrained(out)
+  assert model.config.vocab_size == ours.vocab_size
