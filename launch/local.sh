@@ -22,7 +22,7 @@ if [ $# -lt 2 ]; then
   exit 2
 fi
 case "$processes" in ''|*[!0-9]*|0) echo "error: --processes=$processes must be a positive integer" >&2; exit 2 ;; esac
-case "$devices" in *[!0-9]*) echo "error: --devices=$devices must be a positive integer" >&2; exit 2 ;; esac
+case "$devices" in *[!0-9]*|0) echo "error: --devices=$devices must be a positive integer" >&2; exit 2 ;; esac
 config=$1 workdir=$2; shift 2
 python=${PYTHON:-.venv/bin/python}
 quoted=""; if [ $# -gt 0 ]; then quoted=$(printf ' %q' "$@"); fi
@@ -41,6 +41,9 @@ done
 if [ "$dry" = 1 ]; then
   printf '%s\n' "${cmds[@]}"
   exit 0
+fi
+if [ -e "$workdir" ] && [ ! -d "$workdir" ]; then
+  echo "error: workdir $workdir is a file, not a directory; choose another WORKDIR" >&2; exit 2
 fi
 mkdir -p "$workdir"
 pids=()

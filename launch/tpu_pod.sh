@@ -31,7 +31,7 @@ name=$1 zone=$2 config=$3 workdir=$4; shift 4
 accelerator="" version=""
 if [ -n "$create" ]; then
   generation=${create%-*} size=${create##*-}
-  case "$size" in ''|*[!0-9]*) size="" ;; esac
+  case "$size" in ''|*[!0-9]*|0*) size="" ;; esac
   case "$generation" in
     v4) accelerator=v4-$size version=tpu-ubuntu2204-base ;;
     v5e|v5litepod) accelerator=v5litepod-$size version=v2-alpha-tpuv5-lite ;;

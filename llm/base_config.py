@@ -137,7 +137,7 @@ RANGES = {
     "model.num_classes": ("[0, inf)", "0 = the corpus' count"), "model.prompt_length": "[0, inf)",
     "optimizer.learning_rate": "(0, inf)", "optimizer.warmup_steps": "[0, inf)",
     "optimizer.end_lr_ratio": "[0, 1]", "optimizer.b1": "[0, 1)", "optimizer.b2": "[0, 1)",
-    "optimizer.eps": "[0, inf)", "optimizer.weight_decay": "[0, inf)",
+    "optimizer.eps": "(0, inf)", "optimizer.weight_decay": "[0, inf)",
     "optimizer.clip_norm": ("[0, inf)", "0 = no clipping"),
     "optimizer.grad_accum_steps": ("[1, inf)", "1 = no accumulation"),
     "lora.rank": ("[0, inf)", "0 = no LoRA"), "lora.alpha": "(0, inf)",

@@ -8,6 +8,9 @@ import re
 import sys
 import traceback
 
+import ml_collections
+
+import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
@@ -22,6 +25,9 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl a
 flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed.initialize() "
                   "(auto-detects TPU pods and SLURM; elsewhere set JAX_COORDINATOR_ADDRESS, "
                   "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
+
+# SentencePiece's model types (tokenizer.model_type).
+SPM_TYPES = ("unigram", "bpe", "char", "word")
 
 # What a run does when a step's loss or gradient norm is not finite (see train.py).
 NONFINITE_POLICIES = ("stop", "skip")
@@ -53,13 +59,14 @@ def _in_interval(value, interval):
   return above and below and math.isfinite(value)
 
 
-def _interval_words(interval):
+def _interval_words(interval, value):
   low, high = interval[1:-1].split(", ")
   if low == "-inf" and high == "inf":
     return "must be a finite number"
+  finite = "" if math.isfinite(value) else "finite and "
   if high == "inf":
-    return f"must be {'>=' if interval[0] == '[' else '>'} {low}"
-  return f"must be in {interval}"
+    return f"must be {finite}{'>=' if interval[0] == '[' else '>'} {low}"
+  return f"must be {finite}in {interval}"
 
 
 def check_ranges(config):
@@ -74,7 +81,7 @@ def check_ranges(config):
     value = node[name]
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or not _in_interval(value, interval):
-      raise ValueError(f"{key}={value!r} {_interval_words(interval) if ok else 'must be a number'}"
+      raise ValueError(f"{key}={value!r} {_interval_words(interval, value) if ok else 'must be a number'}"
                        f"{f' ({meaning})' if meaning else ''}")
 
 
@@ -83,17 +90,28 @@ def check_config(config, num_devices):
   check_ranges(config)
   task = tasks.get_task(config.objective)
   if config.model.family not in task.families:
+    source = f" (init={config.init!r} is one)" if config.init else ""
     raise ValueError(f"objective={config.objective!r} needs a model.family in "
-                     f"{list(task.families)}, not {config.model.family!r}")
+                     f"{list(task.families)}, not {config.model.family!r}{source}")
   model_config(config)   # the model's own checks (kinds, shapes)
   task.check(config)
   prompt = config.model.get("prompt_length", 0)
   if config.seq_len + prompt > config.model.max_len:
     with_prompt = f" + model.prompt_length={prompt}" if prompt else ""
+    room = config.model.max_len - prompt
+    fix = (f"use seq_len <= {room} or a larger model.max_len" if room >= 2 else
+           f"set model.max_len >= {config.seq_len + prompt}" + (" or a smaller "
+                                                                 "model.prompt_length" * bool(prompt)))
     raise ValueError(f"seq_len={config.seq_len}{with_prompt} is longer than model.max_len="
-                     f"{config.model.max_len} (the position table); use seq_len <= "
-                     f"{config.model.max_len - prompt} or a larger model.max_len")
-  for key in ("optimizer.freeze", "optimizer.train_only", "lora.targets", "lora.train_also"):
+                     f"{config.model.max_len} (the position table); {fix}")
+  if config.model.attention_impl == "cudnn" and jax.default_backend() != "gpu":
+    raise ValueError(f"model.attention_impl='cudnn' needs an NVIDIA GPU, and this run has "
+                     f"{jax.default_backend()} devices; use 'auto' or 'xla'")
+  if config.tokenizer.kind == "sentencepiece" and config.tokenizer.model_type not in SPM_TYPES:
+    raise ValueError(f"tokenizer.model_type={config.tokenizer.model_type!r}: expected one of "
+                     f"{list(SPM_TYPES)}")
+  for key in ("optimizer.freeze", "optimizer.train_only", "optimizer.no_decay", "lora.targets",
+              "lora.train_also"):
     section, name = key.split(".")
     try:
       re.compile(config[section].get(name, ""))
@@ -112,9 +130,23 @@ def check_config(config, num_devices):
   if config.eval_batches == 0 or config.eval_batches < -1:
     raise ValueError(f"eval_batches={config.eval_batches} must be -1 (the whole validation "
                      f"split) or a positive number of batches")
+  if config.extra_ids and config.objective not in ("span_corruption", "seq2seq"):
+    raise ValueError(f"extra_ids={config.extra_ids}: only span_corruption (T5's sentinels) and "
+                     f"seq2seq use ids past the tokenizer's; leave it 0 for "
+                     f"objective={config.objective!r}")
+  for key in ("stop_at_step", "nan_at_step"):
+    if config[key] > config.total_steps:
+      raise ValueError(f"{key}={config[key]} is past total_steps={config.total_steps}, so it "
+                       f"would never happen")
   if config.on_nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of "
                      f"{list(NONFINITE_POLICIES)}")
+
+
+# What a run keeps in its workdir (True: a directory), beside config.resume-<step>.json, the
+# evaluate*.json / predictions_*.jsonl files and train.lock.
+WORKDIR_ENTRIES = {"checkpoints": True, "tensorboard": True, "metrics.jsonl": False,
+                   "config.json": False, "tokenizer.model": False}
 
 
 def workdir_path(workdir, create=True, writable=None):
@@ -127,6 +159,12 @@ def workdir_path(workdir, create=True, writable=None):
     raise ValueError(f"workdir {path} is a file, not a directory; choose another --workdir")
   if not create and not path.is_dir():
     raise FileNotFoundError(f"workdir {path} does not exist")
+  for name, is_dir in WORKDIR_ENTRIES.items():
+    entry = path / name
+    if entry.exists() and entry.is_dir() != is_dir:
+      raise ValueError(f"workdir {path} holds {name} as a {'file' if is_dir else 'directory'}, "
+                       f"where a run keeps its {name} {'directory' if is_dir else 'file'}; it is "
+                       f"not a workdir of ours: choose another --workdir")
   if create if writable is None else writable:
     try:
       path.mkdir(parents=True, exist_ok=True)
@@ -154,6 +192,10 @@ class _NoGetConfig(Exception):
   pass
 
 
+class NotAConfig(TypeError):
+  """get_config() returned something other than a ConfigDict."""
+
+
 def _compiled(path):
   """The config file's code (SyntaxError, UnicodeDecodeError: the file itself is bad)."""
   return compile(path.read_text(encoding="utf-8"), str(path), "exec")
@@ -165,6 +207,9 @@ def _get_config(code, path, arg, overrides):
   if not callable(namespace.get("get_config")):
     raise _NoGetConfig(path)
   config = namespace["get_config"](*([arg] if arg else []))
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise NotAConfig(f"get_config() returned {type(config).__name__}, not an "
+                     f"ml_collections.ConfigDict (start from llm.base_config.base_config())")
   if overrides:
     config.update_from_flattened_dict(overrides)
   return config
@@ -182,6 +227,9 @@ def _load_config_file(spec):
   """load_config of `configs/NAME.py[:arg]`, or SystemExit with one line on what is wrong."""
   path, _, arg = spec.partition(":")
   path = pathlib.Path(path)
+  if path.is_dir():
+    raise SystemExit(f"error: --config={spec} is a directory; name a config file in it, e.g. "
+                     f"configs/gpt_tiny.py")
   if not path.is_file():
     raise SystemExit(f"error: config file {path} does not exist (expected configs/NAME.py)")
   try:
@@ -195,6 +243,8 @@ def _load_config_file(spec):
   except _NoGetConfig:
     raise SystemExit(f"error: config file {path} defines no get_config(); a config file is "
                      f"`def get_config(arg=None): return <a ConfigDict>` (see configs/)") from None
+  except NotAConfig as e:
+    raise SystemExit(f"error: config file {path}: {e}") from None
   except Exception as e:  # noqa: BLE001 - whatever the user's code raised, name it in one line
     where = next((f", line {f.lineno}" for f in reversed(traceback.extract_tb(e.__traceback__))
                   if f.filename == str(path)), "")
@@ -226,6 +276,22 @@ def _print_help():
   print("  --config.KEY=VALUE: override any key of the config (see llm/base_config.py)")
 
 
+def _not_utf8(argv):
+  """The first argument that is not UTF-8 text (Python keeps such bytes as surrogates), or None."""
+  for arg in argv:
+    try:
+      arg.encode("utf-8")
+    except UnicodeEncodeError:
+      return arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+  return None
+
+
+def _config_specs(argv):
+  """Every --config=FILE (or --config FILE) value on the command line."""
+  return [a.split("=", 1)[1] if "=" in a else next(iter(argv[i + 1:i + 2]), "")
+          for i, a in enumerate(argv) if a == "--config" or a.startswith("--config=")]
+
+
 def parse_flags(argv):
   """absl flag parsing with one-line errors (config_flags raises AttributeError/KeyError for an
   unknown `--config.key`, flags.Error for a bad value, and lets errors inside get_config() out
@@ -233,18 +299,30 @@ def parse_flags(argv):
   if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
     _print_help()
     raise SystemExit(0)
-  spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
-  config = _load_config_file(spec) if spec else None
+  if (bad := _not_utf8(argv[1:])) is not None:
+    raise SystemExit(f"error: the argument {bad} is not UTF-8 text (shown with \\x escapes); "
+                     f"give flags and texts as UTF-8")
+  specs = _config_specs(argv[1:])
+  overrides = [a for a in argv[1:] if a.startswith("--config.")]
+  if len(specs) > 1:
+    raise SystemExit(f"error: --config is given {len(specs)} times ({', '.join(specs)}); give one "
+                     f"config file and override its keys with --config.KEY=VALUE")
+  if overrides and not specs:
+    raise SystemExit(f"error: {overrides[0].split('=', 1)[0]} overrides a key of the config "
+                     f"file, but no --config=configs/NAME.py is given")
+  config = _load_config_file(specs[0]) if specs else None
   if config is not None:
     keys = _config_keys(config)
-    for arg in argv[1:]:
-      if arg.startswith("--config."):
-        key = arg[len("--config."):].split("=", 1)[0]
-        parents = [k for k in keys if key.startswith(k + ".")]
-        if key not in keys and not any(_is_open_dict(config, k) for k in parents):
-          near = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-          hint = f"; did you mean {near[0]}?" if near else "; see the config file for its keys"
-          raise SystemExit(f"error: unknown config key {key}{hint}")
+    for arg in overrides:
+      key = arg[len("--config."):].split("=", 1)[0]
+      parents = [k for k in keys if key.startswith(k + ".")]
+      if key not in keys and not any(_is_open_dict(config, k) for k in parents):
+        near = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else "; see the config file for its keys"
+        raise SystemExit(f"error: unknown config key {key}{hint}")
+      if key in keys and isinstance(_node(config, key), list):
+        raise SystemExit(f"error: --config.{key} is a list, which the command line cannot set; "
+                         f"set it in a config file (configs/*.py)")
   try:
     return FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
@@ -254,12 +332,24 @@ def parse_flags(argv):
     raise SystemExit(f"error: {' '.join(lines)}")
 
 
-def _is_open_dict(config, key):
-  """A plain-dict field (e.g. cloze.verbalizer), whose keys a user may add."""
+def no_arguments(argv):
+  """SystemExit with one line for words left after the flags (e.g. an unquoted --prompt)."""
+  if len(argv) > 1:
+    raise SystemExit(f"error: unexpected argument{'s' * (len(argv) > 2)} {' '.join(argv[1:])!r}: "
+                     f"every value is a --flag=value (quote values with spaces: --prompt='two "
+                     f"words')")
+
+
+def _node(config, key):
   node = config
   for part in key.split("."):
     node = node[part]
-  return isinstance(node, dict)
+  return node
+
+
+def _is_open_dict(config, key):
+  """A plain-dict field (e.g. cloze.verbalizer), whose keys a user may add."""
+  return isinstance(_node(config, key), dict)
 
 
 def run(fn, *args, needs_config=True):
@@ -267,14 +357,15 @@ def run(fn, *args, needs_config=True):
   missing file) and failed saves end in one line and exit code 1. Set LLM_TRACEBACK=1 to see the full traceback instead."""
   if needs_config and FLAGS.config is None:
     raise SystemExit("error: --config=configs/NAME.py is required")
+  if not FLAGS["verbosity"].present:
+    # Orbax logs every save at INFO, jax.distributed its start-up; our own progress lines go to
+    # stdout instead.
+    logging.set_verbosity(logging.WARNING)
   if FLAGS.distributed:   # before anything touches the devices
     try:
       parallel.initialize_distributed()
     except ValueError as e:
       raise SystemExit(f"error: {e}") from None
-  if not FLAGS["verbosity"].present:
-    # Orbax logs every save at INFO; our own progress lines go to stdout instead.
-    logging.set_verbosity(logging.WARNING)
   if not FLAGS["logtostderr"].present:
     # Log through whatever sys.stderr is at the time (not the stream absl captured at start),
     # so a failed save's tracebacks can be held back (see checkpoint._HeldStderr).

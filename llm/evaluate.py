@@ -6,7 +6,7 @@ configs/cloze_topic.py, before any fine-tuning).
 
   python -m llm.evaluate --config=configs/gpt_tiny.py --workdir=/tmp/gpt_tiny [--config.key=value]
 Prints the figures and writes them to <workdir>/evaluate.json (evaluate_<split>.json for
---split other than validation).
+--split other than validation; evaluate_<corpus>[_<split>].json for a corpus other than the run's).
 """
 import json
 
@@ -49,11 +49,15 @@ def evaluate_checkpoint(config, workdir, split):
   decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None
   result, predictions = evaluate(eval_step, params, batches, mesh, rules, task, reference, decode)
   if jax.process_index() == 0:
-    # One file per split, so evaluating test does not overwrite validation's result.
-    name = "evaluate.json" if split == "validation" else f"evaluate_{split}.json"
-    (workdir / name).write_text(json.dumps({"step": step, "split": split, **result}))
+    # One file per split (and per corpus other than the run's own), so evaluating the test split
+    # or another corpus does not overwrite the validation result.
+    trained = json.loads((workdir / "config.json").read_text()).get("corpus") if (
+        workdir / "config.json").is_file() else config.corpus
+    corpus = f"_{config.corpus}" if config.corpus != trained else ""
+    (workdir / f"evaluate{corpus}{'' if split == 'validation' else '_' + split}.json").write_text(
+        json.dumps({"step": step, "split": split, "corpus": config.corpus, **result}))
     if predictions is not None:   # one JSON line per example, in split order
-      path = workdir / f"predictions_{split}.jsonl"
+      path = workdir / f"predictions{corpus}_{split}.jsonl"
       rows = task.records(predictions, *reference)
       path.write_text("".join(json.dumps(row) + "\n" for row in rows))
       metrics.log(f"wrote {len(rows)} predictions to {path}")
@@ -62,8 +66,7 @@ def evaluate_checkpoint(config, workdir, split):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.no_arguments(argv)
   cli.run(evaluate_checkpoint, cli.FLAGS.config, cli.FLAGS.workdir, flags.FLAGS.split)
 
 

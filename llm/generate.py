@@ -16,6 +16,9 @@ from llm import weights
 from llm.data import pipeline
 from llm.models import build_model
 
+# Prompts x samples decoded together at most (one batch: its memory grows with the count).
+MAX_ROWS = 1024
+
 flags.DEFINE_multi_string("prompt", [""], "Text to continue (a decoder) or to transform (an "
                           "encoder-decoder); repeat the flag for a batch of prompts.")
 flags.DEFINE_integer("max_new_tokens", 64, "How many tokens to add at most.")
@@ -59,8 +62,9 @@ def load_params(config, workdir, model, mesh, tok=None):
   if step is not None:
     return weights.restore_params(manager, step, config, mesh, tok), f"step {step} of {path}"
   if not config.init:
-    raise FileNotFoundError(f"no checkpoint in {path}/checkpoints and no config.init to "
-                            f"generate from; train first with llm.train or set --config.init")
+    where = f"no checkpoint in {path}/checkpoints" if path else "no --workdir"
+    raise FileNotFoundError(f"{where} and no config.init to generate from; train first with "
+                            f"llm.train or set --config.init")
   return transfer.init_params(config, model, mesh), f"init={config.init}"
 
 
@@ -74,16 +78,25 @@ def generate_text(config, workdir):
                      "'decoder' or 'encoder_decoder'); an encoder has no output to continue")
   if config.model.prompt_length:
     raise ValueError("llm.generate does not decode soft prompts (model.prompt_length > 0)")
-  if f.num_samples <= 0:
-    raise ValueError(f"--num_samples={f.num_samples} must be positive")
+  if not 1 <= f.num_samples * len(f.prompt) <= MAX_ROWS:
+    raise ValueError(f"--num_samples={f.num_samples} x {len(f.prompt)} prompts must make 1 to "
+                     f"{MAX_ROWS} rows, decoded together")
+  if f.num_samples > 1 and f.temperature == 0:
+    raise ValueError(f"--num_samples={f.num_samples}: greedy decoding and beam search give the "
+                     f"same text every time; set --temperature > 0 to sample")
   tok = pipeline.load_tokenizer(config, pipeline.prepare_corpus(config))
+  vocab = config.vocab_size + config.extra_ids
+  for flag, value in (("top_k", f.top_k), ("num_beams", f.num_beams)):
+    if value > vocab:
+      raise ValueError(f"--{flag}={value} must be at most the vocabulary's {vocab} tokens")
   settings = settings_from_flags([tok.eos_id])
   texts = [p for p in f.prompt for _ in range(f.num_samples)]
-  inputs = [chat_prompt(tok, t) for t in texts] if f.chat else texts
+  inputs = [chat_prompt(tok, t) for t in f.prompt] if f.chat else f.prompt
   if family == "decoder":
-    prompts = [[tok.bos_id] * tok.add_bos + tok.encode(t) for t in inputs]
+    encoded = [[tok.bos_id] * tok.add_bos + tok.encode(t) for t in inputs]
   else:
-    prompts = [tok.encode(t) + [tok.eos_id] for t in inputs]
+    encoded = [tok.encode(t) + [tok.eos_id] for t in inputs]
+  prompts = [ids for ids in encoded for _ in range(f.num_samples)]
   if not all(prompts):
     raise ValueError(f"an empty --prompt: {tok.path} adds no start token, so give some text")
   longest = max(map(len, prompts)) + (settings.max_new_tokens if family == "decoder" else 0)
@@ -114,8 +127,7 @@ def generate_text(config, workdir):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.no_arguments(argv)
   cli.run(generate_text, cli.FLAGS.config, cli.FLAGS.workdir)
 
 

@@ -21,9 +21,23 @@ import os
 import sys
 
 
+# Fake CPU devices take time and memory to set up, growing faster than their count (4,096: about
+# 20 s and 0.6 GB here); past this many the planner would sit silent for many minutes.
+MAX_DEVICES = 4096
+
+
 def _use_fake_devices(argv):
   # Must happen before JAX starts its backend: the plan compiles for --devices CPU devices.
-  count = next((a.split("=", 1)[1] for a in argv if a.startswith("--devices=")), None)
+  count = next((a.split("=", 1)[1] if "=" in a else next(iter(argv[i + 1:i + 2]), None)
+                for i, a in enumerate(argv) if a == "--devices" or a.startswith("--devices=")),
+               None)
+  if count and count.isdigit() and int(count) > MAX_DEVICES:
+    raise SystemExit(f"error: --devices={count}: the planner compiles for that many fake CPU "
+                     f"devices and plans at most {MAX_DEVICES}; per-device memory depends on the "
+                     f"mesh's fsdp and tensor axes, not on how many data replicas there are, so "
+                     f"plan {MAX_DEVICES} or fewer devices with the same mesh.fsdp and mesh.tensor")
+  if count and count.isdigit() and int(count) > 1024:
+    print(f"setting up {count} fake CPU devices ...", flush=True)
   if count and count.isdigit():
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={count}").strip()
@@ -188,8 +202,7 @@ def _report(r, config):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.no_arguments(argv)
   f = flags.FLAGS
   result = cli.run(lambda: plan(cli.FLAGS.config, f.devices, f.device_kind))
   if f.format == "json":

@@ -395,14 +395,17 @@ def _train(config, workdir):
       metrics.log(f"saved step {manager.latest_step()}; rerun the same command to continue")
     return result or {}
   finally:
+    try:   # whatever ends the run, the save in flight is committed first
+      checkpoint.wait(manager)
+    except checkpoint.SaveFailed:   # already reported, or reported by the error ending the run
+      pass
     writer.close()
     held.close()
     interrupted.close()
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.no_arguments(argv)
   result = cli.run(train_and_evaluate, cli.FLAGS.config, cli.FLAGS.workdir)
   if not result:   # interrupted (SIGTERM/SIGINT) after saving: nothing evaluated
     return

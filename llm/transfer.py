@@ -31,7 +31,11 @@ def resolve_init(config):
     return config
   path = pathlib.Path(config.init).expanduser()
   if weights.is_workdir(path):
-    source = json.loads((path / "config.json").read_text())
+    try:
+      source = json.loads((path / "config.json").read_text())
+    except ValueError as e:
+      raise ValueError(f"init={config.init!r}: its config.json is not readable JSON ({e}); the "
+                       f"workdir is damaged") from None
     if "family" not in source["model"]:
       raise ValueError(f"init={config.init!r} was trained before model families existed (its "
                        f"parameter names differ); retrain it")
@@ -44,6 +48,10 @@ def resolve_init(config):
     else:
       config.tokenizer.update(kind=source["tokenizer"]["kind"], path=source["tokenizer"]["path"])
     return config
+  if config.init not in ("minilm", "smollm2") and not path.exists():
+    raise FileNotFoundError(f"init={config.init!r} does not exist; init is one of our workdirs, "
+                            f"a Hugging Face BERT folder, a Llama .gguf file, 'minilm' or "
+                            f"'smollm2'")
   if gguf_llama.is_gguf(config.init):
     overrides = gguf_llama.model_overrides(gguf_llama.GgufFile(config.init))
     tokenizer = dict(kind="gguf", path=str(config.init))

@@ -85,6 +85,10 @@ def test_slurm_per_node_and_per_gpu():
     ("tpu_pod.sh", ["--dry-run", "p", "z"], "usage: launch/tpu_pod.sh"),
     ("local.sh", ["--processes=0", "c", "w"], "--processes=0 must be a positive integer"),
     ("local.sh", ["--gpus=2", "c", "w"], "unknown option --gpus=2"),
+    ("local.sh", ["--devices=0", "c", "w"], "--devices=0 must be a positive integer"),
+    ("local.sh", ["--processes=2", "c", "README.md"], "workdir README.md is a file"),
+    ("tpu_pod.sh", ["--dry-run", "--create=v4-0", "p", "z", "c", "w"],
+     "--create=v4-0 is not a TPU type this launcher knows"),
     ("slurm.sbatch", ["--dry-run"], "usage: sbatch"),
 ])
 def test_bad_launcher_options_are_one_line(script, args, message):

@@ -81,6 +81,8 @@ def test_a_mesh_larger_than_this_machine_shards_as_asked():
     (["--config.mesh.tensor=3", "--config.mesh.data=2"], 6, "cannot be split 3 ways"),
     (["--config.mesh.data=16"], 8, "must equal the 8 available devices"),
     (["--device_kind=v9"], 8, "--device_kind='v9': expected one of"),
+    ([], 100000, "error: --devices=100000: the planner compiles for that many fake CPU devices "
+                 "and plans at most 4096"),
 ])
 def test_bad_plans_are_one_line(args, devices, message):
   proc = run_plan(*args, devices=devices)

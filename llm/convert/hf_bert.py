@@ -47,6 +47,9 @@ def resolve_model_dir(name_or_path):
     path = pathlib.Path(spec.origin).parent / "model"
   else:
     path = pathlib.Path(name_or_path).expanduser()
+  if path.is_file():
+    raise FileNotFoundError(f"{path} is a file; expected a Hugging Face BERT folder (config.json "
+                            f"+ model.safetensors) or a Llama .gguf file")
   for name in ("config.json", "model.safetensors"):
     if not (path / name).is_file():
       raise FileNotFoundError(f"{path / name} does not exist; expected a Hugging Face BERT folder "

@@ -55,8 +55,7 @@ def corpus_builder(config):
       raise ValueError(f"corpus={config.corpus!r} reads your files: set --config.data_files.train"
                        f"=PATH and --config.data_files.validation=PATH (and optionally .test)")
     for split, path in paths.items():
-      if not pathlib.Path(path).expanduser().is_file():
-        raise FileNotFoundError(f"data_files.{split}={path!r} does not exist")
+      existing_file(path, f"data_files.{split}")
     return FILE_BUILDERS[config.corpus](paths=paths, **kwargs)
   if config.corpus in BUILDERS:
     return BUILDERS[config.corpus](**kwargs)
@@ -124,6 +123,16 @@ def _on_first_process(fn, name):
     multihost_utils.sync_global_devices(f"llm.pipeline.{name}")
 
 
+def existing_file(path, key):
+  """`path` (a config value) as a Path, if it names a file; FileNotFoundError naming `key`."""
+  found = pathlib.Path(path).expanduser()
+  if found.is_dir():
+    raise FileNotFoundError(f"{key}={path!r} is a directory; it names a file")
+  if not found.is_file():
+    raise FileNotFoundError(f"{key}={path!r} does not exist")
+  return found
+
+
 def load_tokenizer(config, builder):
   """config.tokenizer.path if set, else a SentencePiece model trained once on the train split.
   `tokenizer.kind="wordpiece"` loads a Hugging Face BERT vocabulary from the folder `path`,
@@ -140,9 +149,7 @@ def load_tokenizer(config, builder):
     raise ValueError(f"tokenizer.kind={cfg.kind!r}: expected 'sentencepiece', 'wordpiece' or "
                      f"'gguf'")
   elif cfg.path:
-    path = pathlib.Path(cfg.path).expanduser()
-    if not path.is_file():
-      raise FileNotFoundError(f"tokenizer.path={cfg.path!r} does not exist")
+    path = existing_file(cfg.path, "tokenizer.path")
   else:
     # Your files' tokenizer is named after their contents, as their prepared data is.
     corpus = (f"{config.corpus}_{builder.builder_config.name}" if config.corpus in FILE_BUILDERS
@@ -159,7 +166,13 @@ def load_tokenizer(config, builder):
         tokenizer_lib.train((as_text(t) for t in texts), config.vocab_size, cfg.model_type, path)
     _on_first_process(train_tokenizer, "tokenizer")
   if cfg.kind == "sentencepiece":
-    tok = tokenizer_lib.Tokenizer(path)
+    try:
+      tok = tokenizer_lib.Tokenizer(path)
+    except (RuntimeError, OSError) as e:   # not a SentencePiece model: SentencePiece's own words
+      raise ValueError(f"tokenizer {path} is not a SentencePiece model ({str(e).strip()[:160]}); "
+                       f"name a .model file SentencePiece wrote, or leave tokenizer.path empty "
+                       f"to train one") from None
+    tok.extra_ids = config.get("extra_ids", 0)
   if tok.vocab_size != config.vocab_size:
     raise ValueError(f"tokenizer {tok.path} has {tok.vocab_size} pieces but vocab_size="
                      f"{config.vocab_size}; set --config.vocab_size={tok.vocab_size}")

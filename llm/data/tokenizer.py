@@ -4,6 +4,7 @@ Fixed ids: 0 = <pad>, 1 = <unk>, 2 = <s>, 3 = </s>, then [CLS], [SEP], [MASK] fo
 """
 import os
 import pathlib
+import re
 import tempfile
 
 import sentencepiece as spm
@@ -22,6 +23,7 @@ class Tokenizer:
     self.cls_id, self.sep_id, self.mask_id = (self.sp.piece_to_id(p) for p in SPECIAL_PIECES)
     self.special_ids = (PAD, UNK, BOS, EOS, self.cls_id, self.sep_id, self.mask_id)
     self.bos_id, self.eos_id, self.add_bos = BOS, EOS, True   # what texts start and end with
+    self.extra_ids = 0   # ids the model has past the pieces (set by pipeline.load_tokenizer)
 
   def encode(self, text):
     return self.sp.encode(text)
@@ -31,7 +33,16 @@ class Tokenizer:
     return self.sp.encode(list(texts))
 
   def decode(self, ids):
-    return self.sp.decode([int(i) for i in ids if int(i) != PAD])
+    """Text of `ids`; ids past the pieces (T5's sentinels, config.extra_ids of them at the end of
+    the model's vocabulary, the last one first) as <extra_id_K>."""
+    text, run = [], []
+    for i in (int(i) for i in ids if int(i) != PAD):
+      if i < self.vocab_size:
+        run.append(i)
+        continue
+      text += [self.sp.decode(run), f"<extra_id_{self.vocab_size + self.extra_ids - 1 - i}>"]
+      run = []
+    return "".join(text + [self.sp.decode(run)])
 
 
 def train(texts, vocab_size, model_type, path):
@@ -48,8 +59,11 @@ def train(texts, vocab_size, model_type, path):
           model_type=model_type, character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS,
           eos_id=EOS, user_defined_symbols=list(SPECIAL_PIECES), num_threads=os.cpu_count(),
           minloglevel=2)
-    except RuntimeError as e:   # e.g. a vocabulary larger than the corpus supports
-      raise ValueError(f"training a {vocab_size}-piece SentencePiece model failed: "
-                       f"{str(e).split('] ')[-1]} (set --config.vocab_size)") from e
+    except RuntimeError as e:   # a vocabulary larger than the corpus supports, or too small
+      small = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(e))
+      why = (f"it must hold the corpus' {small.group(1)} characters and the special pieces"
+             if small else str(e).split("] ")[-1])
+      raise ValueError(f"training a {vocab_size}-piece SentencePiece model failed: {why} (set "
+                       f"--config.vocab_size)") from e
     os.replace(prefix + ".model", path)
   return path

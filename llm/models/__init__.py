@@ -63,6 +63,7 @@ def model_config(config):
   _choice("mlp", cfg.mlp, MLPS)
   _choice("remat", cfg.remat, REMAT_POLICIES)
   _choice("dtype", cfg.dtype, ("float32", "bfloat16"))
+  _choice("attention_impl", cfg.attention_impl, ("auto", "xla", "cudnn"))
   if cfg.embed_dim % cfg.num_heads and not cfg.head_dim:
     raise ValueError(f"model.embed_dim={cfg.embed_dim} is not divisible by "
                      f"model.num_heads={cfg.num_heads}; set model.head_dim explicitly")
