@@ -81,8 +81,8 @@ def check_ranges(config):
     value = node[name]
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or not _in_interval(value, interval):
-      raise ValueError(f"{key}={value!r} {_interval_words(interval, value) if ok else 'must be a number'}"
-                       f"{f' ({meaning})' if meaning else ''}")
+      words = _interval_words(interval, value) if ok else "must be a number"
+      raise ValueError(f"{key}={value!r} {words}{f' ({meaning})' if meaning else ''}")
 
 
 def check_config(config, num_devices):
@@ -99,9 +99,9 @@ def check_config(config, num_devices):
   if config.seq_len + prompt > config.model.max_len:
     with_prompt = f" + model.prompt_length={prompt}" if prompt else ""
     room = config.model.max_len - prompt
+    smaller_prompt = " or a smaller model.prompt_length" if prompt else ""
     fix = (f"use seq_len <= {room} or a larger model.max_len" if room >= 2 else
-           f"set model.max_len >= {config.seq_len + prompt}" + (" or a smaller "
-                                                                 "model.prompt_length" * bool(prompt)))
+           f"set model.max_len >= {config.seq_len + prompt}{smaller_prompt}")
     raise ValueError(f"seq_len={config.seq_len}{with_prompt} is longer than model.max_len="
                      f"{config.model.max_len} (the position table); {fix}")
   if config.model.attention_impl == "cudnn" and jax.default_backend() != "gpu":
@@ -354,7 +354,8 @@ def _is_open_dict(config, key):
 
 def run(fn, *args, needs_config=True):
   """Calls fn; user mistakes (ValueError), failed reads and writes (OSError: a full disk, a
-  missing file) and failed saves end in one line and exit code 1. Set LLM_TRACEBACK=1 to see the full traceback instead."""
+  missing file) and failed saves end in one line and exit code 1. Set LLM_TRACEBACK=1 to see
+  the full traceback instead."""
   if needs_config and FLAGS.config is None:
     raise SystemExit("error: --config=configs/NAME.py is required")
   if not FLAGS["verbosity"].present:

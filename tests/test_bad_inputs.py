@@ -116,7 +116,8 @@ COMMAND_LINES = [
     ([CONFIG, "--config", f"{ROOT}/configs/gpt_tiny.py:size=huge"], "--config is given 2 times"),
     (["--config.total_steps=3"], "error: --config.total_steps overrides a key of the config file, "
                                  "but no --config=configs/NAME.py is given"),
-    (["--config", f"{ROOT}/configs/gpt_tiny.py", "--config.foo=1"], "error: unknown config key foo"),
+    (["--config", f"{ROOT}/configs/gpt_tiny.py", "--config.foo=1"],
+     "error: unknown config key foo"),
     ([f"--config={ROOT}/configs"], "is a directory; name a config file in it"),
     ([CONFIG, "--config.logical_axis_rules=[('batch','nope')]"],
      "error: --config.logical_axis_rules is a list, which the command line cannot set"),
@@ -155,7 +156,8 @@ def test_workdirs_that_are_not_ours_are_refused(tmp_path):
 
 
 def test_files_a_config_names_are_checked(tmp_path):
-  with pytest.raises(FileNotFoundError, match="tokenizer.path='.*' is a directory; it names a file"):
+  with pytest.raises(FileNotFoundError, match="tokenizer.path='.*' is a directory; it names a "
+                                              "file"):
     pipeline.load_tokenizer(tiny_config(tokenizer=dict(kind="sentencepiece", path=str(tmp_path),
                                                        model_type="unigram")), None)
   (tmp_path / "garbage.model").write_bytes(b"not a model")
