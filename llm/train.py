@@ -301,8 +301,6 @@ def _train(config, workdir):
     return run_eval()
   writer = metrics.MetricWriter(workdir, resume_step=start)
   tokenizer = checkpoint.tokenizer_record(tok)
-  bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
-                  or jax.process_index() != 0, dynamic_ncols=True)
   token_counts, train_sums, tick = [], {}, time.perf_counter()
   result, stopping = None, False
   unchecked, skipped = [], []   # (step, device-side "finite" flag) not yet read; skipped steps
@@ -332,6 +330,10 @@ def _train(config, workdir):
 
   interrupted = preemption.Watch()   # from here on, SIGTERM/SIGINT save and stop
   held = checkpoint.hold_background_stderr()
+  # On the stream sys.stderr is from now on, so that tqdm.write (metrics.log) finds the bar and
+  # clears it around each log line instead of writing into it.
+  bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
+                  or jax.process_index() != 0, dynamic_ncols=True, file=sys.stderr)
   try:
     for step in range(start + 1, config.total_steps + 1):
       batch = next(train_iter)

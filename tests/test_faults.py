@@ -43,12 +43,17 @@ def test_nonfinite_loss_stops_the_run_naming_the_step_and_saves_nothing_bad(tmp_
   assert all_finite(tmp_path, 2)
 
 
-def test_nonfinite_steps_are_skipped_when_asked_and_bounded(tmp_path):
+def test_nonfinite_steps_are_skipped_when_asked_and_bounded(tmp_path, capsys):
   config = tiny_config(total_steps=6, checkpoint_every=3, nan_at_step=2, on_nonfinite="skip")
   train_and_evaluate(config, tmp_path / "skip")
   rows = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text()
           .splitlines()]
   assert rows[-1]["train/skipped_steps"] == 1 and math.isfinite(rows[-1]["train/loss"])
+  # Step 2's interval (log_every=1) applied no step: it shows the count, not a loss of 0.
+  assert rows[1] == {"step": 2, "train/skipped_steps": 1,
+                     "train/learning_rate": pytest.approx(rows[1]["train/learning_rate"])}
+  assert "step 2: skipped (non-finite), as every step since the last log" in \
+      capsys.readouterr().out
   assert saved_steps(tmp_path / "skip") == [3, 6] and all_finite(tmp_path / "skip", 6)
   with pytest.raises(ValueError, match="exceed max_nonfinite_skips=0"):
     train_and_evaluate(tiny_config(total_steps=4, nan_at_step=2, on_nonfinite="skip",
@@ -72,21 +77,12 @@ def test_total_steps_below_the_checkpoint_is_refused_and_a_finished_run_reruns(t
   assert sorted(p.name for p in tmp_path.iterdir()) == files and saved_steps(tmp_path) == [3]
 
 
-def test_a_log_interval_of_skipped_steps_shows_no_loss(tmp_path, capsys):
-  train_and_evaluate(tiny_config(total_steps=3, nan_at_step=2, on_nonfinite="skip"), tmp_path)
-  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert rows[1] == {"step": 2, "train/skipped_steps": 1,
-                     "train/learning_rate": pytest.approx(rows[1]["train/learning_rate"])}
-  assert "step 2: skipped (non-finite), as every step since the last log" in \
-      capsys.readouterr().out
-  assert math.isfinite(rows[2]["train/loss"]) and rows[2]["train/skipped_steps"] == 1
-
-
 BAD_VALUES = [
     ({"optimizer.grad_accum_steps": 0}, "optimizer.grad_accum_steps=0 must be >= 1"),
     ({"keep_checkpoints": 0}, "keep_checkpoints=0 must be >= 1"),
     ({"keep_checkpoints": -2}, "keep_checkpoints=-2 must be >= 1"),
-    ({"optimizer.learning_rate": float("nan")}, "optimizer.learning_rate=nan must be > 0"),
+    ({"optimizer.learning_rate": float("nan")},
+     "optimizer.learning_rate=nan must be finite and > 0"),
     ({"optimizer.learning_rate": -1e-3}, "optimizer.learning_rate=-0.001 must be > 0"),
     ({"eval_batches": 0}, "eval_batches=0 must be -1 (the whole validation split) or a positive"),
     ({"on_nonfinite": "ignore"}, "on_nonfinite='ignore' must be one of ['stop', 'skip']"),
@@ -274,20 +270,6 @@ def test_an_unusable_data_position_is_an_unreadable_step(tmp_path, capsys, posit
   assert saved_steps(tmp_path) == [2, 4]
 
 
-def test_a_step_without_its_checksums_is_unreadable(tmp_path, capsys):
-  """Every step this code saves has SHA256SUMS: one without them is not read unchecked (its
-  arrays may have been changed too) but moved aside like a corrupt one."""
-  config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
-  train_and_evaluate(config(4), tmp_path)
-  (tmp_path / "checkpoints" / "4" / "SHA256SUMS").unlink()
-  garble(tmp_path / "checkpoints" / "4")
-  train_and_evaluate(config(4), tmp_path)
-  out = capsys.readouterr().out
-  assert ("warning: checkpoint step 4 is unreadable (its SHA256SUMS is missing); moved corrupt-4 "
-          "aside and resumed from step 2") in out, out[-2000:]
-  assert saved_steps(tmp_path) == [2, 4]
-
-
 def test_a_step_that_cannot_be_moved_aside_is_one_error_and_nothing_is_lost(tmp_path,
                                                                           monkeypatch):
   config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
@@ -335,3 +317,12 @@ def test_an_unreadable_newest_step_is_moved_aside_and_the_previous_one_resumed(t
   (run / "checkpoints" / "7").mkdir()
   train_and_evaluate(config(8), run)
   assert saved_steps(run)[-1] == 8 and not (run / "checkpoints" / "7").exists()
+  # So is a step without its SHA256SUMS (every step this code saves has one): its files could be
+  # anything, so it is not read unchecked.
+  (run / "checkpoints" / "8" / "SHA256SUMS").unlink()
+  garble(run / "checkpoints" / "8")
+  before, _ = losses(run), capsys.readouterr()
+  train_and_evaluate(config(8), run)
+  assert ("warning: checkpoint step 8 is unreadable (its SHA256SUMS is missing); moved corrupt-8 "
+          "aside and resumed from step 6") in capsys.readouterr().out
+  assert saved_steps(run)[-1] == 8 and losses(run) == before   # steps 7-8 again, bitwise
