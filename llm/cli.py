@@ -1,4 +1,5 @@
 """What the three entry points share: flags, config checks, workdir, one-line errors."""
+import atexit
 import difflib
 import errno
 import math
@@ -6,6 +7,7 @@ import os
 import pathlib
 import re
 import sys
+import threading
 import traceback
 
 import ml_collections
@@ -352,6 +354,40 @@ def _is_open_dict(config, key):
   return isinstance(_node(config, key), dict)
 
 
+def drop_native_lines(prefix):
+  """Passes what is written to file descriptor 1 (Python's sys.stdout and native libraries'
+  writes alike) on to the real stdout, except whole lines that start with `prefix`. Returns the
+  function that puts stdout back once everything written so far is through (also run at exit)."""
+  sys.stdout.flush()
+  real, (read, write) = os.dup(1), os.pipe()
+  os.dup2(write, 1)
+  os.close(write)
+
+  def write_all(data):
+    while data:
+      data = data[os.write(real, data):]
+
+  def pump():
+    pending = b""
+    while chunk := os.read(read, 65536):
+      *lines, pending = (pending + chunk).split(b"\n")
+      write_all(b"".join(line + b"\n" for line in lines if not line.startswith(prefix)))
+    if not pending.startswith(prefix):
+      write_all(pending)
+    os.close(read)
+
+  thread = threading.Thread(target=pump, name="stdout-filter", daemon=True)
+  thread.start()
+
+  def restore():
+    if thread.is_alive():
+      sys.stdout.flush()
+      os.dup2(real, 1)   # closes the pipe's last write end: the pump reads to its end and stops
+      thread.join(timeout=10)
+  atexit.register(restore)
+  return restore
+
+
 def run(fn, *args, needs_config=True):
   """Calls fn; user mistakes (ValueError), failed reads and writes (OSError: a full disk, a
   missing file) and failed saves end in one line and exit code 1. Set LLM_TRACEBACK=1 to see
@@ -362,10 +398,14 @@ def run(fn, *args, needs_config=True):
     # Orbax logs every save at INFO, jax.distributed its start-up; our own progress lines go to
     # stdout instead.
     logging.set_verbosity(logging.WARNING)
+  restore_stdout = lambda: None
   if FLAGS.distributed:   # before anything touches the devices
+    # Gloo (CPU collectives) prints a connection banner from C++ straight to stdout.
+    restore_stdout = drop_native_lines(b"[Gloo] ")
     try:
       parallel.initialize_distributed()
     except ValueError as e:
+      restore_stdout()
       raise SystemExit(f"error: {e}") from None
   if not FLAGS["logtostderr"].present:
     # Log through whatever sys.stderr is at the time (not the stream absl captured at start),
@@ -380,6 +420,6 @@ def run(fn, *args, needs_config=True):
     text = describe_os_error(e) if isinstance(e, OSError) and e.errno else str(e)
     # sys.__stderr__: a failed checkpoint restore leaves sys.stderr muted (see checkpoint.py).
     print(f"error: {text}", file=sys.__stderr__, flush=True)
-    sys.stdout.flush()
+    restore_stdout()   # flushes sys.stdout and what the filter still holds
     # Exit now: Orbax/grain background threads cut off mid-read would print tracebacks at exit.
     os._exit(1)

@@ -8,6 +8,8 @@ An export's HF class is its task's (tasks/*.py `export_class`): classification -
 BertForSequenceClassification, tagging -> BertForTokenClassification, extractive_qa ->
 BertForQuestionAnswering, masked_lm -> BertForPreTraining (BertForMaskedLM without NSP), ...
 """
+import contextlib
+import io
 import json
 import os
 import pathlib
@@ -66,8 +68,10 @@ def compare_gguf(name, texts):
   params = gguf_llama.load_params(gguf_file, model_config(config))
   # The weights are an argument: closed over, XLA would fold 135M constants into the program.
   forward = jax.jit(lambda p, ids: model.apply({"params": p}, {"inputs": ids})["lm"])
-  reference = transformers.AutoModelForCausalLM.from_pretrained(
-      gguf_file.path.parent, gguf_file=gguf_file.path.name, dtype=torch.float32).eval()
+  # Its GGUF reader draws a tqdm bar of its own, which disable_progress_bar does not reach.
+  with contextlib.redirect_stderr(io.StringIO()):
+    reference = transformers.AutoModelForCausalLM.from_pretrained(
+        gguf_file.path.parent, gguf_file=gguf_file.path.name, dtype=torch.float32).eval()
   worst = 0.0
   for text in texts:
     ids = np.asarray([[tok.bos_id] * tok.add_bos + tok.encode(text)], np.int32)

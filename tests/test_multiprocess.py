@@ -3,6 +3,7 @@ collectives (gloo), 4 fake devices each. They must train exactly like one proces
 resume each other's checkpoints, and stop within a bounded time when a peer dies."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -42,8 +43,12 @@ def start(config, workdir, *args, processes=2, env=None, module="train", env_of=
 def run_distributed(config, workdir, *args, **kwargs):
   procs = start(config, workdir, *args, **kwargs)
   outs = [p.communicate(timeout=600) for p in procs]
-  for p, (_, err) in zip(procs, outs):
+  for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
+    # Neither Gloo's connection banner nor absl's info lines (jax.distributed's start-up).
+    noise = [line for line in (out + err).splitlines()
+             if line.startswith("[Gloo]") or re.match(r"I\d{4} ", line)]
+    assert not noise, noise
   return outs
 
 
