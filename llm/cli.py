@@ -1,5 +1,6 @@
 """What the three entry points share: flags, config checks, workdir, one-line errors."""
 import atexit
+import ctypes
 import difflib
 import errno
 import math
@@ -354,11 +355,16 @@ def _is_open_dict(config, key):
   return isinstance(_node(config, key), dict)
 
 
-def drop_native_lines(prefix):
+def drop_native_lines(pattern):
   """Passes what is written to file descriptor 1 (Python's sys.stdout and native libraries'
-  writes alike) on to the real stdout, except whole lines that start with `prefix`. Returns the
-  function that puts stdout back once everything written so far is through (also run at exit)."""
+  writes alike) on to the real stdout, except lines where the bytes regex `pattern` matches.
+  Returns the function that puts stdout back once everything written so far is through (also run
+  at exit)."""
   sys.stdout.flush()
+  # C's stdio fully buffers a pipe and would flush mid-line, between Python's own writes: one
+  # line per write keeps lines whole for the filter.
+  libc = ctypes.CDLL(None)
+  libc.setvbuf(ctypes.c_void_p.in_dll(libc, "stdout"), None, 1, 0)   # 1: _IOLBF
   real, (read, write) = os.dup(1), os.pipe()
   os.dup2(write, 1)
   os.close(write)
@@ -371,8 +377,8 @@ def drop_native_lines(prefix):
     pending = b""
     while chunk := os.read(read, 65536):
       *lines, pending = (pending + chunk).split(b"\n")
-      write_all(b"".join(line + b"\n" for line in lines if not line.startswith(prefix)))
-    if not pending.startswith(prefix):
+      write_all(b"".join(line + b"\n" for line in lines if not re.search(pattern, line)))
+    if not re.search(pattern, pending):
       write_all(pending)
     os.close(read)
 
@@ -382,6 +388,7 @@ def drop_native_lines(prefix):
   def restore():
     if thread.is_alive():
       sys.stdout.flush()
+      libc.fflush(None)   # what C's stdio still holds goes through the filter too
       os.dup2(real, 1)   # closes the pipe's last write end: the pump reads to its end and stops
       thread.join(timeout=10)
   atexit.register(restore)
@@ -400,8 +407,10 @@ def run(fn, *args, needs_config=True):
     logging.set_verbosity(logging.WARNING)
   restore_stdout = lambda: None
   if FLAGS.distributed:   # before anything touches the devices
-    # Gloo (CPU collectives) prints a connection banner from C++ straight to stdout.
-    restore_stdout = drop_native_lines(b"[Gloo] ")
+    # Gloo (CPU collectives) prints a connection banner from C++ straight to stdout, from
+    # several threads at once, so its lines interleave into fragments: any line with a piece of
+    # it goes.
+    restore_stdout = drop_native_lines(rb"\[Gloo\]|peer ranks")
     try:
       parallel.initialize_distributed()
     except ValueError as e:

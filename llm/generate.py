@@ -120,7 +120,7 @@ def generate_text(config, workdir):
   rate = len(prompts) * steps / seconds
   metrics.log(f"{new_tokens} new tokens, {steps} steps in {seconds:.2f} s "
               f"({rate:,.1f} tokens/s decoded, compile excluded)")
-  if f.format == "json":
+  if f.format == "json" and jax.process_index() == 0:
     print(json.dumps({"samples": samples, "new_tokens": new_tokens,
                       "decode_tokens_per_sec": rate}), flush=True)
   return samples

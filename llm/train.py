@@ -409,7 +409,8 @@ def _train(config, workdir):
 def main(argv):
   cli.no_arguments(argv)
   result = cli.run(train_and_evaluate, cli.FLAGS.config, cli.FLAGS.workdir)
-  if not result:   # interrupted (SIGTERM/SIGINT) after saving: nothing evaluated
+  # Nothing evaluated when interrupted (SIGTERM/SIGINT) after saving; one process reports.
+  if not result or jax.process_index() != 0:
     return
   print(json.dumps({"final_eval": result}))
   if "perplexity" in result:

@@ -49,6 +49,8 @@ def run_distributed(config, workdir, *args, **kwargs):
     noise = [line for line in (out + err).splitlines()
              if line.startswith("[Gloo]") or re.match(r"I\d{4} ", line)]
     assert not noise, noise
+  for out, _ in outs[1:]:   # the first process reports for all
+    assert not out.strip(), out[-2000:]
   return outs
 
 
