@@ -1,5 +1,6 @@
 """Fine-tuning TFDS builders: split sizes, disjoint splits, labels and contents vs. the sources."""
 import collections
+import logging
 import pathlib
 
 import pytest
@@ -159,8 +160,9 @@ def test_read_conll_malformed_line_names_file_and_line(tmp_path, bad_line):
     read_conll(path)
 
 
-def test_conll_ner_builds_from_user_files(tmp_path):
+def test_conll_ner_builds_from_user_files(tmp_path, caplog):
   splits, builder = build(ConllNer, tmp_path, paths={"train": SAMPLE, "test": SAMPLE})
+  assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
   names = builder.info.features["tags"].feature.names
   assert names == ["B-LOC", "B-ORG", "B-PER", "I-ORG", "I-PER", "O"]
   assert sorted(splits) == ["test", "train"] and len(splits["train"]) == len(splits["test"]) == 3

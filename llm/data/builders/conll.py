@@ -10,7 +10,7 @@ import re
 
 import tensorflow_datasets as tfds
 
-from llm.data.builders.common import files_config_name, read_text
+from llm.data.builders.common import files_config_name, read_text, undeclared_config_allowed
 
 TAG = re.compile(r"O|[BIES]-\S+")
 
@@ -62,8 +62,9 @@ class ConllNer(tfds.core.GeneratorBasedBuilder):
                        f"'validation', 'test'")
     self._tag_names = sorted({tag for _, tags in read_conll(self._paths["train"]) for tag in tags})
     # Named after the files' contents: data prepared from other (or edited) files is not reused
-    super().__init__(config=tfds.core.BuilderConfig(name=files_config_name(self._paths)),
-                     **kwargs)
+    with undeclared_config_allowed():
+      super().__init__(config=tfds.core.BuilderConfig(name=files_config_name(self._paths)),
+                       **kwargs)
 
   def _info(self):
     return self.dataset_info_from_configs(

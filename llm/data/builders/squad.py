@@ -12,7 +12,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from llm.data.builders.common import files_config_name, read_text
+from llm.data.builders.common import files_config_name, read_text, undeclared_config_allowed
 
 
 def qa_features():
@@ -24,7 +24,7 @@ def qa_features():
 
 
 def read_squad(path):
-  """[example dict] of a SQuAD-format file; ValueError naming the file and the place on bad input."""
+  """[example dict] of a SQuAD-format file; ValueError naming the file and place on bad input."""
   path = pathlib.Path(path)
   try:
     data = json.loads(read_text(path))
@@ -97,8 +97,9 @@ class SquadJson(tfds.core.GeneratorBasedBuilder):
       raise ValueError(f"SquadJson paths={sorted(paths)}: expected 'train' and optionally "
                        f"'validation', 'test'")
     # Named after the files' contents: data prepared from other (or edited) files is not reused
-    super().__init__(config=tfds.core.BuilderConfig(name=files_config_name(self._paths)),
-                     **kwargs)
+    with undeclared_config_allowed():
+      super().__init__(config=tfds.core.BuilderConfig(name=files_config_name(self._paths)),
+                       **kwargs)
 
   def _info(self):
     return self.dataset_info_from_configs(
