@@ -141,6 +141,8 @@ def check_config(config, num_devices):
     if config[key] > config.total_steps:
       raise ValueError(f"{key}={config[key]} is past total_steps={config.total_steps}, so it "
                        f"would never happen")
+  if config.masking not in ("static", "dynamic"):   # checked for every objective: a typo waits
+    raise ValueError(f"masking={config.masking!r}: expected 'static' or 'dynamic'")
   if config.on_nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of "
                      f"{list(NONFINITE_POLICIES)}")

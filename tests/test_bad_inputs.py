@@ -70,6 +70,7 @@ CONFIG_VALUES = [
     ({"nan_at_step": 100}, "nan_at_step=100 is past total_steps=4"),
     ({"tokenizer.model_type": "bogus"}, "tokenizer.model_type='bogus': expected one of ['unigram'"),
     ({"mesh.fsdp": 0}, "mesh: axis sizes must be positive or -1"),
+    ({"masking": "dynamc"}, "masking='dynamc': expected 'static' or 'dynamic'"),   # any objective
 ]
 
 
@@ -79,6 +80,16 @@ def test_bad_config_values_are_one_line(overrides, expected):
   with pytest.raises(ValueError) as e:
     cli.check_config(tiny_config(**{"total_steps": 4, **overrides}), 8)
   assert expected in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_spans_longer_than_a_piece_holds_are_refused():
+  """Span corruption of a 32-token row drops 5 tokens: spans of mean 50 would all be 5 long."""
+  config = tiny_config("t5_tiny", **{"span_corruption.mean_span_length": 50.0})
+  with pytest.raises(ValueError, match=r"mean_span_length=50.0 is longer than the 5 noise tokens "
+                                       r"of a 35-token piece.*use at most 5"):
+    cli.check_config(config, 8)
+  config = tiny_config("t5_tiny", **{"span_corruption.mean_span_length": 5.0})
+  cli.check_config(config, 8)
 
 
 def test_a_non_number_where_a_number_belongs_is_named():

@@ -137,12 +137,7 @@ def summarize(sums):
   return out
 
 
-def check(config):
-  if config.masking not in ("static", "dynamic"):
-    raise ValueError(f"masking={config.masking!r}: expected 'static' or 'dynamic'")
-
-
 TASK = Task(name="masked_lm", families=("encoder",),
             heads=lambda config: ("mlm", "nsp") if config.nsp else ("mlm",), rows=rows,
-            normalizers=normalizers, loss_fn=loss_fn, summarize=summarize, check=check,
+            normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
             export_class=lambda config: "BertForPreTraining" if config.nsp else "BertForMaskedLM")

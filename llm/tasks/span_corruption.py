@@ -97,6 +97,11 @@ def rows(docs, all_docs, config, tok, train, shard=0):
 def check(config):
   sc = config.span_corruption
   raw = lengths(config.seq_len, sc.noise_density, sc.mean_span_length)[0]
+  noise = int(round(raw * sc.noise_density))
+  if sc.mean_span_length > max(noise, 1):
+    raise ValueError(f"span_corruption.mean_span_length={sc.mean_span_length} is longer than the "
+                     f"{noise} noise tokens of a {raw}-token piece, so every piece would get one "
+                     f"span of {noise}; use at most {max(noise, 1)} or a larger seq_len")
   spans = math.ceil(raw * sc.noise_density / sc.mean_span_length) + 1
   if config.extra_ids < spans:
     raise ValueError(f"extra_ids={config.extra_ids} sentinels are too few for {spans} spans per "
