@@ -16,7 +16,8 @@ from absl import app, flags
 from llm import checkpoint, cli, metrics, parallel, tasks, transfer, weights
 from llm.data import pipeline
 from llm.models import build_model
-from llm.train import evaluate, jit_eval_step, make_decoder
+from llm.evaluation import evaluate, make_decoder
+from llm.steps import jit_eval_step
 
 flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluate on.")
 

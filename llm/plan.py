@@ -57,7 +57,7 @@ from llm import cli, metrics, optim, parallel, state as state_lib, tasks  # noqa
 from llm.base_config import base_config  # noqa: E402
 from llm.data import pipeline  # noqa: E402
 from llm.models import build_model, model_config  # noqa: E402
-from llm.train import jit_train_step  # noqa: E402
+from llm.steps import jit_train_step  # noqa: E402
 
 # Published dense bf16 peak (TFLOP/s), memory (GiB) and memory bandwidth (GB/s) per chip.
 DEVICE_KINDS = {

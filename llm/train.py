@@ -8,150 +8,17 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import tqdm
 from absl import app
 
-from llm import checkpoint, cli, convert, decoding, lock, lora, metrics, optim, parallel
-from llm import preemption, state as state_lib, tasks, transfer
+from llm import checkpoint, cli, convert, lock, metrics, optim, parallel, preemption
+from llm import state as state_lib, tasks, transfer
+from llm.evaluation import evaluate, make_decoder
+from llm.steps import jit_eval_step, jit_train_step, put_batch
 from llm.data import pipeline
 from llm.base_config import from_saved
 from llm.models import build_model
-
-
-def make_train_step(model, task, optimizer, schedule, config):
-  accum_steps = config.optimizer.grad_accum_steps
-
-  def micro_loss(params, batch, rng, norms, poison):
-    outputs = model.apply({"params": lora.merge(params, config.lora)}, batch, train=True,
-                          rngs={"dropout": rng})
-    loss, sums = task.loss_fn(outputs, batch, norms)
-    return loss * poison, sums
-
-  grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
-
-  def train_step(state, batch):
-    rng = jax.random.fold_in(state["rng"], state["step"])
-    norms = task.normalizers(batch)   # whole-batch denominators: accumulation stays exact
-    poison = 1.0
-    if config.nan_at_step:   # testing the divergence guard
-      poison = jnp.where(state["step"] + 1 == config.nan_at_step, jnp.nan, 1.0)
-    grads_of = lambda params, mb, r: grad_fn(params, mb, r, norms, poison)
-    if accum_steps == 1:
-      (loss, sums), grads = grads_of(state["params"], batch, rng)
-    else:
-      # Row r goes to micro-batch r % accum_steps: each device keeps its own rows, no resharding.
-      micro = jax.tree.map(
-          lambda x: jnp.swapaxes(x.reshape((-1, accum_steps) + x.shape[1:]), 0, 1), batch)
-      def add_micro(carry, xs):
-        i, mb = xs
-        out = grads_of(state["params"], mb, jax.random.fold_in(rng, i))
-        return jax.tree.map(jnp.add, carry, out), None
-      first = jax.tree.map(lambda x: x[0], micro)
-      zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(grads_of, state["params"], first, rng))
-      ((loss, sums), grads), _ = jax.lax.scan(add_micro, zeros, (jnp.arange(accum_steps), micro))
-    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-    # The norm of trainable gradients only: frozen ones are then unused and XLA drops them.
-    trainable = optim.trainable_mask(grads, config)
-    grad_norm = optax.tree.norm(jax.tree.map(lambda g, t: g if t else jnp.zeros(()), grads,
-                                             trainable))
-    # A non-finite step is not applied (the step count still moves on, past its batch), so the
-    # state stays finite whatever the loop then decides (see config.on_nonfinite).
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    keep_finite = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-    new_state = dict(state, step=state["step"] + 1,
-                     opt_state=keep_finite(opt_state, state["opt_state"]),
-                     params=keep_finite(optax.apply_updates(state["params"], updates),
-                                        state["params"]))
-    sums = jax.tree.map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), sums)
-    stats = {"grad_norm": grad_norm, "learning_rate": schedule(state["step"]), "finite": finite,
-             "tokens": jnp.sum(batch["segment_ids"] > 0)}
-    return new_state, stats, sums
-
-  return train_step
-
-
-def jit_train_step(model, task, optimizer, schedule, config, mesh, shardings):
-  """The step jitted for `mesh`: the state laid out as `shardings` and donated, the batch as
-  put_batch built it (in_shardings None), traced with the config's axis rules in scope so that
-  the models' activation constraints bind."""
-  step = make_train_step(model, task, optimizer, schedule, config)
-  return jax.jit(parallel.scoped(step, mesh, parallel.axis_rules(config)),
-                 in_shardings=(shardings, None), out_shardings=(shardings, None, None),
-                 donate_argnums=(0,))
-
-
-def jit_eval_step(model, task, config, mesh, param_shardings):
-  """make_eval_step jitted like jit_train_step; metric sums and predictions come back
-  replicated, so that every process can read them."""
-  step = parallel.scoped(make_eval_step(model, task, config), mesh, parallel.axis_rules(config))
-  return jax.jit(step, in_shardings=(param_shardings, None),
-                 out_shardings=parallel.replicated(mesh))
-
-
-def make_eval_step(model, task, config):
-  """(params, batch) -> (metric sums, predictions or None)."""
-  def eval_step(params, batch):
-    outputs = model.apply({"params": lora.merge(params, config.lora)}, batch, train=False)
-    sums = task.loss_fn(outputs, batch, task.normalizers(batch))[1]
-    predicted = task.predict(outputs, batch) if task.predict else None
-    return sums, predicted
-  return eval_step
-
-
-def put_batch(batch, mesh, rules):
-  """Global numpy batch (every process holds at least the rows its devices hold) -> jax.Arrays
-  sharded over the batch axes: each device gets the rows its shard holds, however the mesh
-  spreads over processes."""
-  return {k: jax.make_array_from_callback(v.shape, parallel.batch_sharding(mesh, rules, v.ndim),
-                                          lambda index, v=v: v[index])
-          for k, v in batch.items()}
-
-
-def make_decoder(model, config, tok, mesh, rules):
-  """(params, prompts) -> decoded ids per prompt, with config.decode's settings: batches of
-  decode.batch_size prompts, all padded to one shape so that one program decodes them all."""
-  d = config.decode
-  settings = decoding.Settings(max_new_tokens=d.max_new_tokens, num_beams=d.num_beams,
-                               length_penalty=d.length_penalty, stop_ids=(tok.eos_id,))
-
-  def decode(params, prompts):
-    params = lora.merge(params, config.lora)
-    longest = max(map(len, prompts))
-    out = []
-    for start in range(0, len(prompts), d.batch_size):
-      chunk = prompts[start:start + d.batch_size]
-      full = chunk + [chunk[-1]] * (d.batch_size - len(chunk))   # the same shape every batch
-      ids, _ = decoding.generate(model, params, full, settings, mesh, rules, pad_to=longest)
-      out.extend(ids[:len(chunk)])
-    return out
-  return decode
-
-
-def evaluate(eval_step, params, batches, mesh, rules, task, reference=None, decode=None):
-  """Metrics over all batches: sums of numerators/denominators, summarized; plus whole-split
-  scores (e.g. entity F1) when the task has `score` (reading `reference`, from task.reference).
-  Generative tasks (task.prompts) score what `decode` (make_decoder) generates from their prompts.
-  Returns (metrics, predictions in batch order or None; the tasks match them to examples by
-  the example index they carry)."""
-  totals, predictions = {}, []
-  for batch in batches:
-    sums, predicted = jax.device_get(eval_step(params, put_batch(batch, mesh, rules)))
-    for k, v in sums.items():   # scalars, or per-class count vectors
-      totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
-    if predicted is not None:
-      predictions.append(predicted)
-  result = task.summarize(totals)
-  # Arrays, or dicts of arrays (QA), one per batch -> one per split.
-  predictions = (jax.tree.map(lambda *rows: np.concatenate(rows), *predictions)
-                 if predictions else None)
-  if task.prompts and reference is not None:
-    predictions = decode(params, task.prompts(*reference))
-  if reference is not None and task.score:
-    result.update(task.score(predictions, *reference))
-  return result, predictions
 
 
 def _resume(manager, config, task, tok, optimizer, abstract_state, train_iter, mesh, workdir):

@@ -7,7 +7,7 @@ import pytest
 from llm import convert, lora, optim, parallel, state as state_lib
 from llm.models import build_model
 from llm.tasks.classification import TASK as classification
-from llm.train import make_train_step
+from llm.steps import make_train_step
 
 from test_pipeline import load_config
 

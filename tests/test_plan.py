@@ -12,7 +12,7 @@ import pytest
 from llm import cli, optim, parallel, state as state_lib, tasks
 from llm.data import pipeline
 from llm.models import build_model
-from llm.train import jit_train_step, put_batch
+from llm.steps import jit_train_step, put_batch
 
 from conftest import ROOT
 from test_configs import load_config

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
-from llm import decoding, parallel, train, weights
+from llm import decoding, evaluation, parallel, weights
 from llm.base_config import base_config
 from llm.data import pipeline
 from llm.data.builders import aclsum_summary
@@ -101,7 +101,7 @@ def test_eval_decoding_in_padded_batches_equals_each_prompt_alone(family, beams)
   rng = np.random.default_rng(0)
   prompts = [[2] * (family == "decoder") + list(rng.integers(4, 40, n)) for n in
              (3, 11, 5, 8, 2, 9, 4)]   # 7 prompts: the last batch of 3 holds one
-  decode = train.make_decoder(model, config, tok, None, None)
+  decode = evaluation.make_decoder(model, config, tok, None, None)
   got = decode(params, prompts)
   settings = decoding.Settings(max_new_tokens=6, num_beams=beams, stop_ids=(3,))
   for prompt, ids in zip(prompts, got):

@@ -9,7 +9,7 @@ against the chip's published bf16 peak.
 Shapes: GPT-2 small (12 layers, d 768, 12 heads, MLP 3,072, vocab 50,304, seq 1,024, batch 16)
 and BERT-base (the same widths, vocab 30,528, seq 512, batch 32; MLM over 15% of the positions +
 NSP); bf16 compute, f32 parameters and AdamW moments, global-norm clipping at 1.0, dropout off.
-Ours: `llm.train.jit_train_step` with `model.dtype=bfloat16`, attention once through cuDNN
+Ours: `llm.steps.jit_train_step` with `model.dtype=bfloat16`, attention once through cuDNN
 (`model.attention_impl=cudnn`) and once through XLA. PyTorch: transformers' `GPT2LMHeadModel` /
 `BertForPreTraining` with SDPA attention, bf16 autocast and fused AdamW (eager; `--torch_compile`
 adds torch.compile). All run in one process, taking turns (`--steps` steps each, `--rounds`

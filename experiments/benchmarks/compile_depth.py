@@ -19,7 +19,7 @@ import numpy as np
 from llm import cli, optim, parallel, state as state_lib
 from llm.models import build_model
 from llm.tasks import causal_lm
-from llm.train import jit_train_step
+from llm.steps import jit_train_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from llm import checkpoint, cli, optim, parallel, state as state_lib, tasks  # noqa: E402
 from llm.data import pipeline  # noqa: E402
 from llm.models import build_model  # noqa: E402
-from llm.train import jit_train_step, put_batch  # noqa: E402
+from llm.steps import jit_train_step, put_batch  # noqa: E402
 
 
 def load_config(name, **overrides):

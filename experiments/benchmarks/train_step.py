@@ -91,7 +91,7 @@ def build_ours(s, model, **settings):
   from llm import cli, optim, parallel, state as state_lib
   from llm.models import build_model
   from llm.tasks import get_task
-  from llm.train import jit_train_step
+  from llm.steps import jit_train_step
   name = "gpt_tiny" if model == "gpt" else "bert_tiny"
   config = cli.load_config(ROOT / "configs" / f"{name}.py")
   config.model.update(num_layers=s["layers"], embed_dim=s["embed"], num_heads=s["heads"],

@@ -300,7 +300,7 @@ def train_iterator(config, task, tok, builder, rows=None):
   s + 2S, ... (S shards) in an order of its own, a fresh one each epoch, and fills the rows
   [s B/S, (s + 1) B/S) of every batch of B rows. Only the shards holding one of `rows` (the
   global batch rows this process's devices hold; default all) are built; the other rows are
-  zeros, which train.put_batch never reads. The global batch, every random choice in it (MLM
+  zeros, which steps.put_batch never reads. The global batch, every random choice in it (MLM
   masks, spans, NSP partners), the losses and the saved position (each shard's) are the same
   whatever the number of processes and however the mesh spreads over them, so a run resumes
   exactly on another process count. With one shard every process builds the whole batch.
