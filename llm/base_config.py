@@ -62,7 +62,7 @@ def base_config():
   c.nan_at_step = 0               # testing: make this step's loss NaN, as a diverging run would
   # Resuming a checkpoint saved with the other model.scan_layers converts it only when asked.
   c.convert_layout = False
-  # Resuming with other data or optimisation settings (see checkpoint.STREAM_KEYS) is refused
+  # Resuming with other data or optimisation settings (see compatibility.STREAM_KEYS) is refused
   # unless this is set; the differences are then logged and each config kept.
   c.allow_changed_config = False
 

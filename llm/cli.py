@@ -420,7 +420,7 @@ def run(fn, *args, needs_config=True):
       raise SystemExit(f"error: {e}") from None
   if not FLAGS["logtostderr"].present:
     # Log through whatever sys.stderr is at the time (not the stream absl captured at start),
-    # so a failed save's tracebacks can be held back (see checkpoint._HeldStderr).
+    # so a failed save's tracebacks can be held back (see quiet.HeldStderr).
     FLAGS.logtostderr = True
   try:
     return fn(*args)
@@ -429,7 +429,7 @@ def run(fn, *args, needs_config=True):
       raise
     # An OSError of ours carries only a message; one from a write or a library, its errno.
     text = describe_os_error(e) if isinstance(e, OSError) and e.errno else str(e)
-    # sys.__stderr__: a failed checkpoint restore leaves sys.stderr muted (see checkpoint.py).
+    # sys.__stderr__: a failed checkpoint restore leaves sys.stderr muted (see quiet.MutedReads).
     print(f"error: {text}", file=sys.__stderr__, flush=True)
     restore_stdout()   # flushes sys.stdout and what the filter still holds
     # Exit now: Orbax/grain background threads cut off mid-read would print tracebacks at exit.

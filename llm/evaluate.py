@@ -25,9 +25,9 @@ flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluat
 def evaluate_checkpoint(config, workdir, split):
   cli.resolve_config(config, jax.device_count())
   workdir = cli.workdir_path(workdir, create=bool(config.init), writable=True)
-  manager = checkpoint.make_manager(workdir, config.keep_checkpoints, create=False)
-  zero_shot = bool(config.init) and manager.latest_step() is None
-  step = 0 if zero_shot else checkpoint.latest_step(manager)
+  checkpoints = checkpoint.Checkpoints(workdir, config.keep_checkpoints, create=False)
+  zero_shot = bool(config.init) and checkpoints.latest_step() is None
+  step = 0 if zero_shot else checkpoints.require_latest_step()
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.axis_rules(config)
   builder = pipeline.prepare_corpus(config)
@@ -37,10 +37,10 @@ def evaluate_checkpoint(config, workdir, split):
   task = tasks.get_task(config.objective)
   model = build_model(config, task.heads(config))
   if zero_shot:
-    metrics.log(f"no checkpoint in {manager.directory}: evaluating init={config.init} as is")
+    metrics.log(f"no checkpoint in {checkpoints.directory}: evaluating init={config.init} as is")
     params = transfer.init_params(config, model, mesh)
   else:
-    params = weights.restore_params(manager, step, config, mesh, tok)
+    params = weights.restore_params(checkpoints, step, config, mesh, tok)
   eval_step = jit_eval_step(model, task, config, mesh,
                             jax.tree.map(lambda a: a.sharding, params))
   batches = pipeline.eval_batches(

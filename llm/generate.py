@@ -56,11 +56,12 @@ def load_params(config, workdir, model, mesh, tok=None):
   """(params, where they came from): the workdir's latest checkpoint (refused if `tok` is not
   the tokenizer it was trained with), else config.init."""
   path = cli.workdir_path(workdir, create=False) if workdir else None
-  manager = (checkpoint.make_manager(path, config.keep_checkpoints, create=False)
-             if path and (path / "checkpoints").is_dir() else None)
-  step = manager.latest_step() if manager else None
+  checkpoints = (checkpoint.Checkpoints(path, config.keep_checkpoints, create=False)
+                 if path and (path / "checkpoints").is_dir() else None)
+  step = checkpoints.latest_step() if checkpoints else None
   if step is not None:
-    return weights.restore_params(manager, step, config, mesh, tok), f"step {step} of {path}"
+    return (weights.restore_params(checkpoints, step, config, mesh, tok),
+            f"step {step} of {path}")
   if not config.init:
     where = f"no checkpoint in {path}/checkpoints" if path else "no --workdir"
     raise FileNotFoundError(f"{where} and no config.init to generate from; train first with "

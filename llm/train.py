@@ -12,84 +12,12 @@ import numpy as np
 import tqdm
 from absl import app
 
-from llm import checkpoint, cli, convert, lock, metrics, optim, parallel, preemption
+from llm import checkpoint, cli, compatibility, lock, metrics, optim, parallel, preemption, quiet
 from llm import state as state_lib, tasks, transfer
 from llm.evaluation import evaluate, make_decoder
 from llm.steps import jit_eval_step, jit_train_step, put_batch
 from llm.data import pipeline
-from llm.base_config import from_saved
 from llm.models import build_model
-
-
-def _resume(manager, config, task, tok, optimizer, abstract_state, train_iter, mesh, workdir):
-  """(state, step, manager) from the newest readable checkpoint, or (None, 0, manager) if there is
-  none. Unreadable newer steps are moved to checkpoints/corrupt-<step> with one warning line
-  naming both steps; if no step is readable, one error (and nothing is moved)."""
-  unreadable = []
-  for start in sorted(manager.all_steps(), reverse=True):
-    try:
-      state = _restore_step(manager, start, config, task, tok, optimizer, abstract_state,
-                            train_iter, mesh, workdir)
-    except checkpoint.Unreadable as e:
-      unreadable.append((start, e))
-      continue
-    if unreadable:
-      problem = ""
-      if jax.process_index() == 0:
-        try:
-          moved = [checkpoint.move_aside(manager, step) for step, _ in unreadable]
-          metrics.log(f"warning: checkpoint step {unreadable[0][0]} is unreadable "
-                      f"({unreadable[0][1].cause}); moved {', '.join(p.name for p in moved)} "
-                      f"aside and resumed from step {start}")
-        except Exception as e:  # noqa: BLE001 - the other processes must hear of any failure
-          problem = (str(e) if isinstance(e, ValueError) else
-                     f"moving unreadable checkpoints aside failed ({type(e).__name__}: {e})")
-      if jax.process_count() > 1:   # after the move: every process stops, or forgets the steps
-        problem = checkpoint.from_first_process(problem)
-      if problem:
-        raise ValueError(problem)
-      manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-    return state, start, manager
-  if unreadable:
-    others = [step for step, _ in unreadable[1:]]
-    raise ValueError(f"{unreadable[0][1]}{f' (nor could steps {others})' if others else ''}; "
-                     f"no readable checkpoint is left to resume from: move them away to start "
-                     f"over, or use a new --workdir")
-  return None, 0, manager
-
-
-def _restore_step(manager, start, config, task, tok, optimizer, abstract_state, train_iter,
-                  mesh, workdir):
-  """The train state of one saved step, checked against the config; Unreadable if it cannot be
-  read, ValueError if the config does not fit it."""
-  step_dir = manager.directory / str(start)
-  saved = checkpoint.saved_config(manager, start)
-  if start > config.total_steps:
-    raise ValueError(f"{workdir} has a checkpoint at step {start}, past total_steps="
-                     f"{config.total_steps}; set --config.total_steps={start} or more to go on "
-                     f"from it, or use a new --workdir")
-  checkpoint.check_compatible(saved, config, step_dir, layout_may_differ=config.convert_layout)
-  checkpoint.check_tokenizer(manager, start, tok)
-  changed = checkpoint.changed_settings(saved, config)
-  if changed and not config.allow_changed_config:
-    raise ValueError(f"resuming {step_dir} with settings that change the data or the "
-                     f"optimisation (checkpoint vs now: {'; '.join(changed)}); keep the saved "
-                     f"values, use a new --workdir, or add --config.allow_changed_config=True")
-  if changed:
-    metrics.log(f"resuming with changed settings (allow_changed_config): {'; '.join(changed)}")
-  scanned = bool(saved["model"].get("scan_layers"))
-  if scanned == bool(config.model.scan_layers):
-    state = checkpoint.restore(manager, start, abstract_state, train_iter)
-  else:   # restore in the saved layout, then restack params and optimizer state alike
-    saved_config = from_saved(saved)
-    saved_abstract, _ = state_lib.state_shardings(build_model(saved_config, task.heads(config)),
-                                                  optimizer, saved_config, mesh)
-    state = checkpoint.restore(manager, start, saved_abstract, train_iter)
-    state = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding),
-                         convert.to_layout(state, config.model.scan_layers), abstract_state)
-    metrics.log(f"converted {step_dir} to model.scan_layers={config.model.scan_layers}")
-  metrics.log(f"resumed from {step_dir}")
-  return state
 
 
 def train_and_evaluate(config, workdir):
@@ -133,9 +61,11 @@ def _train(config, workdir):
   optimizer, schedule = optim.make_optimizer(config)
   abstract_state, shardings = state_lib.state_shardings(model, optimizer, config, mesh)
 
-  manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  state, start, manager = _resume(manager, config, task, tok, optimizer, abstract_state,
-                                 train_iter, mesh, workdir)
+  checkpoints = checkpoint.Checkpoints(workdir, config.keep_checkpoints)
+  # A step saved with the other layer layout is read in its own, then converted.
+  saved_layout = lambda saved: state_lib.state_shardings(
+      build_model(saved, task.heads(config)), optimizer, saved, mesh)[0]
+  state, start = checkpoints.resume(config, tok, abstract_state, train_iter, saved_layout)
   if state is None:
     state, start = state_lib.init_state(model, optimizer, config, shardings), 0
     if config.init:
@@ -167,7 +97,7 @@ def _train(config, workdir):
                 f"its final checkpoint again (a larger --config.total_steps trains on)")
     return run_eval()
   writer = metrics.MetricWriter(workdir, resume_step=start)
-  tokenizer = checkpoint.tokenizer_record(tok)
+  tokenizer = compatibility.tokenizer_record(tok)
   token_counts, train_sums, tick = [], {}, time.perf_counter()
   result, stopping = None, False
   unchecked, skipped = [], []   # (step, device-side "finite" flag) not yet read; skipped steps
@@ -183,8 +113,8 @@ def _train(config, workdir):
     where = f"step {bad[0]}" + (f" (and {len(bad) - 1} more up to step {bad[-1]})"
                                 if len(bad) > 1 else "")
     if config.on_nonfinite == "stop" or len(skipped) > config.max_nonfinite_skips:
-      checkpoint.wait(manager)
-      newest = manager.latest_step()
+      checkpoints.wait()
+      newest = checkpoints.latest_step()
       why = ("" if config.on_nonfinite == "stop" else
              f" {len(skipped)} non-finite steps exceed max_nonfinite_skips="
              f"{config.max_nonfinite_skips};")
@@ -196,7 +126,7 @@ def _train(config, workdir):
                 f"({len(skipped)} skipped of at most {config.max_nonfinite_skips})")
 
   interrupted = preemption.Watch()   # from here on, SIGTERM/SIGINT save and stop
-  held = checkpoint.hold_background_stderr()
+  held = quiet.hold_background_stderr()
   # On the stream sys.stderr is from now on, so that tqdm.write (metrics.log) finds the bar and
   # clears it around each log line instead of writing into it.
   bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
@@ -207,7 +137,7 @@ def _train(config, workdir):
       state, stats, sums = train_step(state, put_batch(batch, mesh, rules))
       token_counts.append(stats["tokens"])   # on the device: this process may build only its rows
       unchecked.append((step, stats["finite"]))
-      checkpoint.check_saving(manager)   # a failed save stops the run at once
+      checkpoints.check_saving()   # a failed save stops the run at once
       for k, v in sums.items():
         train_sums[k] = train_sums.get(k, 0.0) + v
       bar.update(1)
@@ -249,7 +179,7 @@ def _train(config, workdir):
       if record:
         writer.write(step, record)
       if saving:
-        checkpoint.save(manager, step, state, train_iter, config, tokenizer)
+        checkpoints.save(step, state, train_iter, config, tokenizer)
       if stopping:
         why = interrupted.name if signalled else "stop_at_step"
         metrics.log(f"stopped after step {step} ({why})")
@@ -259,13 +189,13 @@ def _train(config, workdir):
     bar.close()
     if result is None and not interrupted.name:   # stopped early (stop_at_step)
       result = run_eval()
-    checkpoint.wait(manager)
+    checkpoints.wait()
     if stopping:
-      metrics.log(f"saved step {manager.latest_step()}; rerun the same command to continue")
+      metrics.log(f"saved step {checkpoints.latest_step()}; rerun the same command to continue")
     return result or {}
   finally:
     try:   # whatever ends the run, the save in flight is committed first
-      checkpoint.wait(manager)
+      checkpoints.wait()
     except checkpoint.SaveFailed:   # already reported, or reported by the error ending the run
       pass
     writer.close()

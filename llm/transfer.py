@@ -1,9 +1,10 @@
 """Starting a run from pretrained weights (`config.init`).
 
 `init` is "" (from scratch), a workdir of ours (its latest checkpoint), a Hugging Face BERT
-folder (config.json + model.safetensors), "minilm", a Llama GGUF file, or "smollm2". The source decides the model's shape and
-tokenizer; every tensor the new model shares with it (same path, same shape) is loaded, and heads
-the source lacks (e.g. a classifier) keep their fresh initialisation.
+folder (config.json + model.safetensors), "minilm", a Llama GGUF file, or "smollm2". The source
+decides the model's shape and tokenizer; every tensor the new model shares with it (same path,
+same shape) is loaded, and heads the source lacks (e.g. a classifier) keep their fresh
+initialisation.
 """
 import json
 import pathlib

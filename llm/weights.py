@@ -6,7 +6,7 @@ import pathlib
 
 import jax
 
-from llm import checkpoint, convert, state as state_lib
+from llm import checkpoint, compatibility, convert, state as state_lib
 from llm.base_config import from_saved
 from llm.models import build_model
 
@@ -25,17 +25,17 @@ def to_layout(params, config, mesh):
                       convert.to_layout(params, config.model.scan_layers), target)
 
 
-def restore_params(manager, step, config, mesh, tok=None):
-  """The params saved at `step` for a model shaped as `config`, on `mesh`, in config's layout;
-  refused if `tok` is not the tokenizer they were trained with."""
-  saved = checkpoint.saved_config(manager, step)
-  checkpoint.check_compatible(saved, config, manager.directory / str(step),
-                              layout_may_differ=True)
+def restore_params(checkpoints, step, config, mesh, tok=None):
+  """The params saved at `step` of `checkpoints` (a checkpoint.Checkpoints) for a model shaped
+  as `config`, on `mesh`, in config's layout; refused if `tok` is not the tokenizer they were
+  trained with."""
+  saved = checkpoints.saved_config(step)
+  compatibility.check_shape(saved, config, checkpoints.step_dir(step), layout_may_differ=True)
   if tok is not None:
-    checkpoint.check_tokenizer(manager, step, tok)
+    compatibility.check_tokenizer(checkpoints.step_dir(step), tok)
   saved = from_saved(saved)
   abstract = state_lib.abstract_params(build_model(saved), saved, mesh)
-  return to_layout(checkpoint.restore_params(manager, step, abstract), config, mesh)
+  return to_layout(checkpoints.restore_params(step, abstract), config, mesh)
 
 
 def workdir_params(path, mesh):
@@ -43,7 +43,7 @@ def workdir_params(path, mesh):
   workdirs, in the layout it was saved in."""
   path = pathlib.Path(path).expanduser().absolute()
   source = from_saved(json.loads((path / "config.json").read_text()))
-  manager = checkpoint.make_manager(path, source.keep_checkpoints, create=False)
-  step = checkpoint.latest_step(manager)
-  saved = from_saved(checkpoint.saved_config(manager, step))
-  return restore_params(manager, step, saved, mesh), saved, step
+  checkpoints = checkpoint.Checkpoints(path, source.keep_checkpoints, create=False)
+  step = checkpoints.require_latest_step()
+  saved = from_saved(checkpoints.saved_config(step))
+  return restore_params(checkpoints, step, saved, mesh), saved, step

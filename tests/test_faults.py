@@ -15,7 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from llm import checkpoint, cli, lock
+from llm import checkpoint, checksums, cli, lock
 from llm.train import train_and_evaluate
 
 from conftest import ROOT, garble, run_cli, tiny_overrides, xla_flags
@@ -206,7 +206,7 @@ def test_a_failed_save_is_one_line_and_the_checkpoints_before_it_stay(tmp_path):
                                 "intact (newest: 2)")
   assert max(losses(tmp_path)) < 12   # stopped once the failure surfaced, not at the end
   assert saved_steps(tmp_path) == [2] and not _saving_now(tmp_path)
-  checkpoint.verify(tmp_path / "checkpoints" / "2")   # byte for byte as saved
+  checkpoint.Checkpoints(tmp_path, 1, create=False).verify(2)   # byte for byte as saved
 
 
 def test_a_second_run_on_a_workdir_is_refused_while_the_first_holds_it(tmp_path):
@@ -262,7 +262,7 @@ def test_an_unusable_data_position_is_an_unreadable_step(tmp_path, capsys, posit
   config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
   train_and_evaluate(config(4), tmp_path)
   (tmp_path / "checkpoints" / "4" / "data" / "process_0-of-1.json").write_text(position)
-  checkpoint._write_sums(tmp_path / "checkpoints" / "4")   # as if written so
+  checksums.write(tmp_path / "checkpoints" / "4")   # as if written so
   train_and_evaluate(config(4), tmp_path)
   out = capsys.readouterr().out
   assert "warning: checkpoint step 4 is unreadable (data/process_0-of-1.json is unreadable (" \
@@ -298,7 +298,7 @@ def test_saved_steps_carry_checksums_that_sha256sum_verifies(tmp_path):
   name = str(garble(step_dir).relative_to(step_dir))
   assert f"{name}: FAILED" in check().stdout
   with pytest.raises(checkpoint.Unreadable, match=rf"1 file differ.*: {name} changed"):
-    checkpoint.verify(step_dir)
+    checkpoint.Checkpoints(tmp_path, 1, create=False).verify(1)
 
 
 def test_an_unreadable_newest_step_is_moved_aside_and_the_previous_one_resumed(tmp_path, capsys):

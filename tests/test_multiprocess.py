@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from llm import checkpoint
+from llm import checksums
 
 from conftest import ROOT, garble, run_cli, tiny_overrides, xla_flags
 
@@ -165,7 +165,7 @@ def test_a_step_one_process_cannot_read_is_given_up_by_both(tmp_path):
   expected = losses(tmp_path)
   step = tmp_path / "checkpoints" / "4"
   (step / "data" / "process_1-of-2.json").write_text("{not json")
-  checkpoint._write_sums(step)   # as if written so
+  checksums.write(step)   # as if written so
   (out, _), _ = run_distributed(config, tmp_path, *ARGS)
   assert ("warning: checkpoint step 4 is unreadable (process 1: data/process_1-of-2.json is "
           "unreadable (JSONDecodeError: ") in out, out[-2000:]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from llm import cli, tasks
-from llm.data import pipeline
+from llm.data import pipeline, position
 from llm.data.tokenizer import BOS
 
 from conftest import ROOT
@@ -205,9 +205,9 @@ def test_a_process_builds_only_its_input_shards(corpus, arg):
   states = [h.get_state() for h in halves]
   assert [sorted(s["shards"]) for s in states] == [["0", "2"], ["1", "3"]]
   resumed = pipeline.train_iterator(config, task, tok, builder)
-  resumed.set_state(pipeline.merge_states(states))
+  resumed.set_state(position.merge_states(states))
   assert_batches_equal(take(resumed, 2), take(full, 2))
-  with pytest.raises(pipeline.MissingShard, match="input shard 1 of 4"):
+  with pytest.raises(position.MissingShard, match="input shard 1 of 4"):
     pipeline.train_iterator(config, task, tok, builder).set_state(states[0])
 
 

@@ -4,7 +4,7 @@
 1. Pipeline: rows/s of `pipeline.train_iterator` alone (tokenize, pack or mask, batch; the real
    corpus and tokenizer) for gpt_tiny and bert_tiny, against the rows/s the jitted training step
    consumes at the same shapes (one CPU device). Target: the pipeline >= 10x the step.
-2. Checkpoints: how long the training loop is blocked by an asynchronous save (`checkpoint.save`
+2. Checkpoints: how long the training loop is blocked by an asynchronous save (`Checkpoints.save`
    returns while Orbax writes in the background) against a synchronous one (save + wait until
    committed, SHA256SUMS included), for a state of ~48 M parameters + Adam (~0.6 GB).
    Target: blocked <= 10% of the synchronous save.
@@ -110,17 +110,17 @@ def save_blocking(size, repeats):
   tokenizer = {"path": "", "sha256": ""}   # what the save records of the run's tokenizer
   blocked, synchronous = [], []
   with tempfile.TemporaryDirectory() as tmp:
-    manager = checkpoint.make_manager(tmp, keep=2)
+    checkpoints = checkpoint.Checkpoints(tmp, keep=2)
     for r in range(repeats):
       start = time.perf_counter()
-      checkpoint.save(manager, 2 * r + 1, state, data, config, tokenizer)
+      checkpoints.save(2 * r + 1, state, data, config, tokenizer)
       blocked.append(time.perf_counter() - start)
-      checkpoint.wait(manager)
+      checkpoints.wait()
       start = time.perf_counter()
-      checkpoint.save(manager, 2 * r + 2, state, data, config, tokenizer)
-      checkpoint.wait(manager)
+      checkpoints.save(2 * r + 2, state, data, config, tokenizer)
+      checkpoints.wait()
       synchronous.append(time.perf_counter() - start)
-    manager.close()
+    checkpoints.close()
   return statistics.median(blocked), statistics.median(synchronous), nbytes
 
 

@@ -4,8 +4,8 @@ Training data is a grain pipeline over a TFDS `array_record` data source. Every 
 seeded by (config.seed, epoch, document index), and the grain iterator's state (a few integers)
 is saved in each checkpoint, so a resumed run sees exactly the batches an uninterrupted one would.
 The global batch is `config.input_shards` streams side by side, each a process builds only if
-its devices hold rows of it, so runs give the same losses on any number of processes. Shared row tools
-(packing, flattening, padded BERT rows) live here; what a row holds is the task's business.
+its devices hold rows of it, so runs give the same losses on any number of processes. Shared row
+tools (packing, flattening, padded BERT rows) live here; what a row holds is the task's business.
 """
 import contextlib
 import io
@@ -20,8 +20,9 @@ import jax
 import numpy as np
 from absl import logging
 
-from llm import lock, metrics
+from llm import lock, metrics, multihost
 from llm.data import tokenizer as tokenizer_lib
+from llm.data.position import MissingShard
 from llm.data.builders import BUILDERS, FILE_BUILDERS
 
 # Per-document work (tokenizing, NSP pairs, masking) runs ahead on a few threads. grain's default
@@ -31,7 +32,8 @@ READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
 
 
 def data_dir(config):
-  """Where TFDS datasets and tokenizers are cached: config.data_dir, $LLM_DATA_DIR or ~/.cache/llm."""
+  """Where TFDS datasets and tokenizers are cached: config.data_dir, $LLM_DATA_DIR or
+  ~/.cache/llm."""
   source = ("data_dir", config.data_dir) if config.data_dir else (
       ("$LLM_DATA_DIR", os.environ["LLM_DATA_DIR"]) if os.environ.get("LLM_DATA_DIR") else
       ("the default data_dir", "~/.cache/llm"))
@@ -372,8 +374,7 @@ class _SideBySideIterator(grain.DatasetIterator):
 
   def set_state(self, state):
     """Sets each built shard's position from a saved state (or several processes' states
-    merged: see merge_states); a state saved before input shards existed is shard 0 of 1."""
-    state = merge_states([state])
+    merged: see position.merge_states)."""
     if state["input_shards"] != self._num_shards:   # only with allow_changed_config
       metrics.log(f"warning: the data position was saved for input_shards="
                   f"{state['input_shards']}, not {self._num_shards}: the input streams start "
@@ -385,23 +386,6 @@ class _SideBySideIterator(grain.DatasetIterator):
                          f"{self._num_shards}")
     for s, it in self._shards.items():
       it.set_state(state["shards"][str(s)])
-
-
-class MissingShard(ValueError):
-  """A saved data position lacks an input shard this process builds."""
-
-
-def merge_states(states):
-  """The data positions saved by every process of a run -> one state holding every shard any
-  of them built (processes that built the same shard saved the same position for it). A state
-  saved before input shards existed is the position of shard 0 of 1."""
-  merged = {"input_shards": 1, "shards": {}}
-  for state in states:
-    if "shards" not in state:
-      state = {"input_shards": 1, "shards": {"0": state}}
-    merged["input_shards"] = state["input_shards"]
-    merged["shards"].update(state["shards"])
-  return merged
 
 
 def eval_batch_size(config):
@@ -437,9 +421,7 @@ def eval_batches(config, task, tok, builder, split="validation", rows=None):
   lengths = np.full(num_shards, -1, np.int32)   # rows per shard, -1 where another process knows
   for s, shard_rows in built.items():
     lengths[s] = len(shard_rows)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    lengths = np.max(multihost_utils.process_allgather(lengths), axis=0)
+  lengths = multihost.largest(lengths)
   num_batches = int(-(-lengths.max() // per_shard))
   if config.eval_batches > 0:
     num_batches = min(num_batches, config.eval_batches)

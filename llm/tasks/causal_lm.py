@@ -1,7 +1,8 @@
 """Causal language modelling (GPT, Llama): predict token t+1 from tokens <= t.
 
 Rows: `<s> text </s>` per document (the tokenizer's own ids; no <s> where it adds none, as
-SmolLM2's), shifted by one into `inputs`/`targets` (0 = padding, not scored), packed into full rows with `segment_ids` and `positions` restarting per document.
+SmolLM2's), shifted by one into `inputs`/`targets` (0 = padding, not scored), packed into full
+rows with `segment_ids` and `positions` restarting per document.
 """
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +29,8 @@ def normalizers(batch):
 def loss_fn(outputs, batch, norms):
   targets = batch["targets"]
   loss_sum, correct, count = cross_entropy_sums(outputs["lm"], targets, targets > 0)
-  return loss_sum / norms["tokens"], {"lm_loss": loss_sum, "lm_correct": correct, "lm_tokens": count}
+  return loss_sum / norms["tokens"], {"lm_loss": loss_sum, "lm_correct": correct,
+                                      "lm_tokens": count}
 
 
 def summarize(sums):
