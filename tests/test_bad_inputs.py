@@ -14,8 +14,7 @@ from llm import cli, metrics
 from llm.base_config import RANGES, base_config
 from llm.data import pipeline, tokenizer as tokenizer_lib
 
-from conftest import ROOT
-from test_train import tiny_config
+from helpers import ROOT, tiny_config
 
 CONFIG_VALUES = [
     ({"model.dropout_rate": 1.5}, "model.dropout_rate=1.5 must be in [0, 1)"),

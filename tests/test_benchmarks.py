@@ -4,7 +4,7 @@ import math
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_pipeline_checkpoint_benchmark_smoke():

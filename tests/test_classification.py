@@ -101,7 +101,7 @@ def test_cloze_scores_are_label_word_logits_at_the_mask():
 def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
   """llm.evaluate scores the pretrained MLM as is; llm.train then tunes it through the template;
   an init without the needed head cannot be evaluated untrained."""
-  from conftest import tiny_overrides
+  from helpers import tiny_overrides
   bert = tiny_overrides(**{"total_steps": 2, "model.max_len": 64, "seq_len": 64})
   proc = cli("train", "configs/bert_tiny.py", tmp_path / "bert", *bert, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,9 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from llm.data import pipeline
 
-from conftest import tiny_overrides
-from test_faults import garble
-from test_pipeline import load_config
+from helpers import garble, load_config, tiny_overrides
 
 FAST = ["--config.total_steps=30", "--config.optimizer.warmup_steps=5",
         "--config.optimizer.learning_rate=3e-3", "--config.eval_every=30"]

@@ -5,8 +5,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from llm import cli, models, optim, parallel, state, tasks
+from llm import models, optim, parallel, state, tasks
 from llm.base_config import parse_arg
+
+from helpers import load_config
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 DOCUMENTED_ARGS = {  # what each config's docstring offers; other files run with their default
@@ -27,10 +29,6 @@ PAPER_PARAMS = {  # published sizes (GPT-2 medium is 345M in the paper, 355M as 
     ("t5_tiny.py", "size=large,variant=t5"): 783.2e6,
 }
 MESH_3D = dict(data=2, fsdp=2, tensor=2)
-
-
-def load_config(name, arg=None):
-  return cli.load_config(CONFIGS / name, arg)
 
 
 def abstract_state(config, mesh_sizes):
@@ -172,7 +170,6 @@ def test_fine_tuning_intervals_follow_an_overridden_total_steps():
   """Warmup (10%), evaluation and checkpoint intervals (half) are derived after overrides (as
   --config.total_steps=40 sets it), as a user running a shorter fine-tune expects; one set
   directly wins."""
-  from test_pipeline import load_config
   config = load_config("finetune_topic", "init=scratch")
   assert (config.optimizer.warmup_steps, config.eval_every) == (20, 100)
   config.total_steps = 40

@@ -9,31 +9,10 @@ import numpy as np
 import pytest
 
 from llm import decoding
-from llm.base_config import base_config
-from llm.models import build_model, presets
+
+from helpers import model_and_params
 
 VOCAB = 40
-
-
-def model_and_params(family="decoder", scan=False, vocab=VOCAB, **model):
-  c = base_config()
-  c.vocab_size = vocab
-  preset = {"decoder": presets.GPT2, "llama": presets.LLAMA, "t5": presets.T5,
-            "transformer": presets.TRANSFORMER}[family]
-  c.model.update(preset)
-  c.model.update(num_layers=2, embed_dim=32, num_heads=4, mlp_dim=64, max_len=64,
-                 dropout_rate=0.0, scan_layers=scan, **model)
-  m = build_model(c, heads=("lm",))
-  batch = {"inputs": jnp.ones((1, 8), jnp.int32)}
-  if c.model.family == "encoder_decoder":
-    batch["decoder_inputs"] = batch["inputs"]
-  params = nn.unbox(m.init(jax.random.PRNGKey(0), batch))["params"]
-  # Larger random weights than the init, so logits are far from uniform and ties are rare.
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
-  params = jax.tree.unflatten(tree, [a + 0.3 * jax.random.normal(k, a.shape)
-                                     for k, a in zip(keys, leaves)])
-  return m, params
 
 
 def full_logits(model, params, rows, source=None, length=24):

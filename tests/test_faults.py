@@ -18,8 +18,7 @@ import pytest
 from llm import checkpoint, checksums, cli, lock
 from llm.train import train_and_evaluate
 
-from conftest import ROOT, garble, run_cli, tiny_overrides, xla_flags
-from test_train import losses, tiny_config
+from helpers import ROOT, garble, losses, run_cli, tiny_config, tiny_overrides, xla_flags
 
 pytestmark = pytest.mark.fault
 

@@ -9,8 +9,7 @@ from llm import cli, convert, optim, parallel, state as state_lib, transfer, wei
 from llm.models import build_model
 from llm.train import train_and_evaluate
 
-from test_pipeline import load_config
-from test_train import tiny_config
+from helpers import load_config, tiny_config
 
 
 def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):

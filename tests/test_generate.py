@@ -10,12 +10,12 @@ from llm.base_config import from_saved
 from llm.data import pipeline
 from llm.models import build_model
 
-from conftest import tiny_overrides
+from helpers import tiny_overrides
 
 
 @pytest.fixture(scope="module")
 def gpt_workdir(tmp_path_factory):
-  from conftest import run_cli
+  from helpers import run_cli
   workdir = tmp_path_factory.mktemp("gpt")
   proc = run_cli("train", "configs/gpt_tiny.py", workdir, *tiny_overrides(total_steps=4))
   assert proc.returncode == 0, proc.stderr[-3000:]

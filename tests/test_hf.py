@@ -2,7 +2,6 @@
 our WordPiece ids == HF's tokenizers, exported models == BertFor* models, exact round trip."""
 import json
 import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import unicodedata
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -20,8 +18,9 @@ from llm.convert import hf_bert
 from llm.data.wordpiece import WordPieceTokenizer
 from llm.models import build_model, heads as heads_lib, model_config, presets
 
+from helpers import ROOT, tiny_model_config
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # local folders only
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 SENTENCES = ["The quick brown fox jumps over the lazy dog.",
              "Héllo, Wörld! BERT's WordPiece splits unaffable words.",
              "Short one.",
@@ -88,12 +87,8 @@ def test_wordpiece_ids_and_offsets_match_transformers(minilm, tmp_path):
 
 
 def small_bert(num_classes=3):
-  c = base_config()
-  c.vocab_size = 300
-  c.model.update(presets.BERT)
-  c.model.update(num_layers=2, embed_dim=64, num_heads=4, mlp_dim=128, max_len=32,
-                 num_classes=num_classes)
-  return c
+  return tiny_model_config(presets.BERT, 300, 32, embed_dim=64, mlp_dim=128,
+                           num_classes=num_classes)
 
 
 # A padded batch with both token types; ids are arbitrary in a random model.
@@ -295,7 +290,7 @@ def test_export_cli_writes_a_tokenizer_and_never_into_a_workdir_or_over_others_f
   transformers = pytest.importorskip("transformers")
   from llm.data import tokenizer as tokenizer_lib
   from llm.train import train_and_evaluate
-  from test_train import tiny_config
+  from helpers import tiny_config
   workdir = tmp_path / "run"
   train_and_evaluate(tiny_config("bert_tiny", total_steps=1), workdir)
   saved = {p: p.read_bytes() for p in workdir.iterdir() if p.is_file()}

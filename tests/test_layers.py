@@ -6,12 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llm.base_config import base_config
 from llm.models import build_model
 from llm import convert
 from llm.models import presets
 from llm.models.layers import Attention, Mlp, ModelConfig, apply_rope, attention_mask, norm
 from llm.models.layers import dot_product_attention_with_dropout
+
+from helpers import tiny_model_config
 
 
 # --- naive references (numpy, float64, explicit loops) -----------------------------------------
@@ -170,12 +171,9 @@ LENGTH = 16
 
 
 def small_config(**model):
-  c = base_config()
-  c.vocab_size = VOCAB
+  c = tiny_model_config({}, VOCAB, LENGTH, **{"dropout_rate": 0.0, "attention_dropout_rate": 0.0,
+                                               **model})
   c.seq_len = LENGTH
-  c.model.update(num_layers=2, embed_dim=32, num_heads=4, mlp_dim=64, max_len=LENGTH,
-                 dropout_rate=0.0, attention_dropout_rate=0.0)
-  c.model.update(model)
   return c
 
 

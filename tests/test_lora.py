@@ -9,7 +9,7 @@ from llm.models import build_model
 from llm.tasks.classification import TASK as classification
 from llm.steps import make_train_step
 
-from test_pipeline import load_config
+from helpers import load_config
 
 
 def tiny_classifier(**overrides):

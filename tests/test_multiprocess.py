@@ -14,7 +14,7 @@ import pytest
 
 from llm import checksums
 
-from conftest import ROOT, garble, run_cli, tiny_overrides, xla_flags
+from helpers import ROOT, garble, run_cli, tiny_overrides, xla_flags
 
 
 def free_port():

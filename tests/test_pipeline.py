@@ -4,15 +4,11 @@ import grain
 import numpy as np
 import pytest
 
-from llm import cli, tasks
+from llm import tasks
 from llm.data import pipeline, position
 from llm.data.tokenizer import BOS
 
-from conftest import ROOT
-
-
-def load_config(name, arg=None, **overrides):
-  return cli.load_config(ROOT / "configs" / f"{name}.py", arg, **overrides)
+from helpers import load_config
 
 
 @pytest.fixture(scope="module")

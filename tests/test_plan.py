@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import jax
-import numpy as np
 import pytest
 
 from llm import cli, optim, parallel, state as state_lib, tasks
@@ -14,8 +13,7 @@ from llm.data import pipeline
 from llm.models import build_model
 from llm.steps import jit_train_step, put_batch
 
-from conftest import ROOT
-from test_configs import load_config
+from helpers import ROOT, load_config
 
 SHAPE = {"model.num_layers": 2, "model.embed_dim": 64, "model.num_heads": 4,
          "model.mlp_dim": 128, "seq_len": 32, "batch_size": 16}

@@ -10,7 +10,7 @@ from llm.data.builders import aclsum_qa
 from llm.data.builders.squad import read_squad, write_squad
 from llm.tasks import extractive_qa
 
-from conftest import tiny_overrides
+from helpers import tiny_overrides
 
 CONTEXT = ("The quick brown fox jumped over the lazy dog near Springfield . Afterwards the fox "
            "slept under an enormous oak tree until sunset .")

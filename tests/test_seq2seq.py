@@ -16,9 +16,7 @@ from llm.data.builders import aclsum_summary
 from llm.models import build_model
 from llm.tasks import seq2seq
 
-from conftest import run_cli, tiny_overrides
-from test_configs import load_config
-from test_decoding import model_and_params
+from helpers import load_config, model_and_params, run_cli, tiny_overrides
 
 SUMMARIZE = "configs/summarize.py"
 
@@ -155,7 +153,7 @@ def test_summarize_trains_evaluates_and_decodes_like_generate(corpus, tmp_path):
                         for r in records])
     assert result[key] == pytest.approx(expected, abs=1e-9)
   # What the engine gives this record's input alone (no batch, no padding to the split's longest).
-  config, tok = corpus[0], corpus[2]
+  tok = corpus[2]
   mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
   params, saved, _ = weights.workdir_params(tmp_path, mesh)
   settings = decoding.Settings(max_new_tokens=8, num_beams=2, stop_ids=(tok.eos_id,))

@@ -13,7 +13,7 @@ from llm.convert import gguf_llama
 from llm.data.bpe import BpeTokenizer
 from llm.models import build_model, model_config
 
-from test_pipeline import load_config
+from helpers import load_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TEXTS = ["The capital of France is", "In 1990, 12345 people paid $3.50 each. Héllo wörld!",

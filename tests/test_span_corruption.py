@@ -11,7 +11,7 @@ from llm.data.tokenizer import BOS, EOS
 from llm.models.layers import relative_bucket
 from llm.tasks import span_corruption as sc
 
-from test_pipeline import load_config
+from helpers import load_config
 
 SENTINELS = list(range(999, 899, -1))   # vocabulary of 1000, sentinels from the end
 
@@ -122,7 +122,7 @@ def test_bad_span_settings_are_named():
 def test_t5_tiny_trains_and_evaluates_from_the_cli(cli, tmp_path):
   """T5.1.1 from the CLI; the original Transformer variant shares every code path but its
   presets, which the layer and decoding tests cover."""
-  from conftest import tiny_overrides
+  from helpers import tiny_overrides
   args = tiny_overrides(**{"total_steps": 30, "model.num_decoder_layers": 2, "log_every": 10,
                            "optimizer.warmup_steps": 5, "optimizer.learning_rate": 3e-3,
                            "model.head_dim": 16, "seq_len": 64})

@@ -1,5 +1,4 @@
 """The training loop: sharding invariance, exact resume, restore onto another mesh, accumulation."""
-import json
 
 import numpy as np
 import pytest
@@ -10,21 +9,7 @@ from llm.models import build_model
 from llm.plan import lower_train_step
 from llm.train import train_and_evaluate
 
-from test_pipeline import load_config
-
-TINY = {"model.num_layers": 2, "model.embed_dim": 64, "model.num_heads": 4, "model.mlp_dim": 128,
-        "seq_len": 32, "batch_size": 16, "log_every": 1, "eval_batches": 2, "eval_every": 0,
-        "checkpoint_every": 0, "optimizer.warmup_steps": 2}
-
-
-def tiny_config(name="gpt_tiny", arg=None, **overrides):
-  return load_config(name, arg, **{**TINY, **overrides})
-
-
-def losses(workdir):
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
-
+from helpers import losses, tiny_config
 
 MESHES = {"data8": dict(data=8, fsdp=1, tensor=1), "fsdp8": dict(data=1, fsdp=8, tensor=1),
           "2x2x2": dict(data=2, fsdp=2, tensor=2)}

@@ -104,8 +104,8 @@ def main():
     bound = batch * bandwidth / weight_bytes   # each step reads every weight once
     rows.append((batch, rate["ours"], rate["transformers"], rate["ours"] / rate["transformers"],
                  bound, rate["ours"] / bound, same))
-  print(f"\n| batch | ours tokens/s | transformers tokens/s | ours / transformers | "
-        f"bandwidth bound tokens/s | ours / bound | identical greedy outputs |")
+  print("\n| batch | ours tokens/s | transformers tokens/s | ours / transformers | "
+        "bandwidth bound tokens/s | ours / bound | identical greedy outputs |")
   print("|---|---|---|---|---|---|---|")
   for batch, o, t, ratio, bound, frac, same in rows:
     print(f"| {batch} | {o:.1f} | {t:.1f} | {ratio:.2f}x | {bound:.1f} | {frac:.0%} | "

@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT))   # the repository root
 
 import grain  # noqa: E402
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 from llm import checkpoint, cli, optim, parallel, state as state_lib, tasks  # noqa: E402
 from llm.data import pipeline  # noqa: E402
