@@ -11,13 +11,14 @@ import numpy as np
 
 from llm.data.builders import aclsum_qa
 from llm.data.builders.common import package_dir
-from llm.objectives.extractive_qa import exact_match, f1
+from llm.scores import answer_f1, exact_match
 
 
 def scores(examples, predictions):
   em = np.mean([max(exact_match(p, g) for g in ex["answers"]["text"])
                 for ex, p in zip(examples, predictions)])
-  f = np.mean([max(f1(p, g) for g in ex["answers"]["text"]) for ex, p in zip(examples, predictions)])
+  f = np.mean([max(answer_f1(p, g) for g in ex["answers"]["text"])
+               for ex, p in zip(examples, predictions)])
   return em, f
 
 

@@ -18,7 +18,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from llm import checksums, compatibility, convert, metrics, multihost, parallel, quiet
+from llm import checksums, compatibility, convert, multihost, parallel, quiet, runlog
 from llm.base_config import from_saved
 from llm.data import position
 
@@ -293,7 +293,7 @@ class Checkpoints:
     if jax.process_index() == 0:
       try:
         moved = [self.move_aside(step) for step, _ in unreadable]
-        metrics.log(f"warning: checkpoint step {unreadable[0][0]} is unreadable "
+        runlog.log(f"warning: checkpoint step {unreadable[0][0]} is unreadable "
                     f"({unreadable[0][1].cause}); moved {', '.join(p.name for p in moved)} "
                     f"aside and resumed from step {resumed}")
       except Exception as e:  # noqa: BLE001 - the other processes must hear of any failure
@@ -321,7 +321,7 @@ class Checkpoints:
                        f"optimisation (checkpoint vs now: {'; '.join(changed)}); keep the saved "
                        f"values, use a new --workdir, or add --config.allow_changed_config=True")
     if changed:
-      metrics.log(f"resuming with changed settings (allow_changed_config): {'; '.join(changed)}")
+      runlog.log(f"resuming with changed settings (allow_changed_config): {'; '.join(changed)}")
     scanned = bool(saved["model"].get("scan_layers"))
     if scanned == bool(config.model.scan_layers):
       state = self.restore(step, abstract_state, data_iterator)
@@ -329,8 +329,8 @@ class Checkpoints:
       state = self.restore(step, abstract_state_for(from_saved(saved)), data_iterator)
       state = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding),
                            convert.to_layout(state, config.model.scan_layers), abstract_state)
-      metrics.log(f"converted {step_dir} to model.scan_layers={config.model.scan_layers}")
-    metrics.log(f"resumed from {step_dir}")
+      runlog.log(f"converted {step_dir} to model.scan_layers={config.model.scan_layers}")
+    runlog.log(f"resumed from {step_dir}")
     return state
 
   def move_aside(self, step):

@@ -13,7 +13,7 @@ import json
 import jax
 from absl import app, flags
 
-from llm import checkpoint, cli, metrics, parallel, tasks, transfer, weights
+from llm import checkpoint, cli, parallel, runlog, tasks, transfer, weights
 from llm.data import pipeline
 from llm.models import build_model
 from llm.evaluation import evaluate, make_decoder
@@ -37,10 +37,10 @@ def evaluate_checkpoint(config, workdir, split):
   task = tasks.get_task(config.objective)
   model = build_model(config, task.heads(config))
   if zero_shot:
-    metrics.log(f"no checkpoint in {checkpoints.directory}: evaluating init={config.init} as is")
+    runlog.log(f"no checkpoint in {checkpoints.directory}: evaluating init={config.init} as is")
     params = transfer.init_params(config, model, mesh)
   else:
-    params = weights.restore_params(checkpoints, step, config, mesh, tok)
+    params = weights.checkpoint_params(checkpoints, step, config, mesh, tok)
   eval_step = jit_eval_step(model, task, config, mesh,
                             jax.tree.map(lambda a: a.sharding, params))
   batches = pipeline.eval_batches(
@@ -61,8 +61,8 @@ def evaluate_checkpoint(config, workdir, split):
       path = workdir / f"predictions{corpus}_{split}.jsonl"
       rows = task.records(predictions, *reference)
       path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-      metrics.log(f"wrote {len(rows)} predictions to {path}")
-  metrics.log(f"step {step}, {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+      runlog.log(f"wrote {len(rows)} predictions to {path}")
+  runlog.log(f"step {step}, {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
   return result
 
 

@@ -11,7 +11,7 @@ import json
 import jax
 from absl import app, flags
 
-from llm import checkpoint, cli, decoding, lora, metrics, parallel, transfer
+from llm import checkpoint, cli, decoding, lora, parallel, runlog, transfer
 from llm import weights
 from llm.data import pipeline
 from llm.models import build_model
@@ -60,7 +60,7 @@ def load_params(config, workdir, model, mesh, tok=None):
                  if path and (path / "checkpoints").is_dir() else None)
   step = checkpoints.latest_step() if checkpoints else None
   if step is not None:
-    return (weights.restore_params(checkpoints, step, config, mesh, tok),
+    return (weights.checkpoint_params(checkpoints, step, config, mesh, tok),
             f"step {step} of {path}")
   if not config.init:
     where = f"no checkpoint in {path}/checkpoints" if path else "no --workdir"
@@ -115,11 +115,11 @@ def generate_text(config, workdir):
   samples = []
   for text, ids in zip(texts, outputs):
     samples.append({"prompt": text, "text": tok.decode(ids), "ids": ids})
-    metrics.log(f"--- {source}: {text!r}\n{tok.decode(ids)}")
+    runlog.log(f"--- {source}: {text!r}\n{tok.decode(ids)}")
   new_tokens = sum(map(len, outputs))
   # Every row runs every step until the last one stops: rows x steps tokens were decoded.
   rate = len(prompts) * steps / seconds
-  metrics.log(f"{new_tokens} new tokens, {steps} steps in {seconds:.2f} s "
+  runlog.log(f"{new_tokens} new tokens, {steps} steps in {seconds:.2f} s "
               f"({rate:,.1f} tokens/s decoded, compile excluded)")
   if f.format == "json" and jax.process_index() == 0:
     print(json.dumps({"samples": samples, "new_tokens": new_tokens,

@@ -53,7 +53,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from llm import cli, metrics, optim, parallel, state as state_lib, tasks  # noqa: E402
+from llm import cli, optim, parallel, runlog, state as state_lib, tasks  # noqa: E402
 from llm.base_config import base_config  # noqa: E402
 from llm.data import pipeline  # noqa: E402
 from llm.models import build_model, model_config  # noqa: E402
@@ -129,7 +129,7 @@ def plan(config, devices, device_kind):
                      f"run it as python -m llm.plan (it sets up the fake devices itself)")
   cli.resolve_config(config, devices)
   lowered, abstract_state, mesh = lower_train_step(config)
-  metrics.log(f"compiling the train step for {devices} devices, mesh {dict(mesh.shape)} ...")
+  runlog.log(f"compiling the train step for {devices} devices, mesh {dict(mesh.shape)} ...")
   compiled = lowered.compile()
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
@@ -198,7 +198,7 @@ def _report(r, config):
         f"{_gib(r['device_memory_bytes'])}; step >= {r['step_seconds_at_peak'] * 1e3:,.1f} ms "
         f"at peak ({r['tokens_per_sec_at_peak']:,.0f} tokens/s), MFU at most "
         f"{r['mfu_bound']:.0%} (roofline)")
-  metrics.log("\n".join(lines))
+  runlog.log("\n".join(lines))
 
 
 def main(argv):

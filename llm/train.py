@@ -12,7 +12,7 @@ import numpy as np
 import tqdm
 from absl import app
 
-from llm import checkpoint, cli, compatibility, lock, metrics, optim, parallel, preemption, quiet
+from llm import checkpoint, cli, compatibility, lock, optim, parallel, preemption, quiet, runlog
 from llm import state as state_lib, tasks, transfer
 from llm.evaluation import evaluate, make_decoder
 from llm.steps import jit_eval_step, jit_train_step, put_batch
@@ -35,7 +35,7 @@ def train_and_evaluate(config, workdir):
 
 def _train(config, workdir):
   if config.optimizer.warmup_steps >= config.total_steps:
-    metrics.log(f"warning: optimizer.warmup_steps={config.optimizer.warmup_steps} >= total_steps="
+    runlog.log(f"warning: optimizer.warmup_steps={config.optimizer.warmup_steps} >= total_steps="
                 f"{config.total_steps}: the whole run is warmup, the learning rate never reaches "
                 f"{config.optimizer.learning_rate}")
   mesh = parallel.make_mesh(config.mesh)
@@ -50,7 +50,7 @@ def _train(config, workdir):
   built = (len(pipeline.shards_of(config.input_shards, config.batch_size, rows))
            * config.batch_size // config.input_shards)
   if built > len(rows):
-    metrics.log(f"note: with input_shards={config.input_shards} this process builds {built} "
+    runlog.log(f"note: with input_shards={config.input_shards} this process builds {built} "
                 f"rows of every batch of {config.batch_size} and trains on {len(rows)}; a "
                 f"multiple of the process count builds only its own rows (a new run)")
   eval_batches = pipeline.eval_batches(
@@ -79,7 +79,7 @@ def _train(config, workdir):
     if config.tokenizer.kind == "sentencepiece":   # the workdir is then a complete init source
       shutil.copyfile(tok.path, workdir / "tokenizer.model")
   num_params = state_lib.count_params(state["params"])
-  metrics.log(f"model: {num_params:,} parameters; mesh {dict(mesh.shape)}; "
+  runlog.log(f"model: {num_params:,} parameters; mesh {dict(mesh.shape)}; "
               f"{len(eval_batches)} validation batch{'es' * (len(eval_batches) != 1)}; "
               + state_lib.describe_trainable(state, config))
 
@@ -93,10 +93,10 @@ def _train(config, workdir):
                     decode)[0]
 
   if finished:
-    metrics.log(f"{workdir} is already trained to total_steps={config.total_steps}; evaluating "
+    runlog.log(f"{workdir} is already trained to total_steps={config.total_steps}; evaluating "
                 f"its final checkpoint again (a larger --config.total_steps trains on)")
     return run_eval()
-  writer = metrics.MetricWriter(workdir, resume_step=start)
+  writer = runlog.MetricWriter(workdir, resume_step=start)
   tokenizer = compatibility.tokenizer_record(tok)
   token_counts, train_sums, tick = [], {}, time.perf_counter()
   result, stopping = None, False
@@ -122,12 +122,12 @@ def _train(config, workdir):
           f"the loss or gradient norm is not finite at {where}; not applied.{why} Stopped "
           f"without saving; newest checkpoint: {newest if newest is not None else 'none'}. "
           f"Lower optimizer.learning_rate, or set --config.on_nonfinite=skip to skip such steps")
-    metrics.log(f"skipped the update of {where}: non-finite loss or gradient norm "
+    runlog.log(f"skipped the update of {where}: non-finite loss or gradient norm "
                 f"({len(skipped)} skipped of at most {config.max_nonfinite_skips})")
 
   interrupted = preemption.Watch()   # from here on, SIGTERM/SIGINT save and stop
   held = quiet.hold_background_stderr()
-  # On the stream sys.stderr is from now on, so that tqdm.write (metrics.log) finds the bar and
+  # On the stream sys.stderr is from now on, so that tqdm.write (runlog.log) finds the bar and
   # clears it around each log line instead of writing into it.
   bar = tqdm.tqdm(total=config.total_steps, initial=start, disable=not sys.stderr.isatty()
                   or jax.process_index() != 0, dynamic_ncols=True, file=sys.stderr)
@@ -166,23 +166,23 @@ def _train(config, workdir):
         if set(interval) <= set(skipped):
           # No step since the last log was applied: there is no loss to show, only the count.
           record = {k: record[k] for k in ("train/skipped_steps", "train/learning_rate")}
-          metrics.log(f"step {step}: skipped (non-finite), as every step since the last log")
+          runlog.log(f"step {step}: skipped (non-finite), as every step since the last log")
         else:
           bar.set_postfix(loss=f"{record['train/loss']:.3f}")
-          metrics.log(f"step {step}: loss {record['train/loss']:.4f}, "
+          runlog.log(f"step {step}: loss {record['train/loss']:.4f}, "
                       f"{tokens / elapsed:,.0f} tokens/s")
         token_counts, train_sums = [], {}
       if (config.eval_every and step % config.eval_every == 0) or last:
         result = run_eval()
         record.update({f"eval/{k}": v for k, v in result.items()})
-        metrics.log(f"step {step}: " + ", ".join(f"eval/{k} {v:.4f}" for k, v in result.items()))
+        runlog.log(f"step {step}: " + ", ".join(f"eval/{k} {v:.4f}" for k, v in result.items()))
       if record:
         writer.write(step, record)
       if saving:
         checkpoints.save(step, state, train_iter, config, tokenizer)
       if stopping:
         why = interrupted.name if signalled else "stop_at_step"
-        metrics.log(f"stopped after step {step} ({why})")
+        runlog.log(f"stopped after step {step} ({why})")
         break
       if "train/loss" in record:
         tick = time.perf_counter()
@@ -191,7 +191,7 @@ def _train(config, workdir):
       result = run_eval()
     checkpoints.wait()
     if stopping:
-      metrics.log(f"saved step {checkpoints.latest_step()}; rerun the same command to continue")
+      runlog.log(f"saved step {checkpoints.latest_step()}; rerun the same command to continue")
     return result or {}
   finally:
     try:   # whatever ends the run, the save in flight is committed first

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llm import convert, metrics, state as state_lib, weights
+from llm import convert, runlog, state as state_lib, weights
 from llm.convert import gguf_llama, hf_bert
 from llm.models import model_config
 
@@ -123,7 +123,7 @@ def load_pretrained(config, params, mesh, require_all=False):
   if require_all and fresh:
     raise ValueError(f"init={config.init!r} has no {', '.join(fresh)} for this model, so it "
                      f"cannot be evaluated as is; train first with llm.train")
-  metrics.log(f"init: loaded {len(loaded)} tensors from {config.init}; newly initialised: "
+  runlog.log(f"init: loaded {len(loaded)} tensors from {config.init}; newly initialised: "
               f"{', '.join(fresh) or 'nothing'}")
   return merged
 

@@ -16,7 +16,7 @@ def is_workdir(path):
   return (path / "checkpoints").is_dir() and (path / "config.json").is_file()
 
 
-def to_layout(params, config, mesh):
+def placed_in_layout(params, config, mesh):
   """`params` in config's layer layout (model.scan_layers), on the shardings config gives them."""
   if convert.layout_of(params) in (None, bool(config.model.scan_layers)):
     return params
@@ -25,7 +25,7 @@ def to_layout(params, config, mesh):
                       convert.to_layout(params, config.model.scan_layers), target)
 
 
-def restore_params(checkpoints, step, config, mesh, tok=None):
+def checkpoint_params(checkpoints, step, config, mesh, tok=None):
   """The params saved at `step` of `checkpoints` (a checkpoint.Checkpoints) for a model shaped
   as `config`, on `mesh`, in config's layout; refused if `tok` is not the tokenizer they were
   trained with."""
@@ -35,7 +35,7 @@ def restore_params(checkpoints, step, config, mesh, tok=None):
     compatibility.check_tokenizer(checkpoints.step_dir(step), tok)
   saved = from_saved(saved)
   abstract = state_lib.abstract_params(build_model(saved), saved, mesh)
-  return to_layout(checkpoints.restore_params(step, abstract), config, mesh)
+  return placed_in_layout(checkpoints.restore_params(step, abstract), config, mesh)
 
 
 def workdir_params(path, mesh):
@@ -46,4 +46,4 @@ def workdir_params(path, mesh):
   checkpoints = checkpoint.Checkpoints(path, source.keep_checkpoints, create=False)
   step = checkpoints.require_latest_step()
   saved = from_saved(checkpoints.saved_config(step))
-  return restore_params(checkpoints, step, saved, mesh), saved, step
+  return checkpoint_params(checkpoints, step, saved, mesh), saved, step

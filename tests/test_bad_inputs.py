@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from llm import cli, metrics
+from llm import cli, runlog
 from llm.base_config import RANGES, base_config
 from llm.data import pipeline, tokenizer as tokenizer_lib
 
@@ -212,12 +212,12 @@ def test_a_failed_write_outside_a_save_is_one_line(tmp_path, capfd, monkeypatch)
   """A full disk while metrics.jsonl is written (after step 2 was saved): one line through the
   entry points' wrapper, exit 1, and the saved step is as it was."""
   from llm.train import train_and_evaluate
-  real = metrics.MetricWriter.write
+  real = runlog.MetricWriter.write
   def write(self, step, record):
     if step == 3:
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
     real(self, step, record)
-  monkeypatch.setattr(metrics.MetricWriter, "write", write)
+  monkeypatch.setattr(runlog.MetricWriter, "write", write)
   monkeypatch.setattr(os, "_exit", lambda status: (_ for _ in ()).throw(SystemExit(status)))
   if not cli.FLAGS.is_parsed():
     cli.FLAGS.mark_as_parsed()

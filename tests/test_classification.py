@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from llm import scores
 from llm.tasks import classification, cloze
 
 
@@ -46,7 +47,7 @@ def test_metrics_summed_over_batches_equal_sklearn():
 def test_macro_f1_hand_computed():
   # class 0: tp 1, predicted 2, actual 1 -> F1 2/3; class 1: tp 1, pred 1, actual 2 -> 2/3;
   # class 2 never occurs and is never predicted -> left out of the mean.
-  assert classification.macro_f1([1, 1, 0], [2, 1, 0], [1, 2, 0]) == pytest.approx(2 / 3)
+  assert scores.macro_f1([1, 1, 0], [2, 1, 0], [1, 2, 0]) == pytest.approx(2 / 3)
 
 
 # --- cloze prompting -----------------------------------------------------------------------------

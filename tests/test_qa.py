@@ -5,6 +5,7 @@ import types
 import numpy as np
 import pytest
 
+from llm import scores
 from llm.data import qa
 from llm.data.builders import aclsum_qa
 from llm.data.builders.squad import read_squad, write_squad
@@ -187,8 +188,8 @@ def test_padding_rows_are_ignored():
     ("dog", "fox", 0.0, 0.0),
 ])
 def test_official_squad_metrics(prediction, gold, em, f1):
-  assert extractive_qa.exact_match(prediction, gold) == em
-  assert extractive_qa.f1(prediction, gold) == pytest.approx(f1)
+  assert scores.exact_match(prediction, gold) == em
+  assert scores.answer_f1(prediction, gold) == pytest.approx(f1)
 
 
 def test_best_over_gold_answers():

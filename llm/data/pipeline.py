@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from llm import lock, metrics, multihost
+from llm import lock, multihost, runlog
 from llm.data import tokenizer as tokenizer_lib
 from llm.data.position import MissingShard
 from llm.data.builders import BUILDERS, FILE_BUILDERS
@@ -106,13 +106,13 @@ def _quiet_tfds(fn):
 
 
 def _build(builder):
-  metrics.log(f"preparing corpus {builder.name} in {builder.data_dir} (first use; later runs "
+  runlog.log(f"preparing corpus {builder.name} in {builder.data_dir} (first use; later runs "
               f"reuse it)")
   start = time.perf_counter()
   _quiet_tfds(builder.download_and_prepare)
   sizes = ", ".join(f"{len(builder.as_data_source(split)):,} {split}"
                     for split in builder.info.splits)
-  metrics.log(f"prepared corpus {builder.name}: {sizes} examples in "
+  runlog.log(f"prepared corpus {builder.name}: {sizes} examples in "
               f"{time.perf_counter() - start:.0f} s")
 
 
@@ -161,7 +161,7 @@ def load_tokenizer(config, builder):
       with _data_lock(config):
         if path.is_file():
           return
-        metrics.log(f"training a {cfg.model_type} SentencePiece tokenizer ({config.vocab_size:,} "
+        runlog.log(f"training a {cfg.model_type} SentencePiece tokenizer ({config.vocab_size:,} "
                     f"pieces) on the train split (first use; saved to {path})")
         source = builder.as_data_source("train")
         texts = (text_of(source[i]) for i in range(len(source)))
@@ -376,7 +376,7 @@ class _SideBySideIterator(grain.DatasetIterator):
     """Sets each built shard's position from a saved state (or several processes' states
     merged: see position.merge_states)."""
     if state["input_shards"] != self._num_shards:   # only with allow_changed_config
-      metrics.log(f"warning: the data position was saved for input_shards="
+      runlog.log(f"warning: the data position was saved for input_shards="
                   f"{state['input_shards']}, not {self._num_shards}: the input streams start "
                   f"from their beginnings")
       return
@@ -412,7 +412,7 @@ def eval_batches(config, task, tok, builder, split="validation", rows=None):
   docs = documents(builder, split)
   num_shards = eval_shards(config, len(docs))
   if num_shards < math.gcd(config.input_shards, eval_batch_size(config)):
-    metrics.log(f"note: the {split} split's {len(docs)} documents are evaluated as {num_shards} "
+    runlog.log(f"note: the {split} split's {len(docs)} documents are evaluated as {num_shards} "
                 f"shards, not as input_shards={config.input_shards} (at least 2 documents each)")
   batch = eval_batch_size(config)
   per_shard = batch // num_shards

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from llm import scores
 from llm.data import pipeline
 from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
@@ -57,18 +58,10 @@ def records(predictions, source, names):
            "prediction": names[int(label)]} for i, label in by_example(predictions, "label")]
 
 
-def macro_f1(true_positives, predicted, actual):
-  """Unweighted mean F1 over the classes that occur in the labels or the predictions."""
-  tp, predicted, actual = (np.asarray(x, np.float64) for x in (true_positives, predicted, actual))
-  present = (predicted + actual) > 0
-  f1 = 2 * tp[present] / (predicted[present] + actual[present])
-  return float(f1.mean()) if present.any() else 0.0
-
-
 def summarize(sums):
   examples = max(float(sums["examples"]), 1.0)
   return {"loss": float(sums["loss"]) / examples, "accuracy": float(sums["correct"]) / examples,
-          "macro_f1": macro_f1(sums["true_positives"], sums["predicted"], sums["actual"])}
+          "macro_f1": scores.macro_f1(sums["true_positives"], sums["predicted"], sums["actual"])}
 
 
 def reference(builder, split, config, tok):

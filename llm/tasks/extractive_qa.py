@@ -9,13 +9,11 @@ max-context window, and answers each question with the highest start + end logit
 windows, as whole words of the context. Exact match and F1 use SQuAD's official normalisation
 (lowercase, drop punctuation and a/an/the, collapse spaces) and the best over the gold answers.
 """
-import collections
-import re
-import string
 
 import jax.numpy as jnp
 import numpy as np
 
+from llm import scores
 from llm.data import pipeline, qa as qa_rows
 from llm.data.qa import context_words
 from llm.tasks import Task
@@ -103,27 +101,6 @@ def answer_texts(predictions, source, qa):
   return out
 
 
-def normalize_answer(text):
-  """SQuAD v1.1's official answer normalisation."""
-  text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-  text = re.sub(r"\b(a|an|the)\b", " ", text)
-  return " ".join(text.split())
-
-
-def exact_match(prediction, gold):
-  return float(normalize_answer(prediction) == normalize_answer(gold))
-
-
-def f1(prediction, gold):
-  """Bag-of-words F1 between the normalised prediction and gold answer."""
-  predicted, actual = normalize_answer(prediction).split(), normalize_answer(gold).split()
-  same = sum((collections.Counter(predicted) & collections.Counter(actual)).values())
-  if same == 0:
-    return 0.0
-  precision, recall = same / len(predicted), same / len(actual)
-  return 2 * precision * recall / (precision + recall)
-
-
 def records(predictions, source, qa):
   """One dict per question: id, question, predicted answer, gold answers, and its EM / F1."""
   rows = []
@@ -132,8 +109,8 @@ def records(predictions, source, qa):
     golds = [pipeline.as_text(t) for t in ex["answers"]["text"]]
     rows.append({"id": pipeline.as_text(ex["id"]), "question": pipeline.as_text(ex["question"]),
                  "prediction": text, "answers": golds,
-                 "exact_match": max(exact_match(text, g) for g in golds),
-                 "f1": max(f1(text, g) for g in golds)})
+                 "exact_match": max(scores.exact_match(text, g) for g in golds),
+                 "f1": max(scores.answer_f1(text, g) for g in golds)})
   return rows
 
 

@@ -20,10 +20,10 @@ import string
 import grain
 import numpy as np
 
+from llm import scores
 from llm.data import pipeline
 from llm.tasks import Task, causal_lm
 
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 def fields(template):
@@ -110,27 +110,24 @@ def prompts(examples, tok, config):
 
 def records(predictions, examples, tok, config):
   """One dict per example: id, input, generated text, reference and its ROUGE F-measures."""
-  from rouge_score import rouge_scorer
-  scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+  scorer = scores.rouge_scorer()
   out = []
   for ids, example in zip(predictions, examples):
     text = tok.decode(ids)
-    # rougeLsum is LCS over sentences split at newlines (one-line texts: the same as rougeL).
-    scores = scorer.score(example["target"], text)
+    rouge = scorer.score(example["target"], text)
     out.append({"id": example.get("id", ""), "input": config.seq2seq.template.format(**example),
                 "prediction": text, "reference": example["target"],
-                **{k: scores[k].fmeasure for k in ROUGE_TYPES}})
+                **{k: rouge[k].fmeasure for k in scores.ROUGE_TYPES}})
   return out
 
 
 def score(predictions, examples, tok, config):
   """Mean ROUGE F-measures over the examples decoded, and corpus BLEU (fractions)."""
-  import sacrebleu
   rows_ = records(predictions, examples, tok, config)
   count = max(len(rows_), 1)
-  result = {k: sum(r[k] for r in rows_) / count for k in ROUGE_TYPES}
-  bleu = sacrebleu.corpus_bleu([r["prediction"] for r in rows_], [[r["reference"] for r in rows_]])
-  result["bleu"] = bleu.score / 100
+  result = {k: sum(r[k] for r in rows_) / count for k in scores.ROUGE_TYPES}
+  result["bleu"] = scores.corpus_bleu([r["prediction"] for r in rows_],
+                                      [r["reference"] for r in rows_])
   result["generated_length"] = sum(len(p) for p in predictions) / count
   return result
 

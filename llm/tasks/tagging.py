@@ -8,6 +8,7 @@ precision/recall/F1 with seqeval (CoNLL rules), overall and per entity type.
 import jax.numpy as jnp
 import numpy as np
 
+from llm import scores
 from llm.data import pipeline
 from llm.data import tokenizer as tokenizer_lib
 from llm.tasks import Task
@@ -86,16 +87,8 @@ def records(predictions, source, names):
 
 def score(predictions, source, names):
   """Entity-level precision/recall/F1 (seqeval, CoNLL rules) over the whole split."""
-  from seqeval.metrics import classification_report
   rows = records(predictions, source, names)
-  report = classification_report([r["tags"] for r in rows], [r["predicted"] for r in rows],
-                                 output_dict=True, zero_division=0)
-  out = {f"span_{k}": report["micro avg"][k] for k in ("precision", "recall", "f1-score")}
-  out = {k.replace("-score", ""): v for k, v in out.items()}
-  for entity, values in report.items():
-    if entity not in ("micro avg", "macro avg", "weighted avg"):
-      out[f"span_f1/{entity}"] = values["f1-score"]
-  return out
+  return scores.entity_scores([r["tags"] for r in rows], [r["predicted"] for r in rows])
 
 
 TASK = Task(name="tagging", families=("encoder",), heads=lambda config: ("tag",), rows=rows,
