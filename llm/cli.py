@@ -41,8 +41,8 @@ def resolve_config(config, num_devices):
   architecture and tokenizer, the corpus' class count), then checks it; read-only after this."""
   transfer.resolve_init(config)
   if set(heads_lib.CLASS_HEADS) & set(tasks.get_task(config.objective).heads(config)):
-    from llm.data import pipeline   # TFDS: only for corpora with labels
-    count = pipeline.num_classes(pipeline.corpus_builder(config))
+    from llm.data import corpora  # TFDS: only for corpora with labels
+    count = corpora.num_classes(corpora.corpus_builder(config))
     if not count:
       raise ValueError(f"corpus {config.corpus!r} has no label or tags feature to classify")
     if config.model.num_classes not in (0, count):

@@ -14,7 +14,7 @@ import jax
 from absl import app, flags
 
 from llm import checkpoint, cli, parallel, runlog, tasks, transfer, weights
-from llm.data import pipeline
+from llm.data import batching, corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
 from llm.evaluation import evaluate, make_decoder
 from llm.steps import jit_eval_step
@@ -30,10 +30,10 @@ def evaluate_checkpoint(config, workdir, split):
   step = 0 if zero_shot else checkpoints.require_latest_step()
   mesh = parallel.make_mesh(config.mesh)
   rules = parallel.axis_rules(config)
-  builder = pipeline.prepare_corpus(config)
+  builder = corpora.prepare_corpus(config)
   if split not in builder.info.splits:
     raise ValueError(f"--split={split!r}: {config.corpus} has {sorted(builder.info.splits)}")
-  tok = pipeline.load_tokenizer(config, builder)
+  tok = tokenizer_lib.load_tokenizer(config, builder)
   task = tasks.get_task(config.objective)
   model = build_model(config, task.heads(config))
   if zero_shot:
@@ -43,9 +43,9 @@ def evaluate_checkpoint(config, workdir, split):
     params = weights.checkpoint_params(checkpoints, step, config, mesh, tok)
   eval_step = jit_eval_step(model, task, config, mesh,
                             jax.tree.map(lambda a: a.sharding, params))
-  batches = pipeline.eval_batches(
+  batches = batching.eval_batches(
       config, task, tok, builder, split,
-      rows=parallel.process_rows(mesh, rules, pipeline.eval_batch_size(config)))
+      rows=parallel.process_rows(mesh, rules, batching.eval_batch_size(config)))
   reference = task.reference(builder, split, config, tok) if task.reference else None
   decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None
   result, predictions = evaluate(eval_step, params, batches, mesh, rules, task, reference, decode)

@@ -13,7 +13,7 @@ from absl import app, flags
 
 from llm import checkpoint, cli, decoding, lora, parallel, runlog, transfer
 from llm import weights
-from llm.data import pipeline
+from llm.data import corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
 
 # Prompts x samples decoded together at most (one batch: its memory grows with the count).
@@ -85,7 +85,7 @@ def generate_text(config, workdir):
   if f.num_samples > 1 and f.temperature == 0:
     raise ValueError(f"--num_samples={f.num_samples}: greedy decoding and beam search give the "
                      f"same text every time; set --temperature > 0 to sample")
-  tok = pipeline.load_tokenizer(config, pipeline.prepare_corpus(config))
+  tok = tokenizer_lib.load_tokenizer(config, corpora.prepare_corpus(config))
   vocab = config.vocab_size + config.extra_ids
   for flag, value in (("top_k", f.top_k), ("num_beams", f.num_beams)):
     if value > vocab:

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from llm import cli, lora, parallel, tasks, weights
+from llm import cli, gguf_files, lora, parallel, tasks, weights
 from llm.base_config import base_config
 from llm.convert import gguf_llama, hf_bert, sentencepiece_hf
 from llm.data.bpe import BpeTokenizer
@@ -60,7 +60,7 @@ def compare_gguf(name, texts):
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   torch, transformers = _reference_libraries()
   transformers.logging.disable_progress_bar()
-  gguf_file = gguf_llama.GgufFile(name)
+  gguf_file = gguf_files.GgufFile(name)
   tok = BpeTokenizer(gguf_file)
   config = base_config()
   config.update(gguf_llama.model_overrides(gguf_file))
@@ -93,7 +93,7 @@ def compare(model_dir, texts):
   """Encodes `texts` ([CLS] text [SEP], padded) with our model and transformers.BertModel;
   prints and returns the largest absolute difference of the final hidden states. A GGUF model
   (`smollm2`, *.gguf) compares next-token logits instead (compare_gguf)."""
-  if gguf_llama.is_gguf(model_dir):
+  if gguf_files.is_gguf(model_dir):
     return compare_gguf(model_dir, texts)
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   torch, transformers = _reference_libraries()
@@ -132,8 +132,8 @@ def label_names(config, heads):
   read or built), or None."""
   if not set(heads_lib.CLASS_HEADS) & set(heads):
     return None
-  from llm.data import pipeline   # TFDS: only export needs it
-  return pipeline.label_names(pipeline.corpus_builder(config))
+  from llm.data import corpora  # TFDS: only export needs it
+  return corpora.label_names(corpora.corpus_builder(config))
 
 
 # Written last into every export folder: which files the export wrote (a later export into the

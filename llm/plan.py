@@ -55,7 +55,7 @@ from absl import app, flags  # noqa: E402
 
 from llm import cli, optim, parallel, runlog, state as state_lib, tasks  # noqa: E402
 from llm.base_config import base_config  # noqa: E402
-from llm.data import pipeline  # noqa: E402
+from llm.data import corpora, tokenizer as tokenizer_lib  # noqa: E402
 from llm.models import build_model, model_config  # noqa: E402
 from llm.steps import jit_train_step  # noqa: E402
 
@@ -79,9 +79,9 @@ def abstract_batch(config, task):
   config = config.copy_and_resolve_references()
   if config.tokenizer.kind == "sentencepiece" and not config.tokenizer.path:
     config.vocab_size = base_config().vocab_size
-  builder = pipeline.prepare_corpus(config)
-  tok = pipeline.load_tokenizer(config, builder)
-  docs = pipeline.documents(builder, "train")
+  builder = corpora.prepare_corpus(config)
+  tok = tokenizer_lib.load_tokenizer(config, builder)
+  docs = corpora.documents(builder, "train")
   row = next(iter(task.rows(docs, docs, config, tok, train=True)))
   return {k: jax.ShapeDtypeStruct((config.batch_size, *np.shape(v)), np.asarray(v).dtype)
           for k, v in row.items()}

@@ -16,7 +16,7 @@ from llm import checkpoint, cli, compatibility, lock, optim, parallel, preemptio
 from llm import state as state_lib, tasks, transfer
 from llm.evaluation import evaluate, make_decoder
 from llm.steps import jit_eval_step, jit_train_step, put_batch
-from llm.data import pipeline
+from llm.data import batching, corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
 
 
@@ -43,19 +43,19 @@ def _train(config, workdir):
 
   # Data: the corpus is built and the tokenizer trained on first use, then cached.
   task = tasks.get_task(config.objective)
-  builder = pipeline.prepare_corpus(config)
-  tok = pipeline.load_tokenizer(config, builder)
+  builder = corpora.prepare_corpus(config)
+  tok = tokenizer_lib.load_tokenizer(config, builder)
   rows = parallel.process_rows(mesh, rules, config.batch_size)
-  train_iter = pipeline.train_iterator(config, task, tok, builder, rows)
-  built = (len(pipeline.shards_of(config.input_shards, config.batch_size, rows))
+  train_iter = batching.train_iterator(config, task, tok, builder, rows)
+  built = (len(batching.shards_of(config.input_shards, config.batch_size, rows))
            * config.batch_size // config.input_shards)
   if built > len(rows):
     runlog.log(f"note: with input_shards={config.input_shards} this process builds {built} "
                 f"rows of every batch of {config.batch_size} and trains on {len(rows)}; a "
                 f"multiple of the process count builds only its own rows (a new run)")
-  eval_batches = pipeline.eval_batches(
+  eval_batches = batching.eval_batches(
       config, task, tok, builder,
-      rows=parallel.process_rows(mesh, rules, pipeline.eval_batch_size(config)))
+      rows=parallel.process_rows(mesh, rules, batching.eval_batch_size(config)))
 
   model = build_model(config, task.heads(config))
   optimizer, schedule = optim.make_optimizer(config)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llm import convert, runlog, state as state_lib, weights
+from llm import convert, gguf_files, runlog, state as state_lib, weights
 from llm.convert import gguf_llama, hf_bert
 from llm.models import model_config
 
@@ -53,8 +53,8 @@ def resolve_init(config):
     raise FileNotFoundError(f"init={config.init!r} does not exist; init is one of our workdirs, "
                             f"a Hugging Face BERT folder, a Llama .gguf file, 'minilm' or "
                             f"'smollm2'")
-  if gguf_llama.is_gguf(config.init):
-    overrides = gguf_llama.model_overrides(gguf_llama.GgufFile(config.init))
+  if gguf_files.is_gguf(config.init):
+    overrides = gguf_llama.model_overrides(gguf_files.GgufFile(config.init))
     tokenizer = dict(kind="gguf", path=str(config.init))
   else:
     model_dir = hf_bert.resolve_model_dir(config.init)
@@ -104,8 +104,8 @@ def load_pretrained(config, params, mesh, require_all=False):
   path = pathlib.Path(config.init).expanduser()
   if weights.is_workdir(path):
     source = weights.workdir_params(path, mesh)[0]
-  elif gguf_llama.is_gguf(config.init):
-    source = gguf_llama.load_params(gguf_llama.GgufFile(config.init), model_config(config))
+  elif gguf_files.is_gguf(config.init):
+    source = gguf_llama.load_params(gguf_files.GgufFile(config.init), model_config(config))
   else:
     source = hf_bert.load_params(hf_bert.resolve_model_dir(config.init))
   source = convert.to_layout(source, scan=bool(config.model.scan_layers))

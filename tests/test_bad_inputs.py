@@ -12,7 +12,7 @@ import pytest
 
 from llm import cli, runlog
 from llm.base_config import RANGES, base_config
-from llm.data import pipeline, tokenizer as tokenizer_lib
+from llm.data import corpora, tokenizer as tokenizer_lib
 
 from helpers import ROOT, tiny_config
 
@@ -168,12 +168,12 @@ def test_workdirs_that_are_not_ours_are_refused(tmp_path):
 def test_files_a_config_names_are_checked(tmp_path):
   with pytest.raises(FileNotFoundError, match="tokenizer.path='.*' is a directory; it names a "
                                               "file"):
-    pipeline.load_tokenizer(tiny_config(tokenizer=dict(kind="sentencepiece", path=str(tmp_path),
+    tokenizer_lib.load_tokenizer(tiny_config(tokenizer=dict(kind="sentencepiece", path=str(tmp_path),
                                                        model_type="unigram")), None)
   (tmp_path / "garbage.model").write_bytes(b"not a model")
   with pytest.raises(ValueError, match=r"garbage.model is not a SentencePiece model \(.*\); name "
                                        r"a .model file SentencePiece wrote"):
-    pipeline.load_tokenizer(tiny_config(tokenizer=dict(
+    tokenizer_lib.load_tokenizer(tiny_config(tokenizer=dict(
         kind="sentencepiece", path=str(tmp_path / "garbage.model"), model_type="unigram")), None)
   with pytest.raises(ValueError, match="training a 5-piece SentencePiece model failed: it must "
                                        r"hold the corpus' \d+ characters"):
@@ -194,7 +194,7 @@ def test_sentinels_decode_as_their_names():
   """T5 outputs hold sentinel ids past the tokenizer's pieces (extra_ids of them, the last id
   first): decoded as <extra_id_K>, not a crash."""
   config = tiny_config("t5_tiny")
-  tok = pipeline.load_tokenizer(config, pipeline.prepare_corpus(config))
+  tok = tokenizer_lib.load_tokenizer(config, corpora.prepare_corpus(config))
   top = config.vocab_size + config.extra_ids - 1
   words = tok.encode("the war")
   assert tok.decode([top, *words, top - 2]) == ("<extra_id_0>" + tok.sp.decode(words) +

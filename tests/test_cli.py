@@ -5,7 +5,7 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from llm.data import pipeline
+from llm.data import corpora
 
 from helpers import garble, load_config, tiny_overrides
 
@@ -118,4 +118,4 @@ def test_missing_corpus_package_is_named(monkeypatch, tmp_path):
   monkeypatch.setattr(importlib.util, "find_spec",
                       lambda name, *a: None if name == "gensim" else real_find_spec(name, *a))
   with pytest.raises(FileNotFoundError, match="needs the pip package gensim"):
-    pipeline.prepare_corpus(load_config("gpt_tiny", data_dir=str(tmp_path)))
+    corpora.prepare_corpus(load_config("gpt_tiny", data_dir=str(tmp_path)))

@@ -246,11 +246,11 @@ def test_resuming_with_other_data_or_optimisation_settings_is_refused_unless_all
 
 
 def test_an_unusable_data_dir_is_named(tmp_path):
-  from llm.data import pipeline
+  from llm.data import corpora
   (tmp_path / "file").write_text("")
   with pytest.raises(ValueError, match=r"data_dir='.*/file/data' cannot be used as a data "
                                        r"directory .*; set --config.data_dir=DIR"):
-    pipeline.data_dir(tiny_config(data_dir=str(tmp_path / "file" / "data")))
+    corpora.data_dir(tiny_config(data_dir=str(tmp_path / "file" / "data")))
 
 
 

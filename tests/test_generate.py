@@ -7,7 +7,7 @@ import pytest
 
 from llm import parallel, weights
 from llm.base_config import from_saved
-from llm.data import pipeline
+from llm.data import corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
 
 from helpers import tiny_overrides
@@ -34,7 +34,7 @@ def test_generate_json_matches_greedy_reference(cli, gpt_workdir):
 
   # Independent reference: full forward passes over the growing prefix, argmax each time.
   config = from_saved(json.loads((gpt_workdir / "config.json").read_text()))
-  tok = pipeline.load_tokenizer(config, pipeline.prepare_corpus(config))
+  tok = tokenizer_lib.load_tokenizer(config, corpora.prepare_corpus(config))
   mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
   params, _, _ = weights.workdir_params(gpt_workdir, mesh)
   model = build_model(config, heads=("lm",))

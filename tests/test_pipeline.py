@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from llm import tasks
-from llm.data import pipeline, position
+from llm.data import batching, corpora, position, tokenizer as tokenizer_lib
 from llm.data.tokenizer import BOS
 
 from helpers import load_config
@@ -14,8 +14,8 @@ from helpers import load_config
 @pytest.fixture(scope="module")
 def corpus():
   config = load_config("gpt_tiny")
-  builder = pipeline.prepare_corpus(config)
-  return builder, pipeline.load_tokenizer(config, builder)
+  builder = corpora.prepare_corpus(config)
+  return builder, tokenizer_lib.load_tokenizer(config, builder)
 
 
 def take(iterator, n):
@@ -31,7 +31,7 @@ def assert_batches_equal(a, b):
 
 
 def train_iterator(config, tok, builder):
-  return pipeline.train_iterator(config, tasks.get_task(config.objective), tok, builder)
+  return batching.train_iterator(config, tasks.get_task(config.objective), tok, builder)
 
 
 def test_corpus_splits_are_disjoint_real_text(corpus):
@@ -121,9 +121,9 @@ def test_static_vs_dynamic_masking_across_epochs(corpus):
 def test_eval_batches_cover_every_row_once(corpus):
   builder, tok = corpus
   config = load_config("gpt_tiny", seq_len=64, batch_size=8)
-  batches = pipeline.eval_batches(config, tasks.get_task(config.objective), tok,
+  batches = batching.eval_batches(config, tasks.get_task(config.objective), tok,
                                   builder)
-  docs = pipeline.documents(builder, "validation")
+  docs = corpora.documents(builder, "validation")
   rows = list(tasks.get_task("causal_lm").rows(docs, docs, config, tok, False))
   stacked = np.concatenate([b["inputs"] for b in batches])
   assert len(stacked) == len(batches) * 8 >= len(rows) > len(stacked) - 8
@@ -138,8 +138,8 @@ def test_eval_batches_read_input_shards_side_by_side_and_a_process_builds_only_i
   builder, tok = corpus
   task = tasks.get_task("causal_lm")
   config = load_config("gpt_tiny", seq_len=64, batch_size=8, input_shards=4)
-  batches = pipeline.eval_batches(config, task, tok, builder)
-  docs = pipeline.documents(builder, "validation")
+  batches = batching.eval_batches(config, task, tok, builder)
+  docs = corpora.documents(builder, "validation")
   lengths = []
   for s in range(4):
     rows = np.stack([r["inputs"] for r in task.rows(docs[s::4], docs[s::4], config, tok, False)])
@@ -148,30 +148,30 @@ def test_eval_batches_read_input_shards_side_by_side_and_a_process_builds_only_i
     assert (placed[len(rows):] == 0).all()
     lengths.append(len(rows))
   assert len(batches) == -(-max(lengths) // 2)
-  mine = pipeline.eval_batches(config, task, tok, builder, rows=[4, 5, 6, 7])
+  mine = batching.eval_batches(config, task, tok, builder, rows=[4, 5, 6, 7])
   assert len(mine) == len(batches)
   for got, full in zip(mine, batches):
     np.testing.assert_array_equal(got["inputs"][4:], full["inputs"][4:])
     assert (got["inputs"][:4] == 0).all()
   accumulating = load_config("gpt_tiny", seq_len=64, batch_size=8, input_shards=4,
                              **{"optimizer.grad_accum_steps": 4})
-  assert pipeline.eval_shards(accumulating, len(docs)) == 2
+  assert batching.eval_shards(accumulating, len(docs)) == 2
   # 64 shards of 42 validation documents would leave some empty: 16 shards of >= 2 documents.
   many = load_config("gpt_tiny", seq_len=64, batch_size=64, input_shards=64)
-  assert len(docs) == 42 and pipeline.eval_shards(many, len(docs)) == 16
+  assert len(docs) == 42 and batching.eval_shards(many, len(docs)) == 16
   # However many shards, every validation token is a target exactly once.
   targets = lambda c: sum(int((b["targets"] > 0).sum())
-                          for b in pipeline.eval_batches(c, task, tok, builder))
+                          for b in batching.eval_batches(c, task, tok, builder))
   assert targets(many) == targets(config) == targets(load_config("gpt_tiny", seq_len=64)) > 0
 
 
 def test_input_shards_split_the_documents_and_reorder_each_epoch(corpus):
   builder, _ = corpus
   config = load_config("gpt_tiny", input_shards=3)
-  docs = pipeline.documents(builder, "train")
+  docs = corpora.documents(builder, "train")
   seen = []
   for shard in range(3):
-    mine, stream = pipeline.shard_stream(docs, config, shard)
+    mine, stream = batching.shard_stream(docs, config, shard)
     n = len(mine)
     order = [stream[i][0] for i in range(2 * n)]
     assert sorted(order[:n]) == sorted(order[n:]) == [mine[i][0] for i in range(n)]
@@ -188,8 +188,8 @@ def test_a_process_builds_only_its_input_shards(corpus, arg):
   builder, tok = corpus
   config = load_config("bert_tiny", arg, seq_len=64, batch_size=8, input_shards=4)
   task = tasks.get_task(config.objective)
-  full = pipeline.train_iterator(config, task, tok, builder)
-  halves = [pipeline.train_iterator(config, task, tok, builder, rows=rows)
+  full = batching.train_iterator(config, task, tok, builder)
+  halves = [batching.train_iterator(config, task, tok, builder, rows=rows)
             for rows in ([0, 1, 4, 5], [2, 3, 6, 7])]
   for _ in range(3):
     whole, parts = next(full), [next(h) for h in halves]
@@ -200,11 +200,11 @@ def test_a_process_builds_only_its_input_shards(corpus, arg):
         assert not part[k][other].any()
   states = [h.get_state() for h in halves]
   assert [sorted(s["shards"]) for s in states] == [["0", "2"], ["1", "3"]]
-  resumed = pipeline.train_iterator(config, task, tok, builder)
+  resumed = batching.train_iterator(config, task, tok, builder)
   resumed.set_state(position.merge_states(states))
   assert_batches_equal(take(resumed, 2), take(full, 2))
   with pytest.raises(position.MissingShard, match="input shard 1 of 4"):
-    pipeline.train_iterator(config, task, tok, builder).set_state(states[0])
+    batching.train_iterator(config, task, tok, builder).set_state(states[0])
 
 
 def test_dynamic_masks_differ_between_input_shards(corpus):
@@ -231,7 +231,7 @@ def test_bert_rows_repeat_each_epoch_only_with_static_masking(corpus, masking):
   builder, tok = corpus
   config = load_config("bert_tiny", "variant=bert", masking=masking, seq_len=64,
                        input_shards=40)
-  mine, stream = pipeline.shard_stream(pipeline.documents(builder, "train"), config, 1)
+  mine, stream = batching.shard_stream(corpora.documents(builder, "train"), config, 1)
   task = tasks.get_task("masked_lm")
   per_epoch = len(list(task.rows(mine, mine, config, tok, True, shard=1)))
   rows = iter(task.rows(stream, mine, config, tok, True, shard=1))

@@ -9,7 +9,7 @@ import jax
 import pytest
 
 from llm import cli, optim, parallel, state as state_lib, tasks
-from llm.data import pipeline
+from llm.data import batching, corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
 from llm.steps import jit_train_step, put_batch
 
@@ -47,8 +47,8 @@ def test_plan_equals_the_step_this_process_compiles():
   assert plan["parameters"] == state_lib.count_params(state["params"])
   assert plan["param_bytes_per_device"] == held(state["params"])
   assert plan["optimizer_bytes_per_device"] == held(state["opt_state"])
-  builder = pipeline.prepare_corpus(config)
-  batch = next(pipeline.train_iterator(config, task, pipeline.load_tokenizer(config, builder),
+  builder = corpora.prepare_corpus(config)
+  batch = next(batching.train_iterator(config, task, tokenizer_lib.load_tokenizer(config, builder),
                                        builder))
   step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)
   compiled = step.lower(state, put_batch(batch, mesh, parallel.axis_rules(config))).compile()

@@ -11,7 +11,7 @@ from rouge_score import rouge_scorer
 
 from llm import decoding, evaluation, parallel, weights
 from llm.base_config import base_config
-from llm.data import pipeline
+from llm.data import corpora, tokenizer as tokenizer_lib
 from llm.data.builders import aclsum_summary
 from llm.models import build_model
 from llm.tasks import seq2seq
@@ -25,8 +25,8 @@ SUMMARIZE = "configs/summarize.py"
 def corpus():
   """The summarize config, its prepared corpus and tokenizer (trained on first use, cached)."""
   config = load_config("summarize.py")
-  builder = pipeline.prepare_corpus(config)
-  return config, builder, pipeline.load_tokenizer(config, builder)
+  builder = corpora.prepare_corpus(config)
+  return config, builder, tokenizer_lib.load_tokenizer(config, builder)
 
 
 def test_builder_reads_every_paper_aspect():
@@ -47,7 +47,7 @@ def test_rows_score_exactly_the_target(corpus, family):
   config.seq_len, config.seq2seq.target_len = 128, 32
   if family == "decoder":
     config.seq2seq.template = "Summarize the {aspect}.\n{source}\nSummary:"
-  docs = pipeline.documents(builder, "validation")
+  docs = corpora.documents(builder, "validation")
   examples = [docs[i][1] for i in range(len(docs))]
   rows = list(seq2seq.rows(docs, docs, config, tok, train=False))
   seen = []
@@ -144,7 +144,7 @@ def test_summarize_trains_evaluates_and_decodes_like_generate(corpus, tmp_path):
   records = [json.loads(line) for line in
              (tmp_path / "predictions_validation.jsonl").read_text().splitlines()]
   source = corpus[1].as_data_source("validation")   # the split's order as prepared
-  validation = [pipeline.decode_example(source[i]) for i in range(4)]
+  validation = [corpora.decode_example(source[i]) for i in range(4)]
   assert [r["id"] for r in records] == [e["id"] for e in validation]
   assert [r["reference"] for r in records] == [e["target"] for e in validation]
   scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)

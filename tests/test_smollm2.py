@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from llm import convert, decoding
+from llm import convert, decoding, gguf_files
 from llm.base_config import base_config
 from llm.convert import gguf_llama
 from llm.data.bpe import BpeTokenizer
@@ -24,7 +24,7 @@ TEXTS = ["The capital of France is", "In 1990, 12345 people paid $3.50 each. Hé
 @pytest.fixture(scope="module")
 def smollm2():
   try:
-    gguf_file = gguf_llama.GgufFile("smollm2")
+    gguf_file = gguf_files.GgufFile("smollm2")
   except (FileNotFoundError, ImportError) as e:
     pytest.skip(str(e))
   config = base_config()
@@ -95,16 +95,16 @@ def test_greedy_generation_matches_transformers(smollm2, reference):
 
 def test_heldout_perplexity_matches_transformers(smollm2, reference, tmp_path):
   from llm import tasks
-  from llm.data import pipeline
+  from llm.data import batching, corpora, tokenizer as tokenizer_lib
   from llm.evaluate import evaluate_checkpoint
   torch, hf_model, _ = reference
   config = load_config("smollm2", seq_len=64, batch_size=8, eval_batches=1,
                        **{"model.scan_layers": True})
   result = evaluate_checkpoint(config, tmp_path / "eval", "validation")
   # Reference: every packed segment of the same rows on its own through transformers.
-  builder = pipeline.prepare_corpus(config)
-  tok = pipeline.load_tokenizer(config, builder)
-  batches = pipeline.eval_batches(config, tasks.get_task("causal_lm"), tok, builder)
+  builder = corpora.prepare_corpus(config)
+  tok = tokenizer_lib.load_tokenizer(config, builder)
+  batches = batching.eval_batches(config, tasks.get_task("causal_lm"), tok, builder)
   total, count = 0.0, 0
   for batch in batches:
     for row in range(batch["inputs"].shape[0]):
@@ -132,9 +132,9 @@ def test_unsupported_gguf_files_are_named(tmp_path):
   writer.write_tensors_to_file()
   writer.close()
   with pytest.raises(ValueError, match=r"holds a 'gpt2' model; only the 'llama' architecture"):
-    gguf_llama.GgufFile(path)
+    gguf_files.GgufFile(path)
   (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
   with pytest.raises(ValueError, match=r"junk.gguf is not a readable GGUF file"):
-    gguf_llama.GgufFile(tmp_path / "junk.gguf")
+    gguf_files.GgufFile(tmp_path / "junk.gguf")
   with pytest.raises(FileNotFoundError, match=r"nope.gguf does not exist"):
-    gguf_llama.GgufFile(tmp_path / "nope.gguf")
+    gguf_files.GgufFile(tmp_path / "nope.gguf")

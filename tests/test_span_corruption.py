@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llm import tasks
-from llm.data import pipeline
+from llm.data import batching, corpora, tokenizer as tokenizer_lib
 from llm.data.tokenizer import BOS, EOS
 from llm.models.layers import relative_bucket
 from llm.tasks import span_corruption as sc
@@ -72,10 +72,10 @@ def test_corrupted_pieces_fit_their_rows():
 
 def test_rows_pack_source_and_target_segments_together(tmp_path):
   config = load_config("t5_tiny", seq_len=64, batch_size=4)
-  builder = pipeline.prepare_corpus(config)
-  tok = pipeline.load_tokenizer(config, builder)
+  builder = corpora.prepare_corpus(config)
+  tok = tokenizer_lib.load_tokenizer(config, builder)
   task = tasks.get_task("span_corruption")
-  batch = next(pipeline.train_iterator(config, task, tok, builder))
+  batch = next(batching.train_iterator(config, task, tok, builder))
   assert batch["inputs"].shape == (4, 64)
   assert batch["targets"].shape == (4, sc.target_len(config))
   for row in range(4):

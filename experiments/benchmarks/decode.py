@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from llm import decoding, state as state_lib  # noqa: E402
+from llm import decoding, gguf_files, state as state_lib  # noqa: E402
 from llm.base_config import base_config  # noqa: E402
 from llm.convert import gguf_llama  # noqa: E402
 from llm.data.bpe import BpeTokenizer  # noqa: E402
@@ -52,7 +52,7 @@ def main():
   import transformers
   transformers.logging.disable_progress_bar()
 
-  gguf_file = gguf_llama.GgufFile("smollm2")
+  gguf_file = gguf_files.GgufFile("smollm2")
   tok = BpeTokenizer(gguf_file)
   config = base_config()
   config.update(gguf_llama.model_overrides(gguf_file))

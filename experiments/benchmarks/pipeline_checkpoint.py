@@ -1,7 +1,7 @@
 """Input pipeline and checkpointing against the training step, measured side by side in one run.
 
   .venv/bin/python experiments/benchmarks/pipeline_checkpoint.py [--smoke]
-1. Pipeline: rows/s of `pipeline.train_iterator` alone (tokenize, pack or mask, batch; the real
+1. Pipeline: rows/s of `batching.train_iterator` alone (tokenize, pack or mask, batch; the real
    corpus and tokenizer) for gpt_tiny and bert_tiny, against the rows/s the jitted training step
    consumes at the same shapes (one CPU device). Target: the pipeline >= 10x the step.
 2. Checkpoints: how long the training loop is blocked by an asynchronous save (`Checkpoints.save`
@@ -27,7 +27,7 @@ import grain  # noqa: E402
 import jax  # noqa: E402
 
 from llm import checkpoint, cli, optim, parallel, state as state_lib, tasks  # noqa: E402
-from llm.data import pipeline  # noqa: E402
+from llm.data import batching, corpora, tokenizer as tokenizer_lib  # noqa: E402
 from llm.models import build_model  # noqa: E402
 from llm.steps import jit_train_step, put_batch  # noqa: E402
 
@@ -55,9 +55,9 @@ SMOKE = {"model.num_layers": 1, "model.embed_dim": 32, "model.num_heads": 2, "mo
 def pipeline_vs_step(name, batches, steps, smoke):
   config = load_config(name, **(SMOKE if smoke else {}))
   mesh, task, model, optimizer, schedule, shardings, state = setup(config)
-  builder = pipeline.prepare_corpus(config)
-  tok = pipeline.load_tokenizer(config, builder)
-  it = pipeline.train_iterator(config, task, tok, builder)
+  builder = corpora.prepare_corpus(config)
+  tok = tokenizer_lib.load_tokenizer(config, builder)
+  it = batching.train_iterator(config, task, tok, builder)
   next(it)   # threads started, first documents read
   start = time.perf_counter()
   for _ in range(batches):
@@ -84,11 +84,11 @@ def shard_building(batches, smoke, shards=8):
   config = load_config("bert_tiny", input_shards=shards,
                        **({**SMOKE, "batch_size": shards} if smoke else {"batch_size": 128}))
   task = tasks.get_task(config.objective)
-  builder = pipeline.prepare_corpus(config)
-  tok = pipeline.load_tokenizer(config, builder)
+  builder = corpora.prepare_corpus(config)
+  tok = tokenizer_lib.load_tokenizer(config, builder)
   ms = {}
   for name, rows in (("all", None), ("one", range(config.batch_size // shards))):
-    it = pipeline.train_iterator(config, task, tok, builder, rows)
+    it = batching.train_iterator(config, task, tok, builder, rows)
     next(it)
     start = time.perf_counter()
     for _ in range(batches):

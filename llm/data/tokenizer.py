@@ -9,6 +9,9 @@ import tempfile
 
 import sentencepiece as spm
 
+from llm import runlog
+from llm.data import corpora
+
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_PIECES = ("[CLS]", "[SEP]", "[MASK]")
 
@@ -23,7 +26,7 @@ class Tokenizer:
     self.cls_id, self.sep_id, self.mask_id = (self.sp.piece_to_id(p) for p in SPECIAL_PIECES)
     self.special_ids = (PAD, UNK, BOS, EOS, self.cls_id, self.sep_id, self.mask_id)
     self.bos_id, self.eos_id, self.add_bos = BOS, EOS, True   # what texts start and end with
-    self.extra_ids = 0   # ids the model has past the pieces (set by pipeline.load_tokenizer)
+    self.extra_ids = 0   # ids the model has past the pieces (set by tokenizer_lib.load_tokenizer)
 
   def encode(self, text):
     return self.sp.encode(text)
@@ -67,3 +70,66 @@ def train(texts, vocab_size, model_type, path):
                        f"--config.vocab_size)") from e
     os.replace(prefix + ".model", path)
   return path
+
+
+def _sentencepiece(config, builder):
+  """config.tokenizer.path if set, else a SentencePiece model trained once on the corpus' train
+  split and cached (your files' one is named after their contents, as their prepared data is)."""
+  cfg = config.tokenizer
+  if cfg.path:
+    path = corpora.existing_file(cfg.path, "tokenizer.path")
+  else:
+    corpus = (f"{config.corpus}_{builder.builder_config.name}"
+              if config.corpus in corpora.FILE_BUILDERS else config.corpus)
+    name = f"{corpus}_{cfg.model_type}_{config.vocab_size}.model"
+    path = corpora.data_dir(config) / "tokenizers" / name
+
+    def train_once():
+      with corpora.data_lock(config):
+        if path.is_file():
+          return
+        runlog.log(f"training a {cfg.model_type} SentencePiece tokenizer ({config.vocab_size:,} "
+                   f"pieces) on the train split (first use; saved to {path})")
+        source = builder.as_data_source("train")
+        texts = (corpora.as_text(corpora.text_of(source[i])) for i in range(len(source)))
+        train(texts, config.vocab_size, cfg.model_type, path)
+    corpora.on_first_process(train_once, "tokenizer")
+  try:
+    tok = Tokenizer(path)
+  except (RuntimeError, OSError) as e:   # not a SentencePiece model: SentencePiece's own words
+    raise ValueError(f"tokenizer {path} is not a SentencePiece model ({str(e).strip()[:160]}); "
+                     f"name a .model file SentencePiece wrote, or leave tokenizer.path empty "
+                     f"to train one") from None
+  tok.extra_ids = config.get("extra_ids", 0)
+  return tok
+
+
+def _wordpiece(config, builder):
+  """A Hugging Face BERT vocabulary from the folder tokenizer.path."""
+  del builder
+  from llm.data.wordpiece import WordPieceTokenizer
+  return WordPieceTokenizer(config.tokenizer.path)
+
+
+def _gguf(config, builder):
+  """The byte-level BPE vocabulary in a GGUF file's metadata (tokenizer.path, or 'smollm2')."""
+  del builder
+  from llm import gguf_files
+  from llm.data.bpe import BpeTokenizer
+  return BpeTokenizer(gguf_files.GgufFile(config.tokenizer.path))
+
+
+# tokenizer.kind -> its loader (config, corpus builder) -> tokenizer.
+LOADERS = {"sentencepiece": _sentencepiece, "wordpiece": _wordpiece, "gguf": _gguf}
+
+
+def load_tokenizer(config, builder):
+  """The tokenizer config.tokenizer names, checked against config.vocab_size."""
+  kind = config.tokenizer.kind
+  if kind not in LOADERS:
+    raise ValueError(f"tokenizer.kind={kind!r}: expected one of {list(LOADERS)}")
+  tok = LOADERS[kind](config, builder)
+  if tok.vocab_size != config.vocab_size:
+    raise ValueError(f"tokenizer {tok.path} has {tok.vocab_size} pieces but vocab_size="
+                     f"{config.vocab_size}; set --config.vocab_size={tok.vocab_size}")
+  return tok

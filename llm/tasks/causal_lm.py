@@ -7,7 +7,7 @@ rows with `segment_ids` and `positions` restarting per document.
 import jax.numpy as jnp
 import numpy as np
 
-from llm.data import pipeline
+from llm.data import batching, packing
 from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
 
@@ -18,7 +18,7 @@ def rows(docs, all_docs, config, tok, train, shard=0):
     ids = [tok.bos_id] * tok.add_bos + tok.encode(item[1]["text"]) + [tok.eos_id]
     ids = np.asarray(ids, np.int32)
     return {"inputs": ids[:-1], "targets": ids[1:]}
-  return pipeline.pack(docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS), config.seq_len)
+  return packing.pack(docs.map(example).to_iter_dataset(batching.READ_OPTIONS), config.seq_len)
 
 
 def normalizers(batch):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llm import scores
-from llm.data import pipeline
+from llm.data import batching, corpora, packing
 from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
 
@@ -18,11 +18,11 @@ def rows(docs, all_docs, config, tok, train, shard=0):
   """One padded [CLS] text [SEP] row per example, with its integer label."""
   del all_docs, train, shard
   def example(item):
-    row = pipeline.encode_single(tok, item[1]["text"], config.seq_len)
+    row = packing.encode_single(tok, item[1]["text"], config.seq_len)
     row["labels"] = np.int32(item[1]["label"])
     row["example_index"] = np.int32(item[0])   # predictions find their example by it
     return row
-  return docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS)
+  return docs.map(example).to_iter_dataset(batching.READ_OPTIONS)
 
 
 def normalizers(batch):
@@ -67,7 +67,7 @@ def summarize(sums):
 def reference(builder, split, config, tok):
   """The split's examples in order and the label names: what `records` reads."""
   del config, tok
-  return builder.as_data_source(split), pipeline.label_names(builder)
+  return builder.as_data_source(split), corpora.label_names(builder)
 
 
 TASK = Task(name="classification", families=("encoder",), heads=lambda config: ("classify",),

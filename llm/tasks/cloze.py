@@ -13,7 +13,7 @@ Metrics, predictions and records are classification's (accuracy, macro-F1).
 import jax.numpy as jnp
 import numpy as np
 
-from llm.data import pipeline
+from llm.data import batching, corpora, packing
 from llm.tasks import Task, classification
 
 
@@ -38,7 +38,7 @@ def encode_cloze(tok, text, template, seq_len):
     raise ValueError(f"cloze.template={template!r} leaves no room for the text in seq_len="
                      f"{seq_len}; shorten the template or raise seq_len")
   text_ids = tok.encode(text)[:room]
-  row = pipeline.padded_row([tok.cls_id] + before + text_ids + after + [tok.sep_id], seq_len)
+  row = packing.padded_row([tok.cls_id] + before + text_ids + after + [tok.sep_id], seq_len)
   # Located in the template, not searched for: the text itself may contain the mask token.
   mask = (1 + before.index(tok.mask_id) if tok.mask_id in before
           else 1 + len(before) + len(text_ids) + after.index(tok.mask_id))
@@ -66,14 +66,14 @@ def rows(docs, all_docs, config, tok, train, shard=0):
   """One padded template row per example, with its [MASK] position, label and label words."""
   del all_docs, train, shard
   template = config.cloze.template
-  words = verbalizer_ids(config, tok, pipeline.label_names(pipeline.corpus_builder(config)))
+  words = verbalizer_ids(config, tok, corpora.label_names(corpora.corpus_builder(config)))
   def example(item):
     row = encode_cloze(tok, item[1]["text"], template, config.seq_len)
     row["labels"] = np.int32(item[1]["label"])
     row["verbalizer_ids"] = words
     row["example_index"] = np.int32(item[0])
     return row
-  return docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS)
+  return docs.map(example).to_iter_dataset(batching.READ_OPTIONS)
 
 
 def class_logits(outputs, batch):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llm import scores
-from llm.data import pipeline, qa as qa_rows
+from llm.data import batching, corpora, packing, qa as qa_rows
 from llm.data.qa import context_words
 from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
@@ -28,7 +28,7 @@ def rows(docs, all_docs, config, tok, train, shard=0):
   def windows(item):
     return qa_rows.encode_qa(tok, item[1], item[0], config.seq_len, config.qa.max_query_len,
                              config.qa.doc_stride)
-  return pipeline.flatten(docs.map(windows).to_iter_dataset(pipeline.READ_OPTIONS))
+  return packing.flatten(docs.map(windows).to_iter_dataset(batching.READ_OPTIONS))
 
 
 def normalizers(batch):
@@ -94,7 +94,7 @@ def answer_texts(predictions, source, qa):
   for example, span in sorted(best_spans(predictions, qa.n_best, qa.max_answer_len).items()):
     text = ""
     if span is not None:
-      context = pipeline.as_text(source[example]["context"])
+      context = corpora.as_text(source[example]["context"])
       words = context_words(context)
       text = context[words[span[1]][0]:words[span[2]][1]]
     out.append((example, text))
@@ -106,8 +106,8 @@ def records(predictions, source, qa):
   rows = []
   for example, text in answer_texts(predictions, source, qa):
     ex = source[example]
-    golds = [pipeline.as_text(t) for t in ex["answers"]["text"]]
-    rows.append({"id": pipeline.as_text(ex["id"]), "question": pipeline.as_text(ex["question"]),
+    golds = [corpora.as_text(t) for t in ex["answers"]["text"]]
+    rows.append({"id": corpora.as_text(ex["id"]), "question": corpora.as_text(ex["question"]),
                  "prediction": text, "answers": golds,
                  "exact_match": max(scores.exact_match(text, g) for g in golds),
                  "f1": max(scores.answer_f1(text, g) for g in golds)})

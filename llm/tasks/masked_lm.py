@@ -15,7 +15,7 @@ import zlib
 import jax.numpy as jnp
 import numpy as np
 
-from llm.data import bert, pipeline
+from llm.data import batching, bert, packing
 from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
 
@@ -80,12 +80,12 @@ def rows(docs, all_docs, config, tok, train, shard=0):
         row["nsp_labels"] = np.int32(inst["is_next"])
         rows.append(mask(row, rng_for(epoch, doc_index, 1 + k)))
       return rows
-    return pipeline.flatten(docs.map_with_index(pairs).to_iter_dataset(pipeline.READ_OPTIONS))
+    return packing.flatten(docs.map_with_index(pairs).to_iter_dataset(batching.READ_OPTIONS))
 
   def document(item):
     ids = np.asarray([tok.cls_id] + tok.encode(item[1]["text"]) + [tok.sep_id], np.int32)
     return {"inputs": ids, "targets": ids}
-  packed = pipeline.pack(docs.map(document).to_iter_dataset(pipeline.READ_OPTIONS),
+  packed = packing.pack(docs.map(document).to_iter_dataset(batching.READ_OPTIONS),
                          config.seq_len)
   # Packed rows mix documents, so their masks are seeded by the row itself: by its content for
   # static masking (the same sequence always gets the same mask), by its place in the endless

@@ -21,7 +21,7 @@ import grain
 import numpy as np
 
 from llm import scores
-from llm.data import pipeline
+from llm.data import batching, corpora, packing
 from llm.tasks import Task, causal_lm
 
 
@@ -77,8 +77,8 @@ def rows(docs, all_docs, config, tok, train, shard=0):
       return {"inputs": np.asarray(prompt_ids(tok, config, item[1]), np.int32),
               "decoder_inputs": np.asarray([tok.bos_id] + target[:-1], np.int32),
               "targets": np.asarray(target, np.int32)}
-    examples = docs.map(pair).to_iter_dataset(pipeline.READ_OPTIONS)
-    return pipeline.pack_pairs(examples, config.seq_len, config.seq2seq.target_len)
+    examples = docs.map(pair).to_iter_dataset(batching.READ_OPTIONS)
+    return packing.pack_pairs(examples, config.seq_len, config.seq2seq.target_len)
 
   def prefixed(item):
     prompt, target = prompt_ids(tok, config, item[1]), target_ids(tok, config, item[1])
@@ -86,7 +86,7 @@ def rows(docs, all_docs, config, tok, train, shard=0):
     targets = ids[1:].copy()
     targets[:len(prompt) - 1] = 0   # the prompt is read, not scored
     return {"inputs": ids[:-1], "targets": targets}
-  examples = docs.map(prefixed).to_iter_dataset(pipeline.READ_OPTIONS)
+  examples = docs.map(prefixed).to_iter_dataset(batching.READ_OPTIONS)
   packed = grain.experimental.FirstFitPackIterDataset(
       examples, length_struct={"inputs": config.seq_len, "targets": config.seq_len},
       num_packing_bins=4, shuffle_bins=False)
@@ -101,7 +101,7 @@ def reference(builder, split, config, tok):
   source = builder.as_data_source(split)
   count = len(source) if config.decode.max_examples <= 0 else min(len(source),
                                                                   config.decode.max_examples)
-  return [pipeline.decode_example(source[i]) for i in range(count)], tok, config
+  return [corpora.decode_example(source[i]) for i in range(count)], tok, config
 
 
 def prompts(examples, tok, config):

