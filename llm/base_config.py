@@ -105,7 +105,8 @@ def base_config():
 
 
 # The values each numeric key may take, as intervals (and what a boundary means, where it says
-# something); cli.check_config refuses anything outside, NaN included, before a run starts.
+# something); config_checks.check_config refuses anything outside, NaN included, before a run
+# starts.
 # eval_batches and mesh.* take -1 as well and are checked on their own.
 RANGES = {
     "vocab_size": "[1, inf)", "extra_ids": "[0, inf)", "seq_len": "[2, inf)",

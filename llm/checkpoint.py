@@ -294,8 +294,8 @@ class Checkpoints:
       try:
         moved = [self.move_aside(step) for step, _ in unreadable]
         runlog.log(f"warning: checkpoint step {unreadable[0][0]} is unreadable "
-                    f"({unreadable[0][1].cause}); moved {', '.join(p.name for p in moved)} "
-                    f"aside and resumed from step {resumed}")
+                   f"({unreadable[0][1].cause}); moved {', '.join(p.name for p in moved)} "
+                   f"aside and resumed from step {resumed}")
       except Exception as e:  # noqa: BLE001 - the other processes must hear of any failure
         problem = (str(e) if isinstance(e, ValueError) else
                    f"moving unreadable checkpoints aside failed ({type(e).__name__}: {e})")

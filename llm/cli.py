@@ -1,25 +1,17 @@
-"""What the three entry points share: flags, config checks, workdir, one-line errors."""
-import atexit
-import ctypes
+"""What the entry points share: flags, loading a config file, the workdir, one-line errors
+(config checks: config_checks.py)."""
 import difflib
 import errno
-import math
 import os
 import pathlib
-import re
 import sys
-import threading
 import traceback
 
 import ml_collections
-
-import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
-from llm import checkpoint, parallel, tasks, transfer
-from llm.base_config import RANGES
-from llm.models import heads as heads_lib, model_config
+from llm import checkpoint, parallel, quiet
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config: configs/NAME.py[:arg].",
@@ -28,125 +20,6 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl a
 flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed.initialize() "
                   "(auto-detects TPU pods and SLURM; elsewhere set JAX_COORDINATOR_ADDRESS, "
                   "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
-
-# SentencePiece's model types (tokenizer.model_type).
-SPM_TYPES = ("unigram", "bpe", "char", "word")
-
-# What a run does when a step's loss or gradient norm is not finite (see train.py).
-NONFINITE_POLICIES = ("stop", "skip")
-
-
-def resolve_config(config, num_devices):
-  """Fills in, once and before anything runs, what the config leaves to its sources (the init's
-  architecture and tokenizer, the corpus' class count), then checks it; read-only after this."""
-  transfer.resolve_init(config)
-  if set(heads_lib.CLASS_HEADS) & set(tasks.get_task(config.objective).heads(config)):
-    from llm.data import corpora  # TFDS: only for corpora with labels
-    count = corpora.num_classes(corpora.corpus_builder(config))
-    if not count:
-      raise ValueError(f"corpus {config.corpus!r} has no label or tags feature to classify")
-    if config.model.num_classes not in (0, count):
-      raise ValueError(f"model.num_classes={config.model.num_classes} but corpus "
-                       f"{config.corpus!r} has {count} classes; leave it 0 to take the corpus' "
-                       f"count")
-    config.model.num_classes = count
-  check_config(config, num_devices)
-  return config
-
-
-def _in_interval(value, interval):
-  """Whether `value` lies in `interval`, written "[0, 1)", "(0, inf)", ... (NaN never does)."""
-  low, high = (float(x) for x in interval[1:-1].split(","))
-  above = value >= low if interval[0] == "[" else value > low
-  below = value <= high if interval[-1] == "]" else value < high
-  return above and below and math.isfinite(value)
-
-
-def _interval_words(interval, value):
-  low, high = interval[1:-1].split(", ")
-  if low == "-inf" and high == "inf":
-    return "must be a finite number"
-  finite = "" if math.isfinite(value) else "finite and "
-  if high == "inf":
-    return f"must be {finite}{'>=' if interval[0] == '[' else '>'} {low}"
-  return f"must be {finite}in {interval}"
-
-
-def check_ranges(config):
-  """Every numeric key inside its base_config.RANGES interval: one ValueError naming the first
-  that is not (a NaN, a negative count, a probability past 1, a string)."""
-  for key, spec in RANGES.items():
-    interval, meaning = spec if isinstance(spec, tuple) else (spec, "")
-    section, _, name = key.rpartition(".")
-    node = config[section] if section else config
-    if name not in node:
-      continue
-    value = node[name]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not _in_interval(value, interval):
-      words = _interval_words(interval, value) if ok else "must be a number"
-      raise ValueError(f"{key}={value!r} {words}{f' ({meaning})' if meaning else ''}")
-
-
-def check_config(config, num_devices):
-  """One ValueError per problem a user can fix in the config, before anything expensive runs."""
-  check_ranges(config)
-  task = tasks.get_task(config.objective)
-  if config.model.family not in task.families:
-    source = f" (init={config.init!r} is one)" if config.init else ""
-    raise ValueError(f"objective={config.objective!r} needs a model.family in "
-                     f"{list(task.families)}, not {config.model.family!r}{source}")
-  model_config(config)   # the model's own checks (kinds, shapes)
-  task.check(config)
-  prompt = config.model.get("prompt_length", 0)
-  if config.seq_len + prompt > config.model.max_len:
-    with_prompt = f" + model.prompt_length={prompt}" if prompt else ""
-    room = config.model.max_len - prompt
-    smaller_prompt = " or a smaller model.prompt_length" if prompt else ""
-    fix = (f"use seq_len <= {room} or a larger model.max_len" if room >= 2 else
-           f"set model.max_len >= {config.seq_len + prompt}{smaller_prompt}")
-    raise ValueError(f"seq_len={config.seq_len}{with_prompt} is longer than model.max_len="
-                     f"{config.model.max_len} (the position table); {fix}")
-  if config.model.attention_impl == "cudnn" and jax.default_backend() != "gpu":
-    raise ValueError(f"model.attention_impl='cudnn' needs an NVIDIA GPU, and this run has "
-                     f"{jax.default_backend()} devices; use 'auto' or 'xla'")
-  if config.tokenizer.kind == "sentencepiece" and config.tokenizer.model_type not in SPM_TYPES:
-    raise ValueError(f"tokenizer.model_type={config.tokenizer.model_type!r}: expected one of "
-                     f"{list(SPM_TYPES)}")
-  for key in ("optimizer.freeze", "optimizer.train_only", "optimizer.no_decay", "lora.targets",
-              "lora.train_also"):
-    section, name = key.split(".")
-    try:
-      re.compile(config[section].get(name, ""))
-    except re.error as e:
-      raise ValueError(f"{key}={config[section][name]!r} is not a valid regex ({e})") from None
-  sizes = parallel.mesh_shape(config.mesh, num_devices)
-  ways = parallel.data_parallel_size(sizes, parallel.axis_rules(config))
-  accum = config.optimizer.grad_accum_steps
-  if config.batch_size % (ways * accum):
-    raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"
-                     f" shards x {accum} accumulation steps = {ways * accum}")
-  shards = config.input_shards
-  if config.batch_size % shards:
-    raise ValueError(f"input_shards={shards} must divide batch_size={config.batch_size} (each "
-                     f"input shard fills an equal part of the batch)")
-  if config.eval_batches == 0 or config.eval_batches < -1:
-    raise ValueError(f"eval_batches={config.eval_batches} must be -1 (the whole validation "
-                     f"split) or a positive number of batches")
-  if config.extra_ids and config.objective not in ("span_corruption", "seq2seq"):
-    raise ValueError(f"extra_ids={config.extra_ids}: only span_corruption (T5's sentinels) and "
-                     f"seq2seq use ids past the tokenizer's; leave it 0 for "
-                     f"objective={config.objective!r}")
-  for key in ("stop_at_step", "nan_at_step"):
-    if config[key] > config.total_steps:
-      raise ValueError(f"{key}={config[key]} is past total_steps={config.total_steps}, so it "
-                       f"would never happen")
-  if config.masking not in ("static", "dynamic"):   # checked for every objective: a typo waits
-    raise ValueError(f"masking={config.masking!r}: expected 'static' or 'dynamic'")
-  if config.on_nonfinite not in NONFINITE_POLICIES:
-    raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of "
-                     f"{list(NONFINITE_POLICIES)}")
-
 
 # What a run keeps in its workdir (True: a directory), beside config.resume-<step>.json, the
 # evaluate*.json / predictions_*.jsonl files and train.lock.
@@ -357,46 +230,6 @@ def _is_open_dict(config, key):
   return isinstance(_node(config, key), dict)
 
 
-def drop_native_lines(pattern):
-  """Passes what is written to file descriptor 1 (Python's sys.stdout and native libraries'
-  writes alike) on to the real stdout, except lines where the bytes regex `pattern` matches.
-  Returns the function that puts stdout back once everything written so far is through (also run
-  at exit)."""
-  sys.stdout.flush()
-  # C's stdio fully buffers a pipe and would flush mid-line, between Python's own writes: one
-  # line per write keeps lines whole for the filter.
-  libc = ctypes.CDLL(None)
-  libc.setvbuf(ctypes.c_void_p.in_dll(libc, "stdout"), None, 1, 0)   # 1: _IOLBF
-  real, (read, write) = os.dup(1), os.pipe()
-  os.dup2(write, 1)
-  os.close(write)
-
-  def write_all(data):
-    while data:
-      data = data[os.write(real, data):]
-
-  def pump():
-    pending = b""
-    while chunk := os.read(read, 65536):
-      *lines, pending = (pending + chunk).split(b"\n")
-      write_all(b"".join(line + b"\n" for line in lines if not re.search(pattern, line)))
-    if not re.search(pattern, pending):
-      write_all(pending)
-    os.close(read)
-
-  thread = threading.Thread(target=pump, name="stdout-filter", daemon=True)
-  thread.start()
-
-  def restore():
-    if thread.is_alive():
-      sys.stdout.flush()
-      libc.fflush(None)   # what C's stdio still holds goes through the filter too
-      os.dup2(real, 1)   # closes the pipe's last write end: the pump reads to its end and stops
-      thread.join(timeout=10)
-  atexit.register(restore)
-  return restore
-
-
 def run(fn, *args, needs_config=True):
   """Calls fn; user mistakes (ValueError), failed reads and writes (OSError: a full disk, a
   missing file) and failed saves end in one line and exit code 1. Set LLM_TRACEBACK=1 to see
@@ -412,7 +245,7 @@ def run(fn, *args, needs_config=True):
     # Gloo (CPU collectives) prints a connection banner from C++ straight to stdout, from
     # several threads at once, so its lines interleave into fragments: any line with a piece of
     # it goes.
-    restore_stdout = drop_native_lines(rb"\[Gloo\]|peer ranks")
+    restore_stdout = quiet.drop_native_lines(rb"\[Gloo\]|peer ranks")
     try:
       parallel.initialize_distributed()
     except ValueError as e:

@@ -13,7 +13,7 @@ import json
 import jax
 from absl import app, flags
 
-from llm import checkpoint, cli, parallel, runlog, tasks, transfer, weights
+from llm import checkpoint, cli, config_checks, parallel, runlog, tasks, transfer, weights
 from llm.data import batching, corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
 from llm.evaluation import evaluate, make_decoder
@@ -23,7 +23,7 @@ flags.DEFINE_string("split", "validation", "Which split of the corpus to evaluat
 
 
 def evaluate_checkpoint(config, workdir, split):
-  cli.resolve_config(config, jax.device_count())
+  config_checks.resolve_config(config, jax.device_count())
   workdir = cli.workdir_path(workdir, create=bool(config.init), writable=True)
   checkpoints = checkpoint.Checkpoints(workdir, config.keep_checkpoints, create=False)
   zero_shot = bool(config.init) and checkpoints.latest_step() is None

@@ -11,7 +11,7 @@ import json
 import jax
 from absl import app, flags
 
-from llm import checkpoint, cli, decoding, lora, parallel, runlog, transfer
+from llm import checkpoint, cli, config_checks, decoding, lora, parallel, runlog, transfer
 from llm import weights
 from llm.data import corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
@@ -72,7 +72,7 @@ def load_params(config, workdir, model, mesh, tok=None):
 def generate_text(config, workdir):
   f = flags.FLAGS
   decoding.check(settings_from_flags(()))   # bad flags fail before anything loads
-  cli.resolve_config(config, jax.device_count())
+  config_checks.resolve_config(config, jax.device_count())
   family = config.model.family
   if family == "encoder":
     raise ValueError("llm.generate needs a decoder or an encoder-decoder (model.family="
@@ -120,7 +120,7 @@ def generate_text(config, workdir):
   # Every row runs every step until the last one stops: rows x steps tokens were decoded.
   rate = len(prompts) * steps / seconds
   runlog.log(f"{new_tokens} new tokens, {steps} steps in {seconds:.2f} s "
-              f"({rate:,.1f} tokens/s decoded, compile excluded)")
+             f"({rate:,.1f} tokens/s decoded, compile excluded)")
   if f.format == "json" and jax.process_index() == 0:
     print(json.dumps({"samples": samples, "new_tokens": new_tokens,
                       "decode_tokens_per_sec": rate}), flush=True)

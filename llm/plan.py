@@ -53,7 +53,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from llm import cli, optim, parallel, runlog, state as state_lib, tasks  # noqa: E402
+from llm import cli, config_checks, optim, parallel, runlog, state as state_lib, tasks  # noqa: E402
 from llm.base_config import base_config  # noqa: E402
 from llm.data import corpora, tokenizer as tokenizer_lib  # noqa: E402
 from llm.models import build_model, model_config  # noqa: E402
@@ -127,7 +127,7 @@ def plan(config, devices, device_kind):
   if jax.device_count() != devices:
     raise ValueError(f"the planner sees {jax.device_count()} devices, not --devices={devices}: "
                      f"run it as python -m llm.plan (it sets up the fake devices itself)")
-  cli.resolve_config(config, devices)
+  config_checks.resolve_config(config, devices)
   lowered, abstract_state, mesh = lower_train_step(config)
   runlog.log(f"compiling the train step for {devices} devices, mesh {dict(mesh.shape)} ...")
   compiled = lowered.compile()

@@ -1,9 +1,12 @@
 """Keeping third-party output off the terminal where our one line already says what happened:
 Orbax's and TensorStore's background threads print a traceback per array when a save or a
 restore fails, racing with that line."""
+import atexit
 import contextlib
+import ctypes
 import functools
 import os
+import re
 import sys
 import threading
 
@@ -86,3 +89,43 @@ class MutedReads:
     sys.stderr = devnull()
     yield   # a failure propagates from here and leaves sys.stderr muted
     sys.stderr, self._unmuted = self._unmuted, None
+
+
+def drop_native_lines(pattern):
+  """Passes what is written to file descriptor 1 (Python's sys.stdout and native libraries'
+  writes alike) on to the real stdout, except lines where the bytes regex `pattern` matches.
+  Returns the function that puts stdout back once everything written so far is through (also run
+  at exit)."""
+  sys.stdout.flush()
+  # C's stdio fully buffers a pipe and would flush mid-line, between Python's own writes: one
+  # line per write keeps lines whole for the filter.
+  libc = ctypes.CDLL(None)
+  libc.setvbuf(ctypes.c_void_p.in_dll(libc, "stdout"), None, 1, 0)   # 1: _IOLBF
+  real, (read, write) = os.dup(1), os.pipe()
+  os.dup2(write, 1)
+  os.close(write)
+
+  def write_all(data):
+    while data:
+      data = data[os.write(real, data):]
+
+  def pump():
+    pending = b""
+    while chunk := os.read(read, 65536):
+      *lines, pending = (pending + chunk).split(b"\n")
+      write_all(b"".join(line + b"\n" for line in lines if not re.search(pattern, line)))
+    if not re.search(pattern, pending):
+      write_all(pending)
+    os.close(read)
+
+  thread = threading.Thread(target=pump, name="stdout-filter", daemon=True)
+  thread.start()
+
+  def restore():
+    if thread.is_alive():
+      sys.stdout.flush()
+      libc.fflush(None)   # what C's stdio still holds goes through the filter too
+      os.dup2(real, 1)   # closes the pipe's last write end: the pump reads to its end and stops
+      thread.join(timeout=10)
+  atexit.register(restore)
+  return restore

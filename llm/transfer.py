@@ -124,7 +124,7 @@ def load_pretrained(config, params, mesh, require_all=False):
     raise ValueError(f"init={config.init!r} has no {', '.join(fresh)} for this model, so it "
                      f"cannot be evaluated as is; train first with llm.train")
   runlog.log(f"init: loaded {len(loaded)} tensors from {config.init}; newly initialised: "
-              f"{', '.join(fresh) or 'nothing'}")
+             f"{', '.join(fresh) or 'nothing'}")
   return merged
 
 

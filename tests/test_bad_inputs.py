@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from llm import cli, runlog
+from llm import cli, config_checks, runlog
 from llm.base_config import RANGES, base_config
 from llm.data import corpora, tokenizer as tokenizer_lib
 
@@ -77,7 +77,7 @@ CONFIG_VALUES = [
                          ids=[" ".join(f"{k}={v}" for k, v in o.items()) for o, _ in CONFIG_VALUES])
 def test_bad_config_values_are_one_line(overrides, expected):
   with pytest.raises(ValueError) as e:
-    cli.check_config(tiny_config(**{"total_steps": 4, **overrides}), 8)
+    config_checks.check_config(tiny_config(**{"total_steps": 4, **overrides}), 8)
   assert expected in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
@@ -86,9 +86,9 @@ def test_spans_longer_than_a_piece_holds_are_refused():
   config = tiny_config("t5_tiny", **{"span_corruption.mean_span_length": 50.0})
   with pytest.raises(ValueError, match=r"mean_span_length=50.0 is longer than the 5 noise tokens "
                                        r"of a 35-token piece.*use at most 5"):
-    cli.check_config(config, 8)
+    config_checks.check_config(config, 8)
   config = tiny_config("t5_tiny", **{"span_corruption.mean_span_length": 5.0})
-  cli.check_config(config, 8)
+  config_checks.check_config(config, 8)
 
 
 def test_a_non_number_where_a_number_belongs_is_named():
@@ -97,7 +97,7 @@ def test_a_non_number_where_a_number_belongs_is_named():
   del config.model["dropout_rate"]
   config.model.dropout_rate = "0.1"
   with pytest.raises(ValueError, match="model.dropout_rate='0.1' must be a number"):
-    cli.check_ranges(config)
+    config_checks.check_ranges(config)
 
 
 def test_every_numeric_key_has_a_range():
@@ -111,7 +111,7 @@ def test_every_numeric_key_has_a_range():
   own_checks = {"eval_batches", "mesh.data", "mesh.fsdp", "mesh.tensor"}   # -1 means more
   assert set(numeric(base_config())) - own_checks == set(RANGES)
   for spec in RANGES.values():   # every interval parses
-    cli._in_interval(1.0, spec[0] if isinstance(spec, tuple) else spec)
+    config_checks.in_interval(1.0, spec[0] if isinstance(spec, tuple) else spec)
 
 
 def write_config(tmp_path, body):

@@ -15,7 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from llm import checkpoint, checksums, cli, lock
+from llm import checkpoint, checksums, cli, config_checks, lock
 from llm.train import train_and_evaluate
 
 from helpers import ROOT, garble, losses, run_cli, tiny_config, tiny_overrides, xla_flags
@@ -94,7 +94,7 @@ BAD_VALUES = [
 def test_bad_values_are_named(overrides, expected):
   with pytest.raises(ValueError, match=expected.replace("[", r"\[").replace("(", r"\(")
                      .replace(")", r"\)")):
-    cli.check_config(tiny_config(**overrides), 8)
+    config_checks.check_config(tiny_config(**overrides), 8)
 
 
 CONFIG_FILES = {

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from llm import cli, convert, optim, parallel, state as state_lib, transfer, weights
+from llm import config_checks, convert, optim, parallel, state as state_lib, transfer, weights
 from llm.models import build_model
 from llm.train import train_and_evaluate
 
@@ -39,7 +39,7 @@ def test_init_from_our_pretrained_bert(tmp_path):
                                                     "model.scan_layers": True})
   train_and_evaluate(bert, tmp_path / "bert")
   config = load_config("finetune_topic", f"init={tmp_path / 'bert'}", seq_len=32)
-  cli.resolve_config(config, 8)
+  config_checks.resolve_config(config, 8)
   assert config.model.embed_dim == 64 and config.model.num_layers == 2
   assert not config.model.scan_layers   # the layout is the run's own choice
   assert config.tokenizer.path == str(tmp_path / "bert" / "tokenizer.model")

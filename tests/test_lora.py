@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from llm import convert, lora, optim, parallel, state as state_lib
+from llm import config_checks, convert, lora, optim, parallel, state as state_lib
 from llm.models import build_model
 from llm.tasks.classification import TASK as classification
 from llm.steps import make_train_step
@@ -168,17 +168,16 @@ def test_prompt_tuning_trains_prompt_and_head_only():
 
 
 def test_prompt_config_errors_are_named():
-  from llm import cli
   config = load_config("finetune_topic", "init=scratch,tuning=prompt", seq_len=128)
   config.model.max_len = 128
   with pytest.raises(ValueError, match=r"seq_len=128 \+ model.prompt_length=20 is longer than "
                      r"model.max_len=128 \(the position table\); use seq_len <= 108"):
-    cli.check_config(config, 8)
+    config_checks.check_config(config, 8)
   with pytest.raises(ValueError, match=r"config arg tuning='soft': expected full, lora or prompt"):
     load_config("finetune_topic", "tuning=soft")
   config = load_config("finetune_topic", **{"optimizer.train_only": "(unclosed"})
   with pytest.raises(ValueError, match=r"optimizer.train_only='\(unclosed' is not a valid regex"):
-    cli.check_config(config, 8)
+    config_checks.check_config(config, 8)
 
 
 def test_prompt_starts_from_vocabulary_embeddings():

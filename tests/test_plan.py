@@ -8,7 +8,7 @@ import sys
 import jax
 import pytest
 
-from llm import cli, optim, parallel, state as state_lib, tasks
+from llm import config_checks, optim, parallel, state as state_lib, tasks
 from llm.data import batching, corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
 from llm.steps import jit_train_step, put_batch
@@ -35,7 +35,7 @@ def test_plan_equals_the_step_this_process_compiles():
   plan = planned("--config.mesh.fsdp=2", "--device_kind=v5e", devices=8)
   config = load_config("gpt_tiny.py")
   config.update_from_flattened_dict({**SHAPE, "mesh.fsdp": 2})
-  cli.resolve_config(config, 8)
+  config_checks.resolve_config(config, 8)
   mesh = parallel.make_mesh(config.mesh)
   task = tasks.get_task(config.objective)
   model = build_model(config, task.heads(config))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from llm import tasks
+from llm import config_checks, tasks
 from llm.data import batching, corpora, tokenizer as tokenizer_lib
 from llm.data.tokenizer import BOS, EOS
 from llm.models.layers import relative_bucket
@@ -105,18 +105,17 @@ def test_relative_buckets_match_transformers_t5():
 
 
 def test_bad_span_settings_are_named():
-  from llm import cli
   config = load_config("t5_tiny", **{"span_corruption.noise_density": 1.5})
   with pytest.raises(ValueError, match=r"span_corruption.noise_density=1.5 must be in \(0, 1\)"):
-    cli.check_config(config, 8)
+    config_checks.check_config(config, 8)
   config = load_config("t5_tiny", extra_ids=3)
   with pytest.raises(ValueError, match=r"extra_ids=3 sentinels are too few .* set "
                                        r"--config.extra_ids=\d+ or more"):
-    cli.check_config(config, 8)
+    config_checks.check_config(config, 8)
   config = load_config("bert_tiny", objective="span_corruption")
   with pytest.raises(ValueError, match=r"objective='span_corruption' needs a model.family in "
                                        r"\['encoder_decoder'\], not 'encoder'"):
-    cli.check_config(config, 8)
+    config_checks.check_config(config, 8)
 
 
 def test_t5_tiny_trains_and_evaluates_from_the_cli(cli, tmp_path):

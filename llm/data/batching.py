@@ -98,8 +98,8 @@ class _SideBySideIterator(grain.DatasetIterator):
     merged: see position.merge_states)."""
     if state["input_shards"] != self._num_shards:   # only with allow_changed_config
       runlog.log(f"warning: the data position was saved for input_shards="
-                  f"{state['input_shards']}, not {self._num_shards}: the input streams start "
-                  f"from their beginnings")
+                 f"{state['input_shards']}, not {self._num_shards}: the input streams start "
+                 f"from their beginnings")
       return
     missing = [s for s in self._shards if str(s) not in state["shards"]]
     if missing:
@@ -131,7 +131,7 @@ def eval_batches(config, task, tok, builder, split="validation", rows=None):
   num_shards = eval_shards(config, len(docs))
   if num_shards < math.gcd(config.input_shards, eval_batch_size(config)):
     runlog.log(f"note: the {split} split's {len(docs)} documents are evaluated as {num_shards} "
-                f"shards, not as input_shards={config.input_shards} (at least 2 documents each)")
+               f"shards, not as input_shards={config.input_shards} (at least 2 documents each)")
   batch = eval_batch_size(config)
   per_shard = batch // num_shards
   built = {s: list(task.rows(docs[s::num_shards], docs[s::num_shards], config, tok, train=False,

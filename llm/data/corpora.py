@@ -88,13 +88,13 @@ def quiet_tfds(fn):
 
 def _build(builder):
   runlog.log(f"preparing corpus {builder.name} in {builder.data_dir} (first use; later runs "
-              f"reuse it)")
+             f"reuse it)")
   start = time.perf_counter()
   quiet_tfds(builder.download_and_prepare)
   sizes = ", ".join(f"{len(builder.as_data_source(split)):,} {split}"
                     for split in builder.info.splits)
   runlog.log(f"prepared corpus {builder.name}: {sizes} examples in "
-              f"{time.perf_counter() - start:.0f} s")
+             f"{time.perf_counter() - start:.0f} s")
 
 def on_first_process(fn, name):
   """Runs a one-time cache build on process 0 while the other processes wait for it."""

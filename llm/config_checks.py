@@ -1,0 +1,129 @@
+"""Config checks, once and before anything expensive runs: what the config leaves to its sources
+is filled in, every numeric key is inside its base_config.RANGES interval, and every setting a
+user can get wrong is one ValueError that says what would be right."""
+import math
+import re
+
+import jax
+
+from llm import parallel, tasks, transfer
+from llm.base_config import RANGES
+from llm.models import heads as heads_lib, model_config
+
+# SentencePiece's model types (tokenizer.model_type).
+SPM_TYPES = ("unigram", "bpe", "char", "word")
+
+# What a run does when a step's loss or gradient norm is not finite (see train.py).
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+def resolve_config(config, num_devices):
+  """Fills in, once and before anything runs, what the config leaves to its sources (the init's
+  architecture and tokenizer, the corpus' class count), then checks it; read-only after this."""
+  transfer.resolve_init(config)
+  if set(heads_lib.CLASS_HEADS) & set(tasks.get_task(config.objective).heads(config)):
+    from llm.data import corpora   # TFDS: only for corpora with labels
+    count = corpora.num_classes(corpora.corpus_builder(config))
+    if not count:
+      raise ValueError(f"corpus {config.corpus!r} has no label or tags feature to classify")
+    if config.model.num_classes not in (0, count):
+      raise ValueError(f"model.num_classes={config.model.num_classes} but corpus "
+                       f"{config.corpus!r} has {count} classes; leave it 0 to take the corpus' "
+                       f"count")
+    config.model.num_classes = count
+  check_config(config, num_devices)
+  return config
+
+
+def in_interval(value, interval):
+  """Whether `value` lies in `interval`, written "[0, 1)", "(0, inf)", ... (NaN never does)."""
+  low, high = (float(x) for x in interval[1:-1].split(","))
+  above = value >= low if interval[0] == "[" else value > low
+  below = value <= high if interval[-1] == "]" else value < high
+  return above and below and math.isfinite(value)
+
+
+def _interval_words(interval, value):
+  low, high = interval[1:-1].split(", ")
+  if low == "-inf" and high == "inf":
+    return "must be a finite number"
+  finite = "" if math.isfinite(value) else "finite and "
+  if high == "inf":
+    return f"must be {finite}{'>=' if interval[0] == '[' else '>'} {low}"
+  return f"must be {finite}in {interval}"
+
+
+def check_ranges(config):
+  """Every numeric key inside its base_config.RANGES interval: one ValueError naming the first
+  that is not (a NaN, a negative count, a probability past 1, a string)."""
+  for key, spec in RANGES.items():
+    interval, meaning = spec if isinstance(spec, tuple) else (spec, "")
+    section, _, name = key.rpartition(".")
+    node = config[section] if section else config
+    if name not in node:
+      continue
+    value = node[name]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not in_interval(value, interval):
+      words = _interval_words(interval, value) if ok else "must be a number"
+      raise ValueError(f"{key}={value!r} {words}{f' ({meaning})' if meaning else ''}")
+
+
+def check_config(config, num_devices):
+  """One ValueError per problem a user can fix in the config, before anything expensive runs."""
+  check_ranges(config)
+  task = tasks.get_task(config.objective)
+  if config.model.family not in task.families:
+    source = f" (init={config.init!r} is one)" if config.init else ""
+    raise ValueError(f"objective={config.objective!r} needs a model.family in "
+                     f"{list(task.families)}, not {config.model.family!r}{source}")
+  model_config(config)   # the model's own checks (kinds, shapes)
+  task.check(config)
+  prompt = config.model.get("prompt_length", 0)
+  if config.seq_len + prompt > config.model.max_len:
+    with_prompt = f" + model.prompt_length={prompt}" if prompt else ""
+    room = config.model.max_len - prompt
+    smaller_prompt = " or a smaller model.prompt_length" if prompt else ""
+    fix = (f"use seq_len <= {room} or a larger model.max_len" if room >= 2 else
+           f"set model.max_len >= {config.seq_len + prompt}{smaller_prompt}")
+    raise ValueError(f"seq_len={config.seq_len}{with_prompt} is longer than model.max_len="
+                     f"{config.model.max_len} (the position table); {fix}")
+  if config.model.attention_impl == "cudnn" and jax.default_backend() != "gpu":
+    raise ValueError(f"model.attention_impl='cudnn' needs an NVIDIA GPU, and this run has "
+                     f"{jax.default_backend()} devices; use 'auto' or 'xla'")
+  if config.tokenizer.kind == "sentencepiece" and config.tokenizer.model_type not in SPM_TYPES:
+    raise ValueError(f"tokenizer.model_type={config.tokenizer.model_type!r}: expected one of "
+                     f"{list(SPM_TYPES)}")
+  for key in ("optimizer.freeze", "optimizer.train_only", "optimizer.no_decay", "lora.targets",
+              "lora.train_also"):
+    section, name = key.split(".")
+    try:
+      re.compile(config[section].get(name, ""))
+    except re.error as e:
+      raise ValueError(f"{key}={config[section][name]!r} is not a valid regex ({e})") from None
+  sizes = parallel.mesh_shape(config.mesh, num_devices)
+  ways = parallel.data_parallel_size(sizes, parallel.axis_rules(config))
+  accum = config.optimizer.grad_accum_steps
+  if config.batch_size % (ways * accum):
+    raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"
+                     f" shards x {accum} accumulation steps = {ways * accum}")
+  shards = config.input_shards
+  if config.batch_size % shards:
+    raise ValueError(f"input_shards={shards} must divide batch_size={config.batch_size} (each "
+                     f"input shard fills an equal part of the batch)")
+  if config.eval_batches == 0 or config.eval_batches < -1:
+    raise ValueError(f"eval_batches={config.eval_batches} must be -1 (the whole validation "
+                     f"split) or a positive number of batches")
+  if config.extra_ids and config.objective not in ("span_corruption", "seq2seq"):
+    raise ValueError(f"extra_ids={config.extra_ids}: only span_corruption (T5's sentinels) and "
+                     f"seq2seq use ids past the tokenizer's; leave it 0 for "
+                     f"objective={config.objective!r}")
+  for key in ("stop_at_step", "nan_at_step"):
+    if config[key] > config.total_steps:
+      raise ValueError(f"{key}={config[key]} is past total_steps={config.total_steps}, so it "
+                       f"would never happen")
+  if config.masking not in ("static", "dynamic"):   # checked for every objective: a typo waits
+    raise ValueError(f"masking={config.masking!r}: expected 'static' or 'dynamic'")
+  if config.on_nonfinite not in NONFINITE_POLICIES:
+    raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of "
+                     f"{list(NONFINITE_POLICIES)}")
