@@ -3,6 +3,7 @@
   python -m llm.train --config=configs/bert_tiny.py --workdir=/tmp/bert_tiny
 Args: size=tiny|base|large (BERT-base/large shapes build and shard; too big to train here),
 variant=bert|roberta (RoBERTa: no NSP, packed full documents, dynamic masking).
+Expect (600 steps): validation MLM perplexity 786.1, MLM accuracy 7.2% (docs/models.md).
 """
 from llm.base_config import base_config, parse_arg
 from llm.models import presets

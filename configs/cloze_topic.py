@@ -6,6 +6,8 @@ The init must have an MLM head: one of our bert_tiny workdirs, or a Hugging Face
 BertForPreTraining folder (all-MiniLM-L6-v2 ships none, so its head would start untrained).
 Each article becomes "[CLS] <article> This article is about [MASK] . [SEP]" and the topic is
 the label word with the highest MLM score at the [MASK].
+Expect (test split): accuracy 0.822 ± 0.026 fine-tuned from our 600-step bert_tiny over 3 seeds
+(docs/tasks.md#results).
 """
 from llm.base_config import classification_config
 

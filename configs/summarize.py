@@ -7,6 +7,8 @@ Args: model=t5 (T5.1.1 tiny encoder-decoder; default) | smollm2 (SmolLM2-135M-In
 reading an instruction in its chat template: evaluate zero-shot, or fine-tune); init=PATH (t5: start
 from one of our workdirs, e.g. a configs/t5_tiny.py run, with its tokenizer); tuning=full | lora.
 Data: llm/data/builders/aclsum_summary.py, 300 / 150 / 300 (paper, aspect) examples.
+Expect (validation, ROUGE-1 / 2 / L): tiny T5 0.213 / 0.046 / 0.169 at step 300 of 600; SmolLM2
+zero-shot 0.214 / 0.045 / 0.157 on the first 48 examples (docs/tasks.md#summarization).
 """
 from llm.base_config import base_config, parse_arg
 from llm.models import presets

@@ -6,6 +6,8 @@ Args: variant=t5 (T5.1.1: pre-RMSNorm, relative position buckets, gated GELU, no
 output; the default) | transformer (the original: post-LN, sinusoidal positions, ReLU, embeddings
 shared by both stacks and the output); size=tiny (trains here) | small | base | large (T5.1.1's
 shapes: they build and shard, far too big to train on a CPU).
+Expect: the loss falls from about ln(vocab_size) (tests/test_span_corruption.py trains both
+variants from the CLI); no reference perplexity is recorded yet.
 """
 from llm.base_config import base_config, parse_arg
 from llm.models import presets
