@@ -85,8 +85,6 @@ class Checkpoints:
     self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
     self._keep, self._create = keep, create
     self._saving = None   # the step whose save is in flight, until waited for
-    self._failed_reads = 0   # reads that failed inside Orbax (every process counts the same)
-    self._muted = quiet.MutedReads()
     self._manager = self._open()
 
   def _open(self):
@@ -185,8 +183,8 @@ class Checkpoints:
     read of a step on every path that restores one."""
     self.verify(step)
     read = lambda: self._manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    return self._read(read, step)["config"]
+        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    return self._read(read, step)
 
   def restore(self, step, abstract_state, data_iterator=None):
     """The state onto the shardings in `abstract_state` (any mesh) and, if given, the data
@@ -203,8 +201,8 @@ class Checkpoints:
     if error:
       raise error
     read = lambda: self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-    return self._read(read, step)["state"]
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
+    return self._read(read, step)
 
   def restore_params(self, step, abstract_params):
     """Only the params of a saved train state (no optimizer state is read), onto the shardings
@@ -213,25 +211,26 @@ class Checkpoints:
         item={"params": abstract_params},
         restore_args={"params": ocp.checkpoint_utils.construct_restore_args(abstract_params)},
         partial_restore=True)
-    read = lambda: ocp.PyTreeCheckpointer().restore(self.step_dir(step) / "state", args=args)
-    return self._read(read, step)["params"]
+    read = lambda: ocp.PyTreeCheckpointer().restore(self.step_dir(step) / "state",
+                                                    args=args)["params"]
+    return self._read(read, step)
 
   def _agreed(self, error, step):
     """`error` (an Unreadable, or None where this process read its part) as all processes
     decide together: a step that any process could not read is unreadable for every one, with
     that process's cause. A collective, called before Orbax reads the step (its restore ends in
     one, which a process that gave up early would never join)."""
+    if jax.process_count() == 1:
+      return error
     mine = "" if error is None else f"process {jax.process_index()}: {error.cause}"
     failed = [text for text in multihost.every_process_text(mine) if text]
-    if jax.process_count() > 1 and failed:   # the same words on every process
-      error = _unreadable(self.step_dir(step), failed[0])
-    return error
+    return _unreadable(self.step_dir(step), failed[0]) if failed else None
 
   def _read(self, read, step):
     """read() with sys.stderr muted; any failure becomes one Unreadable naming the step (with
     several processes, only when all of them failed: see _after_failed_read)."""
     try:
-      with self._muted.around():
+      with quiet.muted_reads():
         return read()
     except Exception as e:  # noqa: BLE001 - whatever broke, this step cannot be used
       error = _unreadable(self.step_dir(step), _first_line(e, 160))
@@ -246,10 +245,9 @@ class Checkpoints:
     service stops the processes still waiting in Orbax."""
     if jax.process_count() == 1:
       return error
-    topic = f"llm/failed_restore/{step}/{self._failed_reads}"
-    self._failed_reads += 1
     wait = parallel.peer_timeout()
-    all_failed, causes = multihost.vote_all_failed(topic, error.cause, wait)
+    all_failed, causes = multihost.vote_all_failed(f"llm/failed_restore/{step}", error.cause,
+                                                   wait)
     if all_failed:   # the same cause (process 0's) on each
       return _unreadable(self.step_dir(step), f"process 0: {causes[0]}")
     others = sorted(set(range(jax.process_count())) - set(causes))

@@ -10,8 +10,10 @@ from llm import parallel, tasks, transfer
 from llm.base_config import RANGES
 from llm.models import heads as heads_lib, model_config
 
+
 # SentencePiece's model types (tokenizer.model_type).
 SPM_TYPES = ("unigram", "bpe", "char", "word")
+
 
 # What a run does when a step's loss or gradient norm is not finite (see train.py).
 NONFINITE_POLICIES = ("stop", "skip")

@@ -1,7 +1,8 @@
 """How the processes of one run agree: process 0's words for all, every process's words for all,
 and a vote over the coordination service that works while a peer is stuck in a collective.
 
-Every function here is a no-op shortcut in a single-process run."""
+The collectives return at once in a single-process run."""
+import itertools
 import time
 
 import jax
@@ -43,6 +44,9 @@ def largest(values):
   return np.max(multihost_utils.process_allgather(np.asarray(values)), axis=0)
 
 
+_votes = itertools.count()   # every vote of this process gets its own keys (the same on all)
+
+
 def vote_all_failed(topic, cause, wait):
   """Whether every process failed at `topic` (a name unique to this failure, the same on every
   process), told through the coordination service's key-value store, not a collective: the
@@ -56,6 +60,7 @@ def vote_all_failed(topic, cause, wait):
   # JAX has no public handle on the key-value store; Orbax reaches it the same way.
   from jax._src import distributed
   client, count = distributed.global_state.client, jax.process_count()
+  topic = f"{topic}/{next(_votes)}"
   failed, verdict = [], "stop"
   try:
     client.key_value_set(f"{topic}/failed/{jax.process_index()}", cause)

@@ -1,6 +1,6 @@
 """Keeping third-party output off the terminal where our one line already says what happened:
 Orbax's and TensorStore's background threads print a traceback per array when a save or a
-restore fails, racing with that line."""
+restore fails, racing with that line; Gloo prints a connection banner from C++ to stdout."""
 import atexit
 import contextlib
 import ctypes
@@ -74,10 +74,11 @@ def main_thread_muted():
       sys.stderr = previous
 
 
-class MutedReads:
+class _MutedReads:
   """Mutes sys.stderr around reads that may fail noisily. After a failure it stays muted, since
   the failed read's threads go on printing as they die, until a later read succeeds (an older
-  step's) or for good if none does (our error line goes to sys.__stderr__)."""
+  step's) or for good if none does (our error line goes to sys.__stderr__). One per process, as
+  sys.stderr is."""
 
   def __init__(self):
     self._unmuted = None   # sys.stderr as it was before the first read still muted
@@ -89,6 +90,9 @@ class MutedReads:
     sys.stderr = devnull()
     yield   # a failure propagates from here and leaves sys.stderr muted
     sys.stderr, self._unmuted = self._unmuted, None
+
+
+muted_reads = _MutedReads().around
 
 
 def drop_native_lines(pattern):

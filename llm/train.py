@@ -93,13 +93,14 @@ def _train(config, workdir):
 def _train_iterator(config, task, tok, builder, mesh, rules):
   """The training batches' iterator, building the input shards that hold this process's rows."""
   rows = parallel.process_rows(mesh, rules, config.batch_size)
+  train_iter = batching.train_iterator(config, task, tok, builder, rows)
   built = (len(batching.shards_of(config.input_shards, config.batch_size, rows))
            * config.batch_size // config.input_shards)
   if built > len(rows):
     runlog.log(f"note: with input_shards={config.input_shards} this process builds {built} "
                f"rows of every batch of {config.batch_size} and trains on {len(rows)}; a "
                f"multiple of the process count builds only its own rows (a new run)")
-  return batching.train_iterator(config, task, tok, builder, rows)
+  return train_iter
 
 
 def _write_run_files(config, workdir, start, tok):
@@ -156,7 +157,7 @@ def _loop(config, workdir, task, state, start, train_step, run_eval, train_iter,
         runlog.log(f"stopped after step {step} ({why})")
         break
       if "train/loss" in record:
-        interval.tick = time.perf_counter()
+        interval.restart_clock()
     bar.close()
     if result is None and not interrupted.name:   # stopped early (stop_at_step)
       result = run_eval(state["params"])
@@ -181,6 +182,9 @@ class _Interval:
   def __init__(self):
     self.token_counts, self.sums, self.tick = [], {}, time.perf_counter()
 
+  def restart_clock(self):
+    self.tick = time.perf_counter()
+
   def add(self, stats, sums):
     self.token_counts.append(stats["tokens"])
     for k, v in sums.items():
@@ -188,7 +192,8 @@ class _Interval:
 
   def record(self, step, stats, skipped, task, bar):
     """The train/ metrics of the interval ending at `step` (loss, perplexity and accuracy over
-    the interval; gradient norm and learning rate of this step), logged; starts a new one."""
+    the interval; gradient norm and learning rate of this step), logged; clears the counts and
+    sums (the clock restarts once a loss was shown: restart_clock)."""
     stats = jax.device_get(stats)
     elapsed = time.perf_counter() - self.tick
     tokens = int(np.sum(jax.device_get(self.token_counts)))

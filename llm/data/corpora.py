@@ -32,6 +32,7 @@ def data_dir(config):
                      f"to a writable directory") from None
   return path
 
+
 def corpus_builder(config):
   """The TFDS builder for config.corpus (not yet built). FILE_BUILDERS corpora (conll, squad)
   read the user's files named by config.data_files."""
@@ -49,10 +50,12 @@ def corpus_builder(config):
   raise ValueError(f"corpus={config.corpus!r}: expected one of "
                    f"{sorted(BUILDERS) + sorted(FILE_BUILDERS)}")
 
+
 def data_lock(config):
   """Runs started at once on one machine (or parallel test workers) build each corpus and
   tokenizer once, not twice into the same folder."""
   return lock.waiting(data_dir(config) / ".prepare.lock")
+
 
 def prepare_corpus(config):
   """The TFDS builder for config.corpus, built from local files on first use."""
@@ -60,14 +63,15 @@ def prepare_corpus(config):
   def prepare():
     with data_lock(config):
       builder = corpus_builder(config)   # made under the lock: sees what another run just built
-      if not quiet_tfds(builder.is_prepared):
+      if not _quiet_tfds(builder.is_prepared):
         _build(builder)
       built.append(builder)
   on_first_process(prepare, "corpus")
   # The other processes' builders are made after process 0 wrote the data: they read it afresh.
   return built[0] if built else corpus_builder(config)
 
-def quiet_tfds(fn):
+
+def _quiet_tfds(fn):
   """fn() without TFDS's console output: its "Downloading and preparing dataset Unknown size"
   banner (nothing is downloaded), its warnings about a folder it is still building, and (unless
   stderr is a terminal, where they redraw in place) its progress bars."""
@@ -86,15 +90,17 @@ def quiet_tfds(fn):
     logging.set_verbosity(verbosity)
     tfds.display_progress_bar(True)   # TFDS's default, for whoever uses it next
 
+
 def _build(builder):
   runlog.log(f"preparing corpus {builder.name} in {builder.data_dir} (first use; later runs "
              f"reuse it)")
   start = time.perf_counter()
-  quiet_tfds(builder.download_and_prepare)
+  _quiet_tfds(builder.download_and_prepare)
   sizes = ", ".join(f"{len(builder.as_data_source(split)):,} {split}"
                     for split in builder.info.splits)
   runlog.log(f"prepared corpus {builder.name}: {sizes} examples in "
              f"{time.perf_counter() - start:.0f} s")
+
 
 def on_first_process(fn, name):
   """Runs a one-time cache build on process 0 while the other processes wait for it."""
@@ -103,6 +109,7 @@ def on_first_process(fn, name):
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(f"llm.pipeline.{name}")
+
 
 def existing_file(path, key):
   """`path` (a config value) as a Path, if it names a file; FileNotFoundError naming `key`."""
@@ -113,10 +120,12 @@ def existing_file(path, key):
     raise FileNotFoundError(f"{key}={path!r} does not exist")
   return found
 
+
 def num_classes(builder):
   """The number of classes of the dataset's `label` (or `tags`) feature, or 0 if it has none."""
   names = label_names(builder)
   return 0 if names is None else len(names)
+
 
 def label_names(builder):
   """The class names of the dataset's `label` or `tags` feature, or None."""
@@ -126,6 +135,7 @@ def label_names(builder):
   if "tags" in features:
     return features["tags"].feature.names
   return None
+
 
 def text_of(example):
   """The running text of an example: its `text`, its `context` (QA; questions are short and
@@ -138,9 +148,11 @@ def text_of(example):
     return example["context"]
   return " ".join(as_text(t) for t in example["tokens"])
 
+
 def as_text(value):
   """A TFDS Text value (bytes, or already str) as str; bytes that are not UTF-8 become U+FFFD."""
   return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
 
 def decode_example(example):
   """A TFDS example with its Text features (also inside sequences and nested dicts) as str."""
@@ -154,6 +166,7 @@ def decode_example(example):
       v = [as_text(t) for t in v]   # a sequence of Text
     out[k] = v
   return out
+
 
 def documents(builder, split):
   """(doc_index, example) pairs of a split, as a random-access dataset.

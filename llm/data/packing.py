@@ -15,6 +15,7 @@ def pack(dataset, seq_len, keys=("inputs", "targets")):
     return out
   return packed.map(rename)
 
+
 def pack_pairs(dataset, seq_len, target_len):
   """Encoder-decoder packing: whole (inputs, decoder_inputs, targets) examples placed first-fit
   into rows of seq_len source and target_len target tokens, never split; segment ids number the
@@ -29,6 +30,7 @@ def pack_pairs(dataset, seq_len, target_len):
       "decoder_segment_ids": r["decoder_inputs_segment_ids"],
       "decoder_positions": r["decoder_inputs_positions"], "targets": r["targets"]})
 
+
 class _ListFlatten(grain.experimental.FlatMapTransform):
   """Lists of examples -> examples (grain keeps the position inside a list in its state)."""
   max_fan_out = 1 << 20
@@ -36,8 +38,10 @@ class _ListFlatten(grain.experimental.FlatMapTransform):
   def flat_map(self, element):
     return element
 
+
 def flatten(dataset):
   return grain.experimental.FlatMapIterDataset(dataset, _ListFlatten())
+
 
 def padded_row(ids, seq_len):
   """One BERT input row holding `ids` (one segment, token type 0), padded with 0 to seq_len."""
@@ -47,6 +51,7 @@ def padded_row(ids, seq_len):
   row["segment_ids"][:len(ids)] = 1
   row["positions"][:len(ids)] = np.arange(len(ids))
   return row
+
 
 def encode_single(tok, text, seq_len):
   """[CLS] text [SEP], truncated to seq_len and padded with 0: the BERT input for one text."""

@@ -10,7 +10,6 @@ import tempfile
 import sentencepiece as spm
 
 from llm import runlog
-from llm.data import corpora
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_PIECES = ("[CLS]", "[SEP]", "[MASK]")
@@ -26,7 +25,7 @@ class Tokenizer:
     self.cls_id, self.sep_id, self.mask_id = (self.sp.piece_to_id(p) for p in SPECIAL_PIECES)
     self.special_ids = (PAD, UNK, BOS, EOS, self.cls_id, self.sep_id, self.mask_id)
     self.bos_id, self.eos_id, self.add_bos = BOS, EOS, True   # what texts start and end with
-    self.extra_ids = 0   # ids the model has past the pieces (set by tokenizer_lib.load_tokenizer)
+    self.extra_ids = 0   # ids the model has past the pieces (set by load_tokenizer)
 
   def encode(self, text):
     return self.sp.encode(text)
@@ -75,6 +74,7 @@ def train(texts, vocab_size, model_type, path):
 def _sentencepiece(config, builder):
   """config.tokenizer.path if set, else a SentencePiece model trained once on the corpus' train
   split and cached (your files' one is named after their contents, as their prepared data is)."""
+  from llm.data import corpora   # TFDS: only here, so that importing the ids costs nothing
   cfg = config.tokenizer
   if cfg.path:
     path = corpora.existing_file(cfg.path, "tokenizer.path")
