@@ -33,17 +33,21 @@ def checkpoint_params(checkpoints, step, config, mesh, tok=None):
   compatibility.check_shape(saved, config, checkpoints.step_dir(step), layout_may_differ=True)
   if tok is not None:
     compatibility.check_tokenizer(checkpoints.step_dir(step), tok)
-  saved = from_saved(saved)
+  return placed_in_layout(_saved_params(checkpoints, step, from_saved(saved), mesh), config, mesh)
+
+
+def _saved_params(checkpoints, step, saved, mesh):
+  """The params of `step` as saved (`saved`: its config), on `mesh`."""
   abstract = state_lib.abstract_params(build_model(saved), saved, mesh)
-  return placed_in_layout(checkpoints.restore_params(step, abstract), config, mesh)
+  return checkpoints.restore_params(step, abstract)
 
 
 def workdir_params(path, mesh):
   """(params, the config they were saved with, step) of the latest checkpoint in one of our
-  workdirs, in the layout it was saved in."""
+  workdirs, in the layout it was saved in. The step's files are read and checked once."""
   path = pathlib.Path(path).expanduser().absolute()
   source = from_saved(json.loads((path / "config.json").read_text()))
   checkpoints = checkpoint.Checkpoints(path, source.keep_checkpoints, create=False)
   step = checkpoints.require_latest_step()
   saved = from_saved(checkpoints.saved_config(step))
-  return checkpoint_params(checkpoints, step, saved, mesh), saved, step
+  return _saved_params(checkpoints, step, saved, mesh), saved, step
