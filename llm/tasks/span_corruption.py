@@ -28,10 +28,18 @@ def random_segmentation(rng, num_items, num_segments):
   return np.diff(np.concatenate([[0], cuts, [num_items]]))
 
 
+def _noise_tokens(length, density):
+  return int(round(length * density))
+
+
+def _span_count(num_noise, mean_span_length):
+  return max(int(round(num_noise / mean_span_length)), 1)
+
+
 def noise_spans(length, density, mean_span_length, rng):
   """(non-noise run lengths, noise span lengths): interleaved, a non-noise run first."""
-  num_noise = min(max(int(round(length * density)), 1), length - 1)
-  num_spans = max(int(round(num_noise / mean_span_length)), 1)
+  num_noise = min(max(_noise_tokens(length, density), 1), length - 1)
+  num_spans = _span_count(num_noise, mean_span_length)
   num_spans = min(num_spans, num_noise, length - num_noise)
   return (random_segmentation(rng, length - num_noise, num_spans),
           random_segmentation(rng, num_noise, num_spans))
@@ -51,8 +59,8 @@ def corrupt(ids, density, mean_span_length, sentinel_ids, rng):
 def lengths(seq_len, density, mean_span_length):
   """(raw piece length, longest target) such that a corrupted piece's inputs fill `seq_len`."""
   def sizes(raw):
-    num_noise = int(round(raw * density))
-    num_spans = max(int(round(num_noise / mean_span_length)), 1)
+    num_noise = _noise_tokens(raw, density)
+    num_spans = _span_count(num_noise, mean_span_length)
     return raw - num_noise + num_spans + 1, num_noise + num_spans + 1
   raw = seq_len
   while sizes(raw + 1)[0] <= seq_len:
@@ -96,7 +104,7 @@ def rows(docs, all_docs, config, tok, train, shard=0):
 def check(config):
   sc = config.span_corruption
   raw = lengths(config.seq_len, sc.noise_density, sc.mean_span_length)[0]
-  noise = int(round(raw * sc.noise_density))
+  noise = _noise_tokens(raw, sc.noise_density)
   if sc.mean_span_length > max(noise, 1):
     raise ValueError(f"span_corruption.mean_span_length={sc.mean_span_length} is longer than the "
                      f"{noise} noise tokens of a {raw}-token piece, so every piece would get one "
