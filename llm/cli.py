@@ -242,10 +242,8 @@ def run(fn, *args, needs_config=True):
     logging.set_verbosity(logging.WARNING)
   restore_stdout = lambda: None
   if FLAGS.distributed:   # before anything touches the devices
-    # Gloo (CPU collectives) prints a connection banner from C++ straight to stdout, from
-    # several threads at once, so its lines interleave into arbitrary fragments: any line with
-    # a piece of it goes (a line of ours saying "peer ranks" would go too).
-    restore_stdout = quiet.drop_native_lines(rb"\[Gloo\]|peer ranks")
+    # Gloo (CPU collectives) prints a connection banner from C++ straight to stdout.
+    restore_stdout = quiet.drop_native_stdout()
     try:
       parallel.initialize_distributed()
     except ValueError as e:
@@ -264,6 +262,6 @@ def run(fn, *args, needs_config=True):
     text = describe_os_error(e) if isinstance(e, OSError) and e.errno else str(e)
     # sys.__stderr__: a failed checkpoint restore leaves sys.stderr muted (see quiet.muted_reads).
     print(f"error: {text}", file=sys.__stderr__, flush=True)
-    restore_stdout()   # flushes sys.stdout and what the filter still holds
+    restore_stdout()
     # Exit now: Orbax/grain background threads cut off mid-read would print tracebacks at exit.
     os._exit(1)

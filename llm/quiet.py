@@ -6,7 +6,6 @@ import contextlib
 import ctypes
 import functools
 import os
-import re
 import sys
 import threading
 
@@ -95,41 +94,24 @@ class _MutedReads:
 muted_reads = _MutedReads().around
 
 
-def drop_native_lines(pattern):
-  """Passes what is written to file descriptor 1 (Python's sys.stdout and native libraries'
-  writes alike) on to the real stdout, except lines where the bytes regex `pattern` matches.
-  Returns the function that puts stdout back once everything written so far is through (also run
-  at exit)."""
+def drop_native_stdout():
+  """Sends Python's sys.stdout to the real stdout and what native libraries write to file
+  descriptor 1 to /dev/null. Gloo (CPU collectives) prints its connection banner there from
+  several threads at once, piece by piece, so its fragments interleave into lines that no line
+  filter can tell from ours. Returns the function that puts stdout back (also run at exit)."""
   sys.stdout.flush()
-  # C's stdio fully buffers a pipe and would flush mid-line, between Python's own writes: one
-  # line per write keeps lines whole for the filter.
-  libc = ctypes.CDLL(None)
-  libc.setvbuf(ctypes.c_void_p.in_dll(libc, "stdout"), None, 1, 0)   # 1: _IOLBF
-  real, (read, write) = os.dup(1), os.pipe()
-  os.dup2(write, 1)
-  os.close(write)
-
-  def write_all(data):
-    while data:
-      data = data[os.write(real, data):]
-
-  def pump():
-    pending = b""
-    while chunk := os.read(read, 65536):
-      *lines, pending = (pending + chunk).split(b"\n")
-      write_all(b"".join(line + b"\n" for line in lines if not re.search(pattern, line)))
-    if not re.search(pattern, pending):
-      write_all(pending)
-    os.close(read)
-
-  thread = threading.Thread(target=pump, name="stdout-filter", daemon=True)
-  thread.start()
+  previous, real = sys.stdout, os.dup(1)
+  sys.stdout = open(real, "w", buffering=1, encoding=previous.encoding,  # noqa: SIM115
+                    errors=previous.errors, closefd=False)
+  null = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(null, 1)
+  os.close(null)
 
   def restore():
-    if thread.is_alive():
+    if sys.stdout is not previous:
       sys.stdout.flush()
-      libc.fflush(None)   # what C's stdio still holds goes through the filter too
-      os.dup2(real, 1)   # closes the pipe's last write end: the pump reads to its end and stops
-      thread.join(timeout=10)
+      ctypes.CDLL(None).fflush(None)   # native writes still buffered go to /dev/null first
+      os.dup2(real, 1)
+      sys.stdout = previous
   atexit.register(restore)
   return restore
