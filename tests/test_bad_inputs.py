@@ -70,6 +70,13 @@ CONFIG_VALUES = [
     ({"tokenizer.model_type": "bogus"}, "tokenizer.model_type='bogus': expected one of ['unigram'"),
     ({"mesh.fsdp": 0}, "mesh: axis sizes must be positive or -1"),
     ({"masking": "dynamc"}, "masking='dynamc': expected 'static' or 'dynamic'"),   # any objective
+    ({"mesh.data": 3}, "must equal the 8 available devices"),
+    ({"mesh.data": 3, "mesh.fsdp": -1}, "needs a multiple of 3 devices"),
+    ({"batch_size": 12}, "batch_size=12 must be divisible by the 8 data-parallel"),
+    ({"seq_len": 256}, "seq_len=256 is longer than model.max_len=128"),
+    ({"model.position": "alibi"}, "model.position='alibi'"),
+    ({"model.num_heads": 3}, "model.embed_dim=64 is not divisible by model.num_heads=3"),
+    ({"objective": "span"}, "objective='span'"),
 ]
 
 
@@ -178,6 +185,12 @@ def test_files_a_config_names_are_checked(tmp_path):
   with pytest.raises(ValueError, match="training a 5-piece SentencePiece model failed: it must "
                                        r"hold the corpus' \d+ characters"):
     tokenizer_lib.train(["some text to learn from"] * 10, 5, "unigram", tmp_path / "t.model")
+
+
+def test_a_tokenizer_file_that_does_not_exist_is_named():
+  config = tiny_config(**{"tokenizer.path": "/nonexistent/spm.model"})
+  with pytest.raises(FileNotFoundError, match="tokenizer.path='/nonexistent/spm.model'"):
+    tokenizer_lib.load_tokenizer(config, corpora.prepare_corpus(config))
 
 
 def test_inits_that_do_not_exist_or_do_not_fit_are_named(tmp_path):

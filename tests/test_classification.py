@@ -102,10 +102,11 @@ def test_cloze_scores_are_label_word_logits_at_the_mask():
 def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
   """llm.evaluate scores the pretrained MLM as is; llm.train then tunes it through the template;
   an init without the needed head cannot be evaluated untrained."""
-  from helpers import tiny_overrides
-  bert = tiny_overrides(**{"total_steps": 2, "model.max_len": 64, "seq_len": 64})
-  proc = cli("train", "configs/bert_tiny.py", tmp_path / "bert", *bert, devices=1)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  from llm.evaluate import evaluate_checkpoint
+  from llm.train import train_and_evaluate
+  from helpers import load_config, tiny_config
+  train_and_evaluate(tiny_config("bert_tiny", total_steps=2, seq_len=64,
+                                 **{"model.max_len": 64}), tmp_path / "bert")
   args = [f"--config.{k}={v}" for k, v in {"seq_len": 64, "batch_size": 16, "eval_batches": 2,
                                             "total_steps": 2, "log_every": 1}.items()]
   config = f"configs/cloze_topic.py:init={tmp_path / 'bert'}"
@@ -122,9 +123,9 @@ def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "eval/accuracy" in json.loads((tmp_path / "cloze" / "metrics.jsonl").read_text()
                                        .splitlines()[-1])
-  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path / "untrained", *args, devices=1)
-  assert proc.returncode == 1
-  assert "init='minilm' has no classify_head" in proc.stderr and "train first" in proc.stderr
+  with pytest.raises(ValueError, match="init='minilm' has no classify_head.*train first"):
+    evaluate_checkpoint(load_config("finetune_topic", seq_len=64, batch_size=16),
+                        tmp_path / "untrained", "validation")
 
 
 def test_predictions_find_their_examples_by_index_not_position():

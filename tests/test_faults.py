@@ -151,19 +151,19 @@ def _saving_now(workdir):
 
 
 def test_kill_9_at_random_moments_and_sigterm_resume_to_an_uninterrupted_runs_losses(tmp_path):
-  """Five kill -9 cycles (three of them while a step is being written, two at a random moment),
+  """Three kill -9 cycles (two of them while a step is being written, one at a random moment),
   then SIGTERM (a checkpoint at the next step, exit 0), then a run to the end: its losses equal
   an uninterrupted run's exactly."""
-  total, run, rng = 20, tmp_path / "killed", random.Random(0)
+  total, run, rng = 14, tmp_path / "killed", random.Random(0)
   kills = []
-  for cycle in range(6):
+  for cycle in range(4):
     proc = _start_training(run, total)
     seen = 0
     for line in proc.stdout:   # step k is logged after step k-1's save began, which waited
       seen += line.startswith("step ")   # for step k-2's: three lines, one step committed
       if seen == 3:
         break
-    if cycle == 5:
+    if cycle == 3:
       proc.send_signal(signal.SIGTERM)
       out, err = proc.communicate(timeout=300)
       assert proc.returncode == 0, err[-2000:]
@@ -177,7 +177,7 @@ def test_kill_9_at_random_moments_and_sigterm_resume_to_an_uninterrupted_runs_lo
     proc.kill()
     proc.communicate(timeout=60)
     kills.append((saved_steps(run)[-1], during_save))
-  assert [during for _, during in kills[::2]] == [True] * 3
+  assert [during for _, during in kills[::2]] == [True] * 2
   steps = [step for step, _ in kills]
   assert steps == sorted(steps) and saved_steps(run)[-1] < total   # each cycle got further
   train_and_evaluate(tiny_config(total_steps=total), run)

@@ -5,13 +5,13 @@ import types
 import numpy as np
 import pytest
 
-from llm import scores
-from llm.data import qa
+from llm import config_checks, scores
+from llm.data import corpora, qa
 from llm.data.builders import aclsum_qa
 from llm.data.builders.squad import read_squad, write_squad
 from llm.tasks import extractive_qa
 
-from helpers import tiny_overrides
+from helpers import load_config, tiny_overrides
 
 CONTEXT = ("The quick brown fox jumped over the lazy dog near Springfield . Afterwards the fox "
            "slept under an enormous oak tree until sunset .")
@@ -245,20 +245,16 @@ def test_qa_from_squad_files_through_the_cli(cli, tmp_path):
   assert all(r["prediction"] in contexts[r["id"]] for r in rows)
 
 
-def test_squad_corpus_needs_its_files(cli, tmp_path):
-  proc = cli("train", "configs/finetune_qa.py:init=scratch", tmp_path / "run",
-             "--config.corpus=squad")
-  assert proc.returncode == 1
-  assert "set --config.data_files.train=PATH" in proc.stderr.strip().splitlines()[-1]
-  proc = cli("train", "configs/finetune_qa.py:init=scratch", tmp_path / "run",
-             "--config.corpus=squad", "--config.data_files.train=/nope.json",
-             "--config.data_files.validation=/nope.json")
-  assert proc.returncode == 1
-  assert "data_files.train='/nope.json' does not exist" in proc.stderr
+def test_squad_corpus_needs_its_files():
+  with pytest.raises(ValueError, match=r"set --config.data_files.train=PATH"):
+    corpora.corpus_builder(load_config("finetune_qa", "init=scratch", corpus="squad"))
+  config = load_config("finetune_qa", "init=scratch", corpus="squad", **{
+      "data_files.train": "/nope.json", "data_files.validation": "/nope.json"})
+  with pytest.raises(FileNotFoundError, match="data_files.train='/nope.json' does not exist"):
+    corpora.corpus_builder(config)
 
 
-def test_seq_len_too_short_for_qa_windows(cli, tmp_path):
-  proc = cli("train", "configs/finetune_qa.py:init=scratch", tmp_path / "run",
-             "--config.seq_len=64")
-  assert proc.returncode == 1
-  assert "need seq_len >= qa.max_query_len + qa.doc_stride + 3 = 163" in proc.stderr
+def test_seq_len_too_short_for_qa_windows():
+  with pytest.raises(ValueError, match=r"need seq_len >= qa.max_query_len \+ qa.doc_stride \+ 3 "
+                                       r"= 163"):
+    config_checks.check_config(load_config("finetune_qa", "init=scratch", seq_len=64), 8)
