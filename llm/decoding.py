@@ -1,24 +1,25 @@
 """Decoding: fill a KV cache with the prompts (prefill), then one token a step, the whole loop one
 jitted `lax.while_loop` with the weights as arguments.
 
-Decoders read left-padded prompts, so every row's next token sits in the same cache slot; each
-row keeps its own positions. Encoder-decoders encode the sources once and decode from <s>.
-Search: greedy (temperature 0), sampling with temperature / top-k / top-p (seeded), or beam search
-with a length penalty (score = log-probability / length ** length_penalty, as in Hugging Face).
-A sequence ends at any of `stop_ids`, which is not returned.
+The searches run over the prefill and one-token step a family provides (llm/models/generation.py:
+decoders read left-padded prompts, encoder-decoders encode their sources once), so they never ask
+which family they decode: greedy (temperature 0), sampling with temperature / top-k / top-p
+(seeded), or beam search with a length penalty (score = log-probability / length **
+length_penalty, as in Hugging Face). A sequence ends at any of `stop_ids`, which is not returned.
 """
 import dataclasses
 import functools
 import math
 import time
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from llm import parallel
 from llm.data.tokenizer import BOS
+from llm.models.generation import DECODING
 
 NEG_INF = -1e30
 
@@ -92,192 +93,119 @@ def _stops(tokens, stop_ids):
   return jnp.isin(tokens, jnp.asarray(stop_ids, jnp.int32))
 
 
-# --- the model's side: prefill and step, as (tokens -> logits, cache) functions ---------------
+# --- search over a family's prefill and step (llm/models/generation.py) -----------------------
 
-def _left_pad(prompts, length):
-  """(tokens, segment_ids, positions, lengths) of prompts right-aligned in `length` slots."""
-  batch = len(prompts)
-  tokens = np.zeros((batch, length), np.int32)
-  segments = np.zeros((batch, length), np.int32)
-  positions = np.zeros((batch, length), np.int32)
-  for row, ids in enumerate(prompts):
-    start = length - len(ids)
-    tokens[row, start:] = ids
-    segments[row, start:] = 1
-    positions[row, start:] = np.arange(len(ids))
-  return tokens, segments, positions, np.asarray([len(p) for p in prompts], np.int32)
+def sample_search(first, step, settings, rng):
+  """Greedy or sampled decoding from `first` = (logits, cache, context, next positions) of the
+  prefill; step(cache, context, tokens, positions) -> (logits, cache). Returns (batch, steps)
+  tokens, each row's length without its stop token, and the steps run."""
+  logits, cache, context, next_position = first
+  batch = logits.shape[0]
+  out = jnp.zeros((batch, settings.max_new_tokens), jnp.int32)
+  done = jnp.zeros((batch,), bool)
 
+  def cond(state):
+    t, _, _, _, done = state
+    return (t < settings.max_new_tokens) & ~jnp.all(done)
 
-def _right_pad(rows, length):
-  """(tokens, segment_ids) of encoder-decoder sources, left-aligned and padded with 0."""
-  tokens = np.zeros((len(rows), length), np.int32)
-  for row, ids in enumerate(rows):
-    tokens[row, :len(ids)] = ids
-  lengths = np.asarray([len(r) for r in rows])
-  return tokens, (np.arange(length) < lengths[:, None]).astype(np.int32)
+  def body(state):
+    t, logits, cache, out, done = state
+    token = next_token(logits, jax.random.fold_in(rng, t), settings)
+    token = jnp.where(done, 0, token)
+    out = out.at[:, t].set(token)
+    done = done | _stops(token, settings.stop_ids)
+    logits, cache = step(cache, context, token, next_position + t)
+    return t + 1, logits, cache, out, done
 
-
-def cache_spec(model, batch_size, cache_len, encoder_decoder):
-  """The abstract `cache` collection for `batch_size` rows of `cache_len` slots (logically
-  partitioned boxes, so the cache shards by the same rules as everything else)."""
-  ones = jnp.ones((batch_size, cache_len), jnp.int32)
-  batch = {"inputs": ones}
-  if encoder_decoder:
-    batch = {"inputs": ones[:, :1], "decoder_inputs": ones}
-  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch, decode=True))
-  return variables["cache"]
+  t, _, _, out, done = jax.lax.while_loop(cond, body, (0, logits, cache, out, done))
+  stopped = _stops(out, settings.stop_ids) & (jnp.arange(out.shape[1]) < t)
+  lengths = jnp.where(stopped.any(1), jnp.argmax(stopped, 1), t)
+  return out, lengths, t
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled(model, settings, batch_size, prompt_len, source_len, mesh, rules):
-  """The jitted search for these shapes; cached, so repeated calls do not recompile."""
-  encoder_decoder = model.cfg.family == "encoder_decoder"
-  cache_len = (0 if encoder_decoder else prompt_len) + settings.max_new_tokens + 1
-  beams = settings.num_beams
-  # Sized for the prompts; beam search repeats each row `beams` times after the prefill.
-  boxed = cache_spec(model, batch_size, cache_len, encoder_decoder)
-  cache_shardings = None
-  if mesh is not None:
-    cache_shardings = parallel.logical_to_sharding(parallel.logical_specs(boxed), mesh, rules)
-  cache_shapes = nn.unbox(boxed)
+class Beams(NamedTuple):
+  """Beam search's loop state: `beams` live hypotheses per row (their cache rows follow them)
+  and the `beams` best finished ones, each with its length-penalised score."""
+  t: jax.Array                # steps taken
+  logits: jax.Array           # (batch * beams, vocab): the live beams' next-token logits
+  cache: dict
+  alive_seqs: jax.Array       # (batch, beams, steps)
+  alive_logp: jax.Array       # (batch, beams), best first
+  done_seqs: jax.Array        # (batch, beams, steps)
+  done_scores: jax.Array      # (batch, beams), best first; NEG_INF where none yet
+  done_lengths: jax.Array     # (batch, beams)
 
-  def shard(cache):
-    if cache_shardings is None:
-      return cache
-    return jax.lax.with_sharding_constraint(cache, cache_shardings)
 
-  def empty_cache():
-    return shard(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cache_shapes))
+def _penalty(length, settings):
+  return jnp.asarray(length, jnp.float32) ** settings.length_penalty
 
-  def apply(params, cache, batch):
-    outputs, variables = model.apply({"params": params, "cache": cache}, batch, decode=True,
-                                     mutable=["cache"])
-    return outputs, variables["cache"]
 
-  def prefill(params, prompt):
-    """The first step's (batch, vocab) logits, the cache holding the prompts, and the batch
-    fields every later step repeats (the encoder's output for encoder-decoders)."""
-    if encoder_decoder:
-      start = jnp.full((prompt["inputs"].shape[0], 1), settings.start_id, jnp.int32)
-      batch = {"inputs": prompt["inputs"], "segment_ids": prompt["segment_ids"],
-               "decoder_inputs": start, "decoder_segment_ids": jnp.ones_like(start),
-               "decoder_positions": jnp.zeros_like(start)}
-      outputs, cache = apply(params, prompt["cache"], batch)
-      fixed = {"inputs": prompt["inputs"], "segment_ids": prompt["segment_ids"],
-               "encoded": outputs["encoded"]}
-      return outputs["lm"][:, -1], cache, fixed, jnp.ones_like(prompt["lengths"])
-    batch = {k: prompt[k] for k in ("inputs", "segment_ids", "positions")}
-    outputs, cache = apply(params, prompt["cache"], batch)
-    return outputs["lm"][:, -1], cache, {}, prompt["lengths"]
+def _beam_step(beams, step, context, next_position, settings):
+  """One step: extend every live beam by every token, keep the best `num_beams` that stopped
+  (among the finished ones so far) and the best `num_beams` that did not."""
+  b = beams
+  batch, n = b.alive_logp.shape
+  vocab = b.logits.shape[-1]
+  logp = jax.nn.log_softmax(b.logits.astype(jnp.float32)).reshape(batch, n, vocab)
+  logp = (logp + b.alive_logp[..., None]).reshape(batch, n * vocab)
+  top_logp, top_index = jax.lax.top_k(logp, 2 * n)
+  source_beam, token = top_index // vocab, (top_index % vocab).astype(jnp.int32)
+  seqs = jnp.take_along_axis(b.alive_seqs, source_beam[..., None], axis=1)
+  seqs = seqs.at[:, :, b.t].set(token)
+  stopped = _stops(token, settings.stop_ids)
+  # Finished: merge the candidates that stopped with those kept so far.
+  length = b.t + jnp.where(stopped, 0, 1)   # the stop token itself is not counted
+  scores = jnp.where(stopped, top_logp / _penalty(jnp.maximum(length, 1), settings), NEG_INF)
+  all_scores = jnp.concatenate([b.done_scores, scores], 1)
+  keep = jax.lax.top_k(all_scores, n)[1]
+  done_lengths = jnp.concatenate([b.done_lengths, jnp.broadcast_to(length, stopped.shape)], 1)
+  # Alive: the best candidates that did not stop; their cache rows are their parents'.
+  live_logp, pick = jax.lax.top_k(jnp.where(stopped, NEG_INF, top_logp), n)
+  parent = jnp.take_along_axis(source_beam, pick, 1)            # (batch, beams)
+  rows = (jnp.arange(batch)[:, None] * n + parent).reshape(-1)
+  cache = _map_cache_rows(lambda x, axis: jnp.take(x, rows, axis=axis), b.cache)
+  tokens = jnp.take_along_axis(token, pick, 1).reshape(-1)
+  logits, cache = step(cache, context, tokens, next_position + b.t)
+  return Beams(
+      t=b.t + 1, logits=logits, cache=cache,
+      alive_seqs=jnp.take_along_axis(seqs, pick[..., None], 1), alive_logp=live_logp,
+      done_seqs=jnp.take_along_axis(jnp.concatenate([b.done_seqs, seqs], 1), keep[..., None], 1),
+      done_scores=jnp.take_along_axis(all_scores, keep, 1),
+      done_lengths=jnp.take_along_axis(done_lengths, keep, 1))
 
-  def step(params, cache, fixed, tokens, positions):
-    """(batch,) tokens at (batch,) positions -> ((batch, vocab) logits, cache)."""
-    tokens, positions = tokens[:, None], positions[:, None].astype(jnp.int32)
-    ones = jnp.ones_like(tokens)
-    if encoder_decoder:
-      batch = dict(fixed, decoder_inputs=tokens, decoder_segment_ids=ones,
-                   decoder_positions=positions)
-    else:
-      batch = {"inputs": tokens, "segment_ids": ones, "positions": positions}
-    outputs, cache = apply(params, cache, batch)
-    return outputs["lm"][:, -1], cache
 
-  def sample_search(params, prompt, rng):
-    logits, cache, fixed, next_position = prefill(params, dict(prompt, cache=empty_cache()))
-    batch = logits.shape[0]
-    out = jnp.zeros((batch, settings.max_new_tokens), jnp.int32)
-    done = jnp.zeros((batch,), bool)
+def beam_search(first, step, settings, shard=lambda cache: cache):
+  """Beam search from the prefill's `first` (as sample_search); `shard` constrains the cache
+  once its rows are repeated per beam. Returns each row's best sequence, its length and the
+  steps run."""
+  logits, cache, context, next_position = first
+  batch, n, steps = logits.shape[0], settings.num_beams, settings.max_new_tokens
+  # Every row of the cache, the context and the positions becomes `num_beams` rows.
+  repeat = lambda x: jnp.repeat(x, n, axis=0)
+  cache = shard(_map_cache_rows(lambda x, axis: jnp.repeat(x, n, axis=axis), cache))
+  context, next_position = jax.tree.map(repeat, context), repeat(next_position)
+  beams = Beams(
+      t=jnp.asarray(0), logits=repeat(logits), cache=cache,
+      alive_seqs=jnp.zeros((batch, n, steps), jnp.int32),
+      # Only beam 0 is live at first, so the first step picks `num_beams` different tokens.
+      alive_logp=jnp.tile(jnp.asarray([0.0] + [NEG_INF] * (n - 1)), (batch, 1)),
+      done_seqs=jnp.zeros((batch, n, steps), jnp.int32),
+      done_scores=jnp.full((batch, n), NEG_INF),
+      done_lengths=jnp.zeros((batch, n), jnp.int32))
 
-    def cond(state):
-      t, _, _, _, done = state
-      return (t < settings.max_new_tokens) & ~jnp.all(done)
+  def going(b):
+    # Stop once no live beam can still beat the worst kept finished one.
+    best_possible = b.alive_logp[:, 0] / _penalty(
+        steps if settings.length_penalty > 0 else b.t + 1, settings)
+    return (b.t < steps) & ~jnp.all(best_possible < b.done_scores[:, -1])
 
-    def body(state):
-      t, logits, cache, out, done = state
-      token = next_token(logits, jax.random.fold_in(rng, t), settings)
-      token = jnp.where(done, 0, token)
-      out = out.at[:, t].set(token)
-      done = done | _stops(token, settings.stop_ids)
-      logits, cache = step(params, cache, fixed, token, next_position + t)
-      return t + 1, logits, cache, out, done
-
-    t, _, _, out, done = jax.lax.while_loop(cond, body, (0, logits, cache, out, done))
-    stopped = _stops(out, settings.stop_ids) & (jnp.arange(out.shape[1]) < t)
-    lengths = jnp.where(stopped.any(1), jnp.argmax(stopped, 1), t)
-    return out, lengths, t
-
-  def beam_search(params, prompt, rng):
-    del rng
-    logits, cache, fixed, next_position = prefill(params, dict(prompt, cache=empty_cache()))
-    batch, vocab = logits.shape
-    # Every row of the cache (and of the fixed fields) becomes `beams` rows.
-    expand = lambda x: jnp.repeat(x, beams, axis=0)
-    cache = shard(_map_cache_rows(lambda x, axis: jnp.repeat(x, beams, axis=axis), cache))
-    fixed = jax.tree.map(expand, fixed)
-    next_position = expand(next_position)
-    logits = expand(logits)
-    steps = settings.max_new_tokens
-    alive_seqs = jnp.zeros((batch, beams, steps), jnp.int32)
-    # Only beam 0 is live at first, so the first step picks `beams` different tokens.
-    alive_logp = jnp.tile(jnp.asarray([0.0] + [NEG_INF] * (beams - 1)), (batch, 1))
-    done_seqs = jnp.zeros((batch, beams, steps), jnp.int32)
-    done_scores = jnp.full((batch, beams), NEG_INF)
-    done_lengths = jnp.zeros((batch, beams), jnp.int32)
-    penalty = lambda length: jnp.asarray(length, jnp.float32) ** settings.length_penalty
-
-    def cond(state):
-      t, _, _, _, alive_logp, _, done_scores, _ = state
-      # Stop once no live beam can still beat the worst kept finished one.
-      best_possible = alive_logp[:, 0] / (penalty(steps) if settings.length_penalty > 0
-                                          else penalty(t + 1))
-      hopeless = jnp.all(best_possible < done_scores[:, -1])
-      return (t < steps) & ~hopeless
-
-    def body(state):
-      t, logits, cache, alive_seqs, alive_logp, done_seqs, done_scores, done_lengths = state
-      logp = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(batch, beams, vocab)
-      logp = (logp + alive_logp[..., None]).reshape(batch, beams * vocab)
-      top_logp, top_index = jax.lax.top_k(logp, 2 * beams)
-      source_beam, token = top_index // vocab, (top_index % vocab).astype(jnp.int32)
-      seqs = jnp.take_along_axis(alive_seqs, source_beam[..., None], axis=1)
-      seqs = seqs.at[:, :, t].set(token)
-      stopped = _stops(token, settings.stop_ids)
-      # Finished: merge the candidates that stopped with those kept so far.
-      length = t + jnp.where(stopped, 0, 1)   # the stop token itself is not counted
-      scores = jnp.where(stopped, top_logp / penalty(jnp.maximum(length, 1)), NEG_INF)
-      all_scores = jnp.concatenate([done_scores, scores], 1)
-      keep = jax.lax.top_k(all_scores, beams)[1]
-      done_scores = jnp.take_along_axis(all_scores, keep, 1)
-      done_seqs = jnp.take_along_axis(jnp.concatenate([done_seqs, seqs], 1), keep[..., None], 1)
-      done_lengths = jnp.take_along_axis(
-          jnp.concatenate([done_lengths, jnp.broadcast_to(length, stopped.shape)], 1), keep, 1)
-      # Alive: the best candidates that did not stop.
-      live_logp = jnp.where(stopped, NEG_INF, top_logp)
-      live_logp, pick = jax.lax.top_k(live_logp, beams)
-      alive_seqs = jnp.take_along_axis(seqs, pick[..., None], 1)
-      parent = jnp.take_along_axis(source_beam, pick, 1)            # (batch, beams)
-      rows = (jnp.arange(batch)[:, None] * beams + parent).reshape(-1)
-      cache = _map_cache_rows(lambda x, axis: jnp.take(x, rows, axis=axis), cache)
-      tokens = jnp.take_along_axis(token, pick, 1).reshape(-1)
-      logits, cache = step(params, cache, fixed, tokens, next_position + t)
-      return (t + 1, logits, cache, alive_seqs, live_logp, done_seqs, done_scores, done_lengths)
-
-    state = (0, logits, cache, alive_seqs, alive_logp, done_seqs, done_scores, done_lengths)
-    t, _, _, alive_seqs, alive_logp, done_seqs, done_scores, done_lengths = jax.lax.while_loop(
-        cond, body, state)
-    # Rows that finished no beam answer with their best live one.
-    alive_score = alive_logp[:, 0] / penalty(jnp.maximum(t, 1))
-    use_done = done_scores[:, 0] >= alive_score
-    best = jnp.where(use_done[:, None], done_seqs[:, 0], alive_seqs[:, 0])
-    lengths = jnp.where(use_done, done_lengths[:, 0], t)
-    return best, lengths, t
-
-  search = beam_search if beams > 1 else sample_search
-  if mesh is None:
-    return jax.jit(search)
-  # The few output ids on every device: each process reads all of them (on several processes a
-  # batch-sharded output would leave each with only its rows, which device_get cannot fetch).
-  return jax.jit(parallel.scoped(search, mesh, rules), out_shardings=parallel.replicated(mesh))
+  b = jax.lax.while_loop(going, lambda b: _beam_step(b, step, context, next_position, settings),
+                         beams)
+  # Rows that finished no beam answer with their best live one.
+  alive_score = b.alive_logp[:, 0] / _penalty(jnp.maximum(b.t, 1), settings)
+  use_done = b.done_scores[:, 0] >= alive_score
+  best = jnp.where(use_done[:, None], b.done_seqs[:, 0], b.alive_seqs[:, 0])
+  return best, jnp.where(use_done, b.done_lengths[:, 0], b.t), b.t
 
 
 def _map_cache_rows(fn, cache):
@@ -291,26 +219,55 @@ def _map_cache_rows(fn, cache):
   return jax.tree_util.tree_map_with_path(apply, cache)
 
 
+# --- the model under jit ---------------------------------------------------------------------
+
+def cache_spec(model, batch_size, cache_len):
+  """The abstract `cache` collection for `batch_size` rows of `cache_len` slots (logically
+  partitioned boxes, so the cache shards by the same rules as everything else)."""
+  batch = DECODING[model.cfg.family].cache_batch(jnp.ones((batch_size, cache_len), jnp.int32))
+  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch, decode=True))
+  return variables["cache"]
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(model, settings, batch_size, prompt_len, mesh, rules):
+  """The jitted search for these shapes; cached, so repeated calls do not recompile."""
+  family = DECODING[model.cfg.family]
+  # Sized for the prompts; beam search repeats each row `num_beams` times after the prefill.
+  boxed = cache_spec(model, batch_size, family.cache_len(prompt_len, settings.max_new_tokens))
+  cache_shapes, shard = nn.unbox(boxed), lambda cache: cache
+  if mesh is not None:
+    shardings = parallel.logical_to_sharding(parallel.logical_specs(boxed), mesh, rules)
+    shard = lambda cache: jax.lax.with_sharding_constraint(cache, shardings)
+
+  def search(params, prompt, rng):
+    def apply(cache, batch):
+      outputs, variables = model.apply({"params": params, "cache": cache}, batch, decode=True,
+                                       mutable=["cache"])
+      return outputs, variables["cache"]
+    cache = shard(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cache_shapes))
+    first = family.prefill(apply, cache, prompt, settings.start_id)
+    step = functools.partial(family.step, apply)
+    if settings.num_beams > 1:
+      return beam_search(first, step, settings, shard)
+    return sample_search(first, step, settings, rng)
+
+  if mesh is None:
+    return jax.jit(search)
+  # The few output ids on every device: each process reads all of them (on several processes a
+  # batch-sharded output would leave each with only its rows, which device_get cannot fetch).
+  return jax.jit(parallel.scoped(search, mesh, rules), out_shardings=parallel.replicated(mesh))
+
+
 def generate(model, params, prompts, settings, mesh=None, rules=None, timed=False, pad_to=0):
   """New token ids for each prompt (a list of ids: the decoder's prefix, or an encoder-decoder's
   source), without the stop token; and the number of decoding steps run. `timed`: compile ahead
   of time and also return the seconds the decoding itself took. Prompts are padded to a multiple
   of 8 (fewer shapes to compile), or to `pad_to` if that is longer (one shape for many calls)."""
   check(settings)
-  batch = len(prompts)
   length = max(-(-max(map(len, prompts)) // 8) * 8, pad_to)
-  if model.cfg.family == "encoder_decoder":
-    tokens, segments = _right_pad(prompts, length)
-    prompt = {"inputs": tokens, "segment_ids": segments,
-              "lengths": np.ones(batch, np.int32)}
-    prompt_len, source_len = 0, length
-  else:
-    prompt_len = length
-    tokens, segments, positions, lengths = _left_pad(prompts, prompt_len)
-    prompt = {"inputs": tokens, "segment_ids": segments, "positions": positions,
-              "lengths": lengths}
-    source_len = 0
-  search = _compiled(model, settings, batch, prompt_len, source_len, mesh, rules)
+  prompt = DECODING[model.cfg.family].pad(prompts, length)
+  search = _compiled(model, settings, len(prompts), length, mesh, rules)
   args = (params, prompt, jax.random.PRNGKey(settings.seed))
   if timed:
     search = search.lower(*args).compile()

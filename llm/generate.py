@@ -15,6 +15,7 @@ from llm import checkpoint, cli, config_checks, decoding, lora, parallel, runlog
 from llm import weights
 from llm.data import corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
+from llm.models.generation import DECODING
 
 # Prompts x samples decoded together at most (one batch: its memory grows with the count).
 MAX_ROWS = 1024
@@ -74,7 +75,7 @@ def generate_text(config, workdir):
   decoding.check(settings_from_flags(()))   # bad flags fail before anything loads
   config_checks.resolve_config(config, jax.device_count())
   family = config.model.family
-  if family == "encoder":
+  if family not in DECODING:
     raise ValueError("llm.generate needs a decoder or an encoder-decoder (model.family="
                      "'decoder' or 'encoder_decoder'); an encoder has no output to continue")
   if config.model.prompt_length:
@@ -93,15 +94,12 @@ def generate_text(config, workdir):
   settings = settings_from_flags([tok.eos_id])
   texts = [p for p in f.prompt for _ in range(f.num_samples)]
   inputs = [chat_prompt(tok, t) for t in f.prompt] if f.chat else f.prompt
-  if family == "decoder":
-    encoded = [[tok.bos_id] * tok.add_bos + tok.encode(t) for t in inputs]
-  else:
-    encoded = [tok.encode(t) + [tok.eos_id] for t in inputs]
-  prompts = [ids for ids in encoded for _ in range(f.num_samples)]
+  generation = DECODING[family]
+  prompts = [generation.prompt_ids(tok, tok.encode(t)) for t in inputs
+             for _ in range(f.num_samples)]
   if not all(prompts):
     raise ValueError(f"an empty --prompt: {tok.path} adds no start token, so give some text")
-  longest = max(map(len, prompts)) + (settings.max_new_tokens if family == "decoder" else 0)
-  if longest > config.model.max_len:
+  if generation.positions(max(map(len, prompts)), settings.max_new_tokens) > config.model.max_len:
     raise ValueError(f"a prompt of {max(map(len, prompts))} tokens + --max_new_tokens="
                      f"{settings.max_new_tokens} is longer than the model's context, "
                      f"model.max_len={config.model.max_len}; shorten the prompt or ask for fewer "

@@ -56,7 +56,7 @@ from absl import app, flags  # noqa: E402
 from llm import cli, config_checks, optim, parallel, runlog, state as state_lib, tasks  # noqa: E402
 from llm.base_config import base_config  # noqa: E402
 from llm.data import corpora, tokenizer as tokenizer_lib  # noqa: E402
-from llm.models import build_model, model_config  # noqa: E402
+from llm.models import build_model, families, model_config  # noqa: E402
 from llm.steps import jit_train_step  # noqa: E402
 
 # Published dense bf16 peak (TFLOP/s), memory (GiB) and memory bandwidth (GB/s) per chip.
@@ -96,7 +96,7 @@ def formula_flops(config, params):
     name = optim.path_name(path)
     if name.endswith("kernel") or (name == "token_embed/embedding" and m.tie_embeddings):
       matmul += int(np.prod(leaf.shape))
-  layers = m.num_layers + (m.num_decoder_layers or m.num_layers) * (m.family == "encoder_decoder")
+  layers = sum(families.stack_depths(m))
   tokens = config.batch_size * config.seq_len
   width = m.num_heads * (m.head_dim or m.embed_dim // m.num_heads)
   return 6 * matmul * tokens + 12 * layers * width * config.seq_len * tokens

@@ -10,23 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from llm import lora, optim, parallel
-
-
-def dummy_batch(config, batch_size=1):
-  shape = (batch_size, config.seq_len)
-  batch = {"inputs": np.ones(shape, np.int32), "segment_ids": np.ones(shape, np.int32),
-           "positions": np.broadcast_to(np.arange(config.seq_len, dtype=np.int32), shape)}
-  if config.model.type_vocab_size:
-    batch["token_types"] = np.zeros(shape, np.int32)
-  if config.model.family == "encoder_decoder":
-    batch.update({f"decoder_{k}": v for k, v in batch.items() if k != "token_types"})
-  return batch
+from llm.models import families
 
 
 def _boxed_params(model, config, rng):
   """Params (LoRA adapters included) still in their LogicallyPartitioned boxes."""
   params_rng, dropout_rng = jax.random.split(rng)
-  variables = model.init({"params": params_rng, "dropout": dropout_rng}, dummy_batch(config))
+  batch = families.example_batch(config.model, 1, config.seq_len)
+  variables = model.init({"params": params_rng, "dropout": dropout_rng}, batch)
   params = variables["params"]
   if config.lora.rank > 0:   # small and replicated: the adapters carry no logical axis names
     params = dict(params, lora=lora.init_adapters(nn.unbox(params), config.lora,

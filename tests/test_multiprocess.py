@@ -151,8 +151,9 @@ def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):
 
 @pytest.mark.fault
 def test_a_step_one_process_cannot_read_is_given_up_by_both(tmp_path):
-  """Step 4 saved (and checksummed) with a garbled data position that only process 1 reads: process 0 reads the step fine, yet both give it up together, move
-  it aside and resume from step 2, finishing with the losses of the run that wrote it."""
+  """Step 4 saved (and checksummed) with a garbled data position that only process 1 reads:
+  process 0 reads the step fine, yet both give it up together, move it aside and resume from
+  step 2, finishing with the losses of the run that wrote it."""
   config = "configs/gpt_tiny.py"
   run_distributed(config, tmp_path, *ARGS)
   expected = losses(tmp_path)

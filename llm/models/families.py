@@ -9,6 +9,7 @@ read} (plus "encoded", the encoder's output, for encoder-decoders):
 Parameters live under `encoder/` and `decoder/`; the token table is shared (`token_embed`).
 """
 import jax.numpy as jnp
+import numpy as np
 
 from llm.models.stack import Stack
 
@@ -50,11 +51,30 @@ def encoder_decoder(cfg, batch, token_embed, train, decode=False):
                                                  positions)
   target_segments, target_positions = _defaults(
       batch["decoder_inputs"], batch.get("decoder_segment_ids"), batch.get("decoder_positions"))
-  stack = Stack(cfg, cfg.num_decoder_layers or cfg.num_layers, causal=True, cross=True,
+  stack = Stack(cfg, stack_depths(cfg)[1], causal=True, cross=True,
                 train=train, decode=decode, name="decoder")
   hidden = stack(token_embed(batch["decoder_inputs"]), target_segments, target_positions,
                  context=encoded, context_segment_ids=segment_ids)
   return {"hidden": hidden, "encoded": encoded}
+
+
+def stack_depths(cfg):
+  """The layers of each stack the family builds: (encoder or decoder,) or (encoder, decoder)."""
+  if cfg.family == "encoder_decoder":
+    return cfg.num_layers, cfg.num_decoder_layers or cfg.num_layers
+  return (cfg.num_layers,)
+
+
+def example_batch(cfg, batch_size, length):
+  """Every input the family reads, as ones (token types as zeros): what init traces."""
+  shape = (batch_size, length)
+  batch = {"inputs": np.ones(shape, np.int32), "segment_ids": np.ones(shape, np.int32),
+           "positions": np.broadcast_to(np.arange(length, dtype=np.int32), shape)}
+  if cfg.family == "encoder_decoder":
+    batch.update({f"decoder_{k}": v for k, v in batch.items()})
+  if cfg.type_vocab_size:
+    batch["token_types"] = np.zeros(shape, np.int32)
+  return batch
 
 
 FAMILIES = {"encoder": encoder, "decoder": decoder, "encoder_decoder": encoder_decoder}

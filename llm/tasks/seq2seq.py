@@ -22,6 +22,7 @@ import numpy as np
 
 from llm import scores
 from llm.data import batching, corpora, packing
+from llm.models.generation import DECODING
 from llm.tasks import Task, causal_lm
 
 
@@ -60,9 +61,7 @@ def prompt_ids(tok, config, example):
   """What the model reads before the first target token: the encoder input, or a decoder's
   prefix (with <s> where the tokenizer starts texts with it)."""
   ids = fit_input(tok, config.seq2seq.template, example, input_budget(config, tok))
-  if config.model.family == "encoder_decoder":
-    return ids + [tok.eos_id]
-  return [tok.bos_id] * tok.add_bos + ids
+  return DECODING[config.model.family].prompt_ids(tok, ids)
 
 
 def target_ids(tok, config, example):
