@@ -46,9 +46,9 @@ def evaluate_checkpoint(config, workdir, split):
   batches = batching.eval_batches(
       config, task, tok, builder, split,
       rows=parallel.process_rows(mesh, rules, batching.eval_batch_size(config)))
-  reference = task.reference(builder, split, config, tok) if task.reference else None
+  evaluated = tasks.eval_set(task, builder, split, config, tok)
   decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None
-  result, predictions = evaluate(eval_step, params, batches, mesh, rules, task, reference, decode)
+  result, predictions = evaluate(eval_step, params, batches, mesh, rules, task, evaluated, decode)
   if jax.process_index() == 0:
     # One file per split (and per corpus other than the run's own), so evaluating the test split
     # or another corpus does not overwrite the validation result.
@@ -59,7 +59,7 @@ def evaluate_checkpoint(config, workdir, split):
         json.dumps({"step": step, "split": split, "corpus": config.corpus, **result}))
     if predictions is not None:   # one JSON line per example, in split order
       path = workdir / f"predictions{corpus}_{split}.jsonl"
-      rows = task.records(predictions, *reference)
+      rows = task.records(predictions, evaluated)
       path.write_text("".join(json.dumps(row) + "\n" for row in rows))
       runlog.log(f"wrote {len(rows)} predictions to {path}")
   runlog.log(f"step {step}, {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))

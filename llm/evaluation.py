@@ -27,9 +27,9 @@ def make_decoder(model, config, tok, mesh, rules):
   return decode
 
 
-def evaluate(eval_step, params, batches, mesh, rules, task, reference=None, decode=None):
+def evaluate(eval_step, params, batches, mesh, rules, task, split=None, decode=None):
   """Metrics over all batches: sums of numerators/denominators, summarized; plus whole-split
-  scores (e.g. entity F1) when the task has `score` (reading `reference`, from task.reference).
+  scores (e.g. entity F1) when the task has `score` (reading `split`, the tasks.EvalSet).
   Generative tasks (task.prompts) score what `decode` (make_decoder) generates from their prompts.
   Returns (metrics, predictions in batch order or None; the tasks match them to examples by
   the example index they carry)."""
@@ -44,8 +44,8 @@ def evaluate(eval_step, params, batches, mesh, rules, task, reference=None, deco
   # Arrays, or dicts of arrays (QA), one per batch -> one per split.
   predictions = (jax.tree.map(lambda *rows: np.concatenate(rows), *predictions)
                  if predictions else None)
-  if task.prompts and reference is not None:
-    predictions = decode(params, task.prompts(*reference))
-  if reference is not None and task.score:
-    result.update(task.score(predictions, *reference))
+  if task.prompts and split is not None:
+    predictions = decode(params, task.prompts(split))
+  if split is not None and task.score:
+    result.update(task.score(predictions, split))
   return result, predictions

@@ -82,7 +82,8 @@ def abstract_batch(config, task):
   builder = corpora.prepare_corpus(config)
   tok = tokenizer_lib.load_tokenizer(config, builder)
   docs = corpora.documents(builder, "train")
-  row = next(iter(task.rows(docs, docs, config, tok, train=True)))
+  row = next(iter(task.make_rows(docs=docs, all_docs=docs, config=config, tok=tok, train=True,
+                                 shard=0)))
   return {k: jax.ShapeDtypeStruct((config.batch_size, *np.shape(v)), np.asarray(v).dtype)
           for k, v in row.items()}
 

@@ -78,10 +78,10 @@ def _train(config, workdir):
 
   train_step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)
   eval_step = jit_eval_step(model, task, config, mesh, shardings["params"])
-  reference = task.reference(builder, "validation", config, tok) if task.reference else None
+  validation = tasks.eval_set(task, builder, "validation", config, tok)
   decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None
   run_eval = lambda params: evaluate(eval_step, params, eval_batches, mesh, rules, task,
-                                     reference, decode)[0]
+                                     validation, decode)[0]
   if finished:
     runlog.log(f"{workdir} is already trained to total_steps={config.total_steps}; evaluating "
                f"its final checkpoint again (a larger --config.total_steps trains on)")

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from llm import scores
-from llm.tasks import classification, cloze
+from llm.tasks import EvalSet, classification, cloze
 
 
 def run(logits, labels):
@@ -133,7 +133,7 @@ def test_predictions_find_their_examples_by_index_not_position():
   # Rows in another order than the split, with a padding row (-1) among them.
   predictions = {"label": np.asarray([1, 0, 1, 1, 0]),
                  "example_index": np.asarray([3, 2, -1, 1, 0], np.int32)}
-  rows = classification.records(predictions, source, ["neg", "pos"])
+  rows = classification.records(predictions, EvalSet(source, ("neg", "pos"), None, None))
   assert [(r["id"], r["label"], r["prediction"]) for r in rows] == [
       ("doc0", "neg", "neg"), ("doc1", "pos", "pos"), ("doc2", "neg", "neg"),
       ("doc3", "pos", "pos")]

@@ -124,7 +124,7 @@ def test_eval_batches_cover_every_row_once(corpus):
   batches = batching.eval_batches(config, tasks.get_task(config.objective), tok,
                                   builder)
   docs = corpora.documents(builder, "validation")
-  rows = list(tasks.get_task("causal_lm").rows(docs, docs, config, tok, False))
+  rows = list(tasks.get_task("causal_lm").rows(docs, config, tok))
   stacked = np.concatenate([b["inputs"] for b in batches])
   assert len(stacked) == len(batches) * 8 >= len(rows) > len(stacked) - 8
   np.testing.assert_array_equal(stacked[:len(rows)], np.stack([r["inputs"] for r in rows]))
@@ -142,7 +142,7 @@ def test_eval_batches_read_input_shards_side_by_side_and_a_process_builds_only_i
   docs = corpora.documents(builder, "validation")
   lengths = []
   for s in range(4):
-    rows = np.stack([r["inputs"] for r in task.rows(docs[s::4], docs[s::4], config, tok, False)])
+    rows = np.stack([r["inputs"] for r in task.rows(docs[s::4], config, tok)])
     placed = np.concatenate([b["inputs"][2 * s:2 * s + 2] for b in batches])
     np.testing.assert_array_equal(placed[:len(rows)], rows)
     assert (placed[len(rows):] == 0).all()

@@ -9,7 +9,7 @@ from llm import config_checks, scores
 from llm.data import corpora, qa
 from llm.data.builders import aclsum_qa
 from llm.data.builders.squad import read_squad, write_squad
-from llm.tasks import extractive_qa
+from llm.tasks import EvalSet, extractive_qa
 
 from helpers import load_config, tiny_overrides
 
@@ -141,14 +141,18 @@ def perfect_predictions(rows, answer_rows=None, start_shift=0):
 SETTINGS = types.SimpleNamespace(n_best=20, max_answer_len=30)
 
 
+def evaluated(examples):
+  return EvalSet(examples, (), None, types.SimpleNamespace(qa=SETTINGS))
+
+
 def test_decoding_recovers_the_answer_text_across_windows():
   tok = WordTokenizer()
   exs = [example(), dict(example("Who?", "The quick brown fox"), id="q2")]
   rows = [r for i, ex in enumerate(exs) for r in qa.encode_qa(tok, ex, i, 24, 8, 4)]
-  records = extractive_qa.records(perfect_predictions(rows), exs, SETTINGS)
+  records = extractive_qa.records(perfect_predictions(rows), evaluated(exs))
   assert [r["prediction"] for r in records] == ["under an enormous oak tree",
                                                  "The quick brown fox"]
-  assert extractive_qa.score(perfect_predictions(rows), exs, SETTINGS) == {
+  assert extractive_qa.score(perfect_predictions(rows), evaluated(exs)) == {
       "exact_match": 1.0, "f1": 1.0}
 
 
@@ -197,7 +201,7 @@ def test_best_over_gold_answers():
   ex["answers"] = {"text": ["the lazy dog", "under an enormous oak tree"],
                    "answer_start": [CONTEXT.index("the lazy"), CONTEXT.index("under")]}
   rows = qa.encode_qa(WordTokenizer(), example(), 0, 64, 8, 16)
-  (row,) = extractive_qa.records(perfect_predictions(rows), [ex], SETTINGS)
+  (row,) = extractive_qa.records(perfect_predictions(rows), evaluated([ex]))
   assert row["exact_match"] == 1.0 and row["f1"] == 1.0
 
 

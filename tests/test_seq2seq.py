@@ -14,7 +14,7 @@ from llm.base_config import base_config
 from llm.data import corpora, tokenizer as tokenizer_lib
 from llm.data.builders import aclsum_summary
 from llm.models import build_model
-from llm.tasks import seq2seq
+from llm.tasks import EvalSet, seq2seq
 from llm.train import train_and_evaluate
 
 from helpers import load_config, model_and_params, run_cli, tiny_config, tiny_overrides
@@ -50,7 +50,7 @@ def test_rows_score_exactly_the_target(corpus, family):
     config.seq2seq.template = "Summarize the {aspect}.\n{source}\nSummary:"
   docs = corpora.documents(builder, "validation")
   examples = [docs[i][1] for i in range(len(docs))]
-  rows = list(seq2seq.rows(docs, docs, config, tok, train=False))
+  rows = list(seq2seq.rows(docs, config, tok))
   seen = []
   for row in rows:
     for segment in range(1, row["segment_ids"].max() + 1):
@@ -115,15 +115,15 @@ def test_rouge_and_bleu_against_hand_counts():
   examples = [{"id": "a", "source": "s", "target": "the cat ran"},
               {"id": "b", "source": "s", "target": "a dog on the mat"}]
   predictions = [[0, 1, 2], [6, 7, 4, 0, 5]]   # "the cat sat"; the second exactly right
-  result = seq2seq.score(predictions, examples, tok, config)
+  result = seq2seq.score(predictions, EvalSet(examples, (), tok, config))
   # "the cat sat" vs "the cat ran": 2 of 3 unigrams, 1 of 2 bigrams, LCS "the cat".
   assert result["rouge1"] == pytest.approx((2 / 3 + 1) / 2)
   assert result["rouge2"] == pytest.approx((1 / 2 + 1) / 2)
   assert result["rougeL"] == pytest.approx((2 / 3 + 1) / 2)
   assert result["generated_length"] == 4
-  perfect = seq2seq.score([[6, 7, 4, 0, 5]] * 2, [examples[1]] * 2, tok, config)
+  perfect = seq2seq.score([[6, 7, 4, 0, 5]] * 2, EvalSet([examples[1]] * 2, (), tok, config))
   assert perfect["bleu"] == pytest.approx(1.0)
-  assert seq2seq.score([[3, 3, 3, 3]], [examples[1]], tok, config)["bleu"] == 0.0
+  assert seq2seq.score([[3, 3, 3, 3]], EvalSet([examples[1]], (), tok, config))["bleu"] == 0.0
 
 
 def test_summarize_trains_evaluates_and_decodes_like_generate(corpus, tmp_path):

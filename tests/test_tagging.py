@@ -4,7 +4,7 @@ import pytest
 
 from llm.convert import hf_bert
 from llm.data.wordpiece import WordPieceTokenizer
-from llm.tasks import tagging
+from llm.tasks import EvalSet, tagging
 
 NAMES = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]
 TAG = {name: i for i, name in enumerate(NAMES)}
@@ -64,13 +64,13 @@ def test_entity_scores_hand_computed():
           (["New", "York", "and", "Bob"], ["B-LOC", "I-LOC", "O", "B-PER"])]
   predicted = [["B-PER", "I-PER", "O", "O"],          # PER right, LOC missed
                ["B-LOC", "O", "O", "B-PER"]]          # LOC boundary wrong, PER right
-  result = tagging.score(predictions_for(predicted), Split(gold), NAMES)
+  result = tagging.score(predictions_for(predicted), EvalSet(Split(gold), NAMES, None, None))
   # gold entities 4, predicted 3 (PER, LOC 'New', PER), correct 2.
   assert result["span_precision"] == pytest.approx(2 / 3)
   assert result["span_recall"] == pytest.approx(2 / 4)
   assert result["span_f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
   assert result["span_f1/PER"] == pytest.approx(1.0)
   assert result["span_f1/LOC"] == pytest.approx(0.0)
-  rows = tagging.records(predictions_for(predicted), Split(gold), NAMES)
+  rows = tagging.records(predictions_for(predicted), EvalSet(Split(gold), NAMES, None, None))
   assert rows[1] == {"id": "s1", "tokens": gold[1][0], "tags": gold[1][1],
                      "predicted": predicted[1]}

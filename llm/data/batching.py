@@ -42,8 +42,9 @@ def train_iterator(config, task, tok, builder, rows=None):
   shards = {}
   for shard in shards_of(config.input_shards, config.batch_size, rows):
     mine, stream = shard_stream(docs, config, shard)
-    shards[shard] = task.rows(stream, mine, config, tok, train=True, shard=shard).batch(
-        per_shard, drop_remainder=True)
+    rows_ = task.make_rows(docs=stream, all_docs=mine, config=config, tok=tok, train=True,
+                           shard=shard)
+    shards[shard] = rows_.batch(per_shard, drop_remainder=True)
   batches = _SideBySide(shards, config.input_shards, config.batch_size)
   return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
 
@@ -143,8 +144,9 @@ def eval_batches(config, task, tok, builder, split="validation", rows=None):
                f"shards, not as input_shards={config.input_shards} (at least 2 documents each)")
   batch = eval_batch_size(config)
   per_shard = batch // num_shards
-  built = {s: list(task.rows(docs[s::num_shards], docs[s::num_shards], config, tok, train=False,
-                             shard=s)) for s in shards_of(num_shards, batch, rows)}
+  built = {s: list(task.make_rows(docs=docs[s::num_shards], all_docs=docs[s::num_shards],
+                                  config=config, tok=tok, train=False, shard=s))
+           for s in shards_of(num_shards, batch, rows)}
   lengths = np.full(num_shards, -1, np.int32)   # rows per shard, -1 where another process knows
   for s, shard_rows in built.items():
     lengths[s] = len(shard_rows)
@@ -157,7 +159,8 @@ def eval_batches(config, task, tok, builder, split="validation", rows=None):
     raise ValueError(f"the {split} split gives no {task.name} rows to evaluate on")
   first = next((r for shard_rows in built.values() for r in shard_rows[:1]), None)
   if first is None:   # this process's shards gave none: the split's first row shows the layout
-    first = next(iter(task.rows(docs, docs, config, tok, train=False)))
+    first = next(iter(task.make_rows(docs=docs, all_docs=docs, config=config, tok=tok,
+                                     train=False, shard=0)))
   empty = {k: np.full_like(v, -1) if k.endswith(task.pad_with_minus_one) else np.zeros_like(v)
            for k, v in first.items()}
   batches = [{k: np.stack([empty[k]] * batch) for k in empty} for _ in range(num_batches)]

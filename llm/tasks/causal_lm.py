@@ -12,8 +12,7 @@ from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
 
 
-def rows(docs, all_docs, config, tok, train, shard=0):
-  del all_docs, train, shard
+def rows(docs, config, tok):
   def example(item):
     ids = [tok.bos_id] * tok.add_bos + tok.encode(item[1]["text"]) + [tok.eos_id]
     ids = np.asarray(ids, np.int32)

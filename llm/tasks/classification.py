@@ -9,14 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from llm import scores
-from llm.data import batching, corpora, packing
+from llm.data import batching, packing
 from llm.tasks import Task
 from llm.tasks.losses import cross_entropy_sums
 
 
-def rows(docs, all_docs, config, tok, train, shard=0):
+def rows(docs, config, tok):
   """One padded [CLS] text [SEP] row per example, with its integer label."""
-  del all_docs, train, shard
   def example(item):
     row = packing.encode_single(tok, item[1]["text"], config.seq_len)
     row["labels"] = np.int32(item[1]["label"])
@@ -52,9 +51,10 @@ def by_example(predictions, key):
                 if i >= 0)
 
 
-def records(predictions, source, names):
+def records(predictions, split):
   """One dict per example evaluated: id, gold label and predicted label."""
-  return [{"id": source[i]["id"].decode(), "label": names[source[i]["label"]],
+  examples, names = split.examples, split.label_names
+  return [{"id": examples[i]["id"].decode(), "label": names[examples[i]["label"]],
            "prediction": names[int(label)]} for i, label in by_example(predictions, "label")]
 
 
@@ -64,14 +64,8 @@ def summarize(sums):
           "macro_f1": scores.macro_f1(sums["true_positives"], sums["predicted"], sums["actual"])}
 
 
-def reference(builder, split, config, tok):
-  """The split's examples in order and the label names: what `records` reads."""
-  del config, tok
-  return builder.as_data_source(split), corpora.label_names(builder)
-
-
 TASK = Task(name="classification", families=("encoder",), heads=lambda config: ("classify",),
             rows=rows, normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
-            predict=predict, reference=reference, records=records,
+            predict=predict, records=records,
             export_class=lambda config: "BertForSequenceClassification",
             pad_with_minus_one=("labels", "example_index"))

@@ -62,9 +62,8 @@ def verbalizer_ids(config, tok, names):
   return np.asarray(ids, np.int32)
 
 
-def rows(docs, all_docs, config, tok, train, shard=0):
+def rows(docs, config, tok):
   """One padded template row per example, with its [MASK] position, label and label words."""
-  del all_docs, train, shard
   template = config.cloze.template
   words = verbalizer_ids(config, tok, corpora.label_names(corpora.corpus_builder(config)))
   def example(item):
@@ -102,6 +101,6 @@ def check(config):
 TASK = Task(name="cloze", families=("encoder",), heads=lambda config: ("mlm",), rows=rows,
             normalizers=classification.normalizers, loss_fn=loss_fn,
             summarize=classification.summarize, predict=predict,
-            reference=classification.reference, records=classification.records, check=check,
+            records=classification.records, check=check,
             export_class=lambda config: "BertForMaskedLM",
             pad_with_minus_one=("labels", "example_index"))

@@ -22,9 +22,8 @@ from llm.tasks.losses import cross_entropy_sums
 PASSED_THROUGH = ("word_index", "max_context", "example_index")
 
 
-def rows(docs, all_docs, config, tok, train, shard=0):
+def rows(docs, config, tok):
   """One row per context window (see data/qa.py); a long context gives several rows."""
-  del all_docs, train, shard
   def windows(item):
     return qa_rows.encode_qa(tok, item[1], item[0], config.seq_len, config.qa.max_query_len,
                              config.qa.doc_stride)
@@ -101,10 +100,10 @@ def answer_texts(predictions, source, qa):
   return out
 
 
-def records(predictions, source, qa):
+def records(predictions, split):
   """One dict per question: id, question, predicted answer, gold answers, and its EM / F1."""
-  rows = []
-  for example, text in answer_texts(predictions, source, qa):
+  rows, source = [], split.examples
+  for example, text in answer_texts(predictions, source, split.config.qa):
     ex = source[example]
     golds = [corpora.as_text(t) for t in ex["answers"]["text"]]
     rows.append({"id": corpora.as_text(ex["id"]), "question": corpora.as_text(ex["question"]),
@@ -114,18 +113,12 @@ def records(predictions, source, qa):
   return rows
 
 
-def score(predictions, source, qa):
+def score(predictions, split):
   """Exact match and F1 (fractions, SQuAD reports them x100) over the questions evaluated."""
-  rows = records(predictions, source, qa)
+  rows = records(predictions, split)
   count = max(len(rows), 1)
   return {"exact_match": sum(r["exact_match"] for r in rows) / count,
           "f1": sum(r["f1"] for r in rows) / count}
-
-
-def reference(builder, split, config, tok):
-  """The split's questions in order and the decoding settings: what `records` and `score` read."""
-  del tok
-  return builder.as_data_source(split), config.qa
 
 
 def check(config):
@@ -139,6 +132,6 @@ def check(config):
 
 TASK = Task(name="extractive_qa", families=("encoder",), heads=lambda config: ("span",),
             rows=rows, normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
-            predict=predict, reference=reference, records=records, score=score, check=check,
+            predict=predict, records=records, score=score, check=check,
             export_class=lambda config: "BertForQuestionAnswering",
             pad_with_minus_one=("labels", "example_index", "word_index"))

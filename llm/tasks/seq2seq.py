@@ -68,8 +68,7 @@ def target_ids(tok, config, example):
   return tok.encode(example["target"])[:config.seq2seq.target_len - 1] + [tok.eos_id]
 
 
-def rows(docs, all_docs, config, tok, train, shard=0):
-  del all_docs, train, shard
+def rows(docs, config, tok):
   if config.model.family == "encoder_decoder":
     def pair(item):
       target = target_ids(tok, config, item[1])
@@ -94,24 +93,22 @@ def rows(docs, all_docs, config, tok, train, shard=0):
                                "positions": r["inputs_positions"]})
 
 
-def reference(builder, split, config, tok):
-  """The split's examples in order (up to decode.max_examples), the tokenizer and the config:
-  what `prompts`, `records` and `score` read."""
-  source = builder.as_data_source(split)
+def examples(source, config):
+  """The split's first decode.max_examples examples (0: all), decoded to text fields."""
   count = len(source) if config.decode.max_examples <= 0 else min(len(source),
                                                                   config.decode.max_examples)
-  return [corpora.decode_example(source[i]) for i in range(count)], tok, config
+  return [corpora.decode_example(source[i]) for i in range(count)]
 
 
-def prompts(examples, tok, config):
-  return [prompt_ids(tok, config, example) for example in examples]
+def prompts(split):
+  return [prompt_ids(split.tok, split.config, example) for example in split.examples]
 
 
-def records(predictions, examples, tok, config):
+def records(predictions, split):
   """One dict per example: id, input, generated text, reference and its ROUGE F-measures."""
   scorer = scores.rouge_scorer()
-  out = []
-  for ids, example in zip(predictions, examples):
+  out, tok, config = [], split.tok, split.config
+  for ids, example in zip(predictions, split.examples):
     text = tok.decode(ids)
     rouge = scorer.score(example["target"], text)
     out.append({"id": example.get("id", ""), "input": config.seq2seq.template.format(**example),
@@ -120,9 +117,9 @@ def records(predictions, examples, tok, config):
   return out
 
 
-def score(predictions, examples, tok, config):
+def score(predictions, split):
   """Mean ROUGE F-measures over the examples decoded, and corpus BLEU (fractions)."""
-  rows_ = records(predictions, examples, tok, config)
+  rows_ = records(predictions, split)
   count = max(len(rows_), 1)
   result = {k: sum(r[k] for r in rows_) / count for k in scores.ROUGE_TYPES}
   result["bleu"] = scores.corpus_bleu([r["prediction"] for r in rows_],
@@ -153,5 +150,5 @@ def check(config):
 
 TASK = Task(name="seq2seq", families=("encoder_decoder", "decoder"),
             heads=lambda config: ("lm",), rows=rows, normalizers=causal_lm.normalizers,
-            loss_fn=causal_lm.loss_fn, summarize=causal_lm.summarize, reference=reference,
+            loss_fn=causal_lm.loss_fn, summarize=causal_lm.summarize, examples=examples,
             prompts=prompts, records=records, score=score, check=check)

@@ -74,8 +74,8 @@ def target_len(config):
                  config.span_corruption.mean_span_length)[1]
 
 
-def rows(docs, all_docs, config, tok, train, shard=0):
-  del shard   # rows are seeded by their documents' indices, unique over shards
+def rows(docs, all_docs, config, tok, train):
+  # Rows are seeded by their documents' indices, unique over shards.
   sc = config.span_corruption
   raw, longest = lengths(config.seq_len, sc.noise_density, sc.mean_span_length)
   vocab = config.vocab_size + config.extra_ids

@@ -11,7 +11,7 @@ import numpy as np
 from llm import scores
 from llm.data import batching, packing, tokenizer as tokenizer_lib
 from llm.tasks import Task
-from llm.tasks.classification import by_example, reference
+from llm.tasks.classification import by_example
 from llm.tasks.losses import cross_entropy_sums
 
 
@@ -34,9 +34,8 @@ def encode_words(tok, words, tags, seq_len):
   return row
 
 
-def rows(docs, all_docs, config, tok, train, shard=0):
+def rows(docs, config, tok):
   """One padded row per sentence, labels on first sub-tokens."""
-  del all_docs, train, shard
   def example(item):
     row = encode_words(tok, list(item[1]["tokens"]), list(item[1]["tags"]), config.seq_len)
     row["example_index"] = np.int32(item[0])   # predictions find their sentence by it
@@ -72,11 +71,11 @@ def word_tags(row_prediction, num_words, names):
   return tags + ["O"] * (num_words - len(tags))
 
 
-def records(predictions, source, names):
+def records(predictions, split):
   """One dict per sentence: id, words, gold tags and predicted tags."""
-  out = []
+  out, names = [], split.label_names
   for i, tags in by_example(predictions, "tags"):
-    example = source[i]
+    example = split.examples[i]
     words = [w.decode(errors="replace") for w in example["tokens"]]
     out.append({"id": example["id"].decode(), "tokens": words,
                 "tags": [names[t] for t in example["tags"]],
@@ -84,14 +83,14 @@ def records(predictions, source, names):
   return out
 
 
-def score(predictions, source, names):
+def score(predictions, split):
   """Entity-level precision/recall/F1 (seqeval, CoNLL rules) over the whole split."""
-  rows = records(predictions, source, names)
+  rows = records(predictions, split)
   return scores.entity_scores([r["tags"] for r in rows], [r["predicted"] for r in rows])
 
 
 TASK = Task(name="tagging", families=("encoder",), heads=lambda config: ("tag",), rows=rows,
             normalizers=normalizers, loss_fn=loss_fn, summarize=summarize, predict=predict,
-            reference=reference, records=records, score=score,
+            records=records, score=score,
             export_class=lambda config: "BertForTokenClassification",
             pad_with_minus_one=("labels", "example_index"))
