@@ -1,4 +1,6 @@
 """Defaults every experiment config starts from (configs/*.py override what they need)."""
+import copy
+
 import ml_collections
 
 from llm.models import presets
@@ -23,24 +25,12 @@ def base_config():
   # (config.json + model.safetensors); or "minilm" (all-MiniLM-L6-v2, shipped by a pip package).
   c.init = ""
   c.seq_len = 128
-  # masked_lm only
-  c.nsp = True                    # next-sentence prediction (BERT); False = packed docs (RoBERTa)
-  c.masking = "dynamic"           # dynamic (RoBERTa) | static (BERT)
-  c.mask_prob = 0.15
-  # span_corruption only (T5): fraction of tokens dropped, mean length of a dropped span.
-  c.span_corruption = dict(noise_density=0.15, mean_span_length=3.0)
-  # extractive_qa only (SQuAD recipe): question pieces kept, stride between context windows,
-  # longest answer decoded (pieces), candidates per window for start and end.
-  c.qa = dict(max_query_len=64, doc_stride=128, max_answer_len=30, n_best=20)
-  # cloze only: the text in a template with one [MASK]; one single-piece word per label name.
-  c.cloze = dict(template="{text} [MASK] .", verbalizer={})
-  # seq2seq only: the model's input as a format string over the example's text fields, and the
-  # longest target kept (pieces, with </s>).
-  c.seq2seq = dict(template="{source}", target_len=64)
-  # Generative evaluation (seq2seq): decoding settings (llm/decoding.py) for the validation
-  # predictions, prompts per decoding batch, and how many examples (0 = the whole split).
-  c.decode = dict(max_new_tokens=64, num_beams=1, length_penalty=1.0, batch_size=16,
-                  max_examples=0)
+  # Each task's own keys, declared in its module (llm/tasks/<objective>.py, Task.config): every
+  # config holds every task's, so a config file may set them whatever its objective.
+  from llm import tasks   # the task modules import the data layer: only when a config is built
+  for task in tasks.all_tasks():
+    for key, value in task.config.items():
+      c[key] = copy.deepcopy(value)
 
   c.seed = 0
   c.total_steps = 1000
@@ -62,7 +52,7 @@ def base_config():
   c.nan_at_step = 0               # testing: make this step's loss NaN, as a diverging run would
   # Resuming a checkpoint saved with the other model.scan_layers converts it only when asked.
   c.convert_layout = False
-  # Resuming with other data or optimisation settings (see compatibility.STREAM_KEYS) is refused
+  # Resuming with other data or optimisation settings (see compatibility.stream_keys) is refused
   # unless this is set; the differences are then logged and each config kept.
   c.allow_changed_config = False
 
@@ -106,18 +96,10 @@ def base_config():
 
 # The values each numeric key may take, as intervals (and what a boundary means, where it says
 # something); config_checks.check_config refuses anything outside, NaN included, before a run
-# starts.
-# eval_batches and mesh.* take -1 as well and are checked on their own.
+# starts. The tasks' own keys have theirs in their modules (Task.ranges; all_ranges() joins
+# them). eval_batches and mesh.* take -1 as well and are checked on their own.
 RANGES = {
     "vocab_size": "[1, inf)", "extra_ids": "[0, inf)", "seq_len": "[2, inf)",
-    "mask_prob": "(0, 1)",
-    "span_corruption.noise_density": "(0, 1)", "span_corruption.mean_span_length": "[1, inf)",
-    "qa.max_query_len": "[1, inf)", "qa.doc_stride": "[1, inf)", "qa.max_answer_len": "[1, inf)",
-    "qa.n_best": "[1, inf)",
-    "seq2seq.target_len": ("[2, inf)", "a piece and </s>"),
-    "decode.max_new_tokens": "[1, inf)", "decode.num_beams": ("[1, inf)", "1 = greedy"),
-    "decode.length_penalty": "(-inf, inf)", "decode.batch_size": "[1, inf)",
-    "decode.max_examples": ("[0, inf)", "0 = the whole split"),
     "seed": "[0, 4294967296)", "total_steps": "[1, inf)", "batch_size": "[1, inf)",
     "input_shards": "[1, inf)",
     "log_every": ("[0, inf)", "0 = only at the end"),
@@ -143,6 +125,12 @@ RANGES = {
     "optimizer.grad_accum_steps": ("[1, inf)", "1 = no accumulation"),
     "lora.rank": ("[0, inf)", "0 = no LoRA"), "lora.alpha": "(0, inf)",
 }
+
+
+def all_ranges():
+  """RANGES and every task's own."""
+  from llm import tasks
+  return {**RANGES, **{k: v for task in tasks.all_tasks() for k, v in task.ranges.items()}}
 
 
 def from_saved(values):

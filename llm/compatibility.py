@@ -13,10 +13,14 @@ SHAPE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_he
               "prompt_length")
 
 # Settings that change the data stream or how it is optimised: a resume must keep them (unless
-# allow_changed_config). total_steps may grow, learning rates and the mesh may change.
+# allow_changed_config), these and each task's own (Task.stream_keys). total_steps may grow,
+# learning rates and the mesh may change.
 STREAM_KEYS = ("objective", "corpus", "data_files", "seed", "batch_size", "input_shards", "seq_len",
-               "vocab_size", "extra_ids", "tokenizer", "nsp", "masking", "mask_prob",
-               "span_corruption", "qa", "cloze", "optimizer.grad_accum_steps")
+               "vocab_size", "extra_ids", "tokenizer", "optimizer.grad_accum_steps")
+
+
+def stream_keys():
+  return STREAM_KEYS + tuple(k for task in tasks.all_tasks() for k in task.stream_keys)
 
 
 def _flat(node, prefix=""):
@@ -30,11 +34,12 @@ def _flat(node, prefix=""):
 
 
 def changed_settings(saved, config):
-  """'key saved vs now' for every STREAM_KEYS setting the resuming config changes."""
+  """'key saved vs now' for every stream_keys() setting the resuming config changes."""
+  keys = stream_keys()
   before = _flat(json.loads(from_saved(saved).to_json()))
   now = _flat(json.loads(config.to_json()))
   return [f"{key} {before.get(key)!r} vs {now.get(key)!r}" for key in sorted(set(before) | set(now))
-          if any(key == k or key.startswith(k + ".") for k in STREAM_KEYS)
+          if any(key == k or key.startswith(k + ".") for k in keys)
           and before.get(key) != now.get(key)]
 
 

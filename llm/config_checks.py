@@ -1,5 +1,5 @@
 """Config checks, once and before anything expensive runs: what the config leaves to its sources
-is filled in, every numeric key is inside its base_config.RANGES interval, and every setting a
+is filled in, every numeric key is inside its interval (base_config.all_ranges), and every setting a
 user can get wrong is one ValueError that says what would be right."""
 import math
 import re
@@ -7,7 +7,7 @@ import re
 import jax
 
 from llm import parallel, tasks, transfer
-from llm.base_config import RANGES
+from llm.base_config import all_ranges
 from llm.models import heads as heads_lib, model_config
 
 
@@ -56,9 +56,9 @@ def _interval_words(interval, value):
 
 
 def check_ranges(config):
-  """Every numeric key inside its base_config.RANGES interval: one ValueError naming the first
+  """Every numeric key inside its interval (base_config.all_ranges): one ValueError naming the first
   that is not (a NaN, a negative count, a probability past 1, a string)."""
-  for key, spec in RANGES.items():
+  for key, spec in all_ranges().items():
     interval, meaning = spec if isinstance(spec, tuple) else (spec, "")
     section, _, name = key.rpartition(".")
     node = config[section] if section else config

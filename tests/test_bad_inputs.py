@@ -1,7 +1,7 @@
 """The red team's table: bad inputs, each with the one line it must end in (in-process where no
 process is needed; the entry points' own runs are in test_cli, test_generate and test_faults).
 
-A row is (input, the words the error must hold). Families: config values (the RANGES table and
+A row is (input, the words the error must hold). Families: config values (the ranges table and
 the checks beside it), command lines (parse_flags), workdirs and files, and failed writes."""
 import errno
 import json
@@ -11,7 +11,7 @@ import os
 import pytest
 
 from llm import cli, config_checks, runlog
-from llm.base_config import RANGES, base_config
+from llm.base_config import all_ranges, base_config
 from llm.data import corpora, tokenizer as tokenizer_lib
 
 from helpers import ROOT, tiny_config
@@ -116,8 +116,8 @@ def test_every_numeric_key_has_a_range():
       elif isinstance(value, (int, float)) and not isinstance(value, bool):
         yield prefix + key
   own_checks = {"eval_batches", "mesh.data", "mesh.fsdp", "mesh.tensor"}   # -1 means more
-  assert set(numeric(base_config())) - own_checks == set(RANGES)
-  for spec in RANGES.values():   # every interval parses
+  assert set(numeric(base_config())) - own_checks == set(all_ranges())
+  for spec in all_ranges().values():   # every interval parses
     config_checks.in_interval(1.0, spec[0] if isinstance(spec, tuple) else spec)
 
 

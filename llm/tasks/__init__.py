@@ -39,6 +39,12 @@ class Task:
   export_class: Callable = lambda config: None   # config -> Hugging Face class name, or None
   # Row keys padded with -1 ("nothing here") in padding rows; all others pad with 0.
   pad_with_minus_one: tuple[str, ...] = ("labels",)
+  # The task's own config keys with their defaults (base_config puts every task's in every
+  # config), the interval each numeric one may take (as base_config.RANGES), and those that
+  # change the data stream, which a resume must keep (compatibility.py).
+  config: dict = dataclasses.field(default_factory=dict)
+  ranges: dict = dataclasses.field(default_factory=dict)
+  stream_keys: tuple[str, ...] = ()
 
   def make_rows(self, **available):
     """`rows` called with those of `available` (docs, all_docs, config, tok, train, shard) that
@@ -68,6 +74,10 @@ def get_task(name):
   if not name or name.startswith("_") or name not in names():
     raise ValueError(f"objective={name!r}: expected one of {names()}")
   return importlib.import_module(f"{__name__}.{name}").TASK
+
+
+def all_tasks():
+  return [get_task(name) for name in names()]
 
 
 def eval_set(task, builder, split, config, tok):

@@ -103,4 +103,7 @@ TASK = Task(name="cloze", families=("encoder",), heads=lambda config: ("mlm",), 
             summarize=classification.summarize, predict=predict,
             records=classification.records, check=check,
             export_class=lambda config: "BertForMaskedLM",
-            pad_with_minus_one=("labels", "example_index"))
+            pad_with_minus_one=("labels", "example_index"),
+            # The text in a template with one [MASK]; one single-piece word per label name.
+            config={"cloze": dict(template="{text} [MASK] .", verbalizer={})},
+            stream_keys=("cloze",))

@@ -134,4 +134,10 @@ TASK = Task(name="extractive_qa", families=("encoder",), heads=lambda config: ("
             rows=rows, normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
             predict=predict, records=records, score=score, check=check,
             export_class=lambda config: "BertForQuestionAnswering",
-            pad_with_minus_one=("labels", "example_index", "word_index"))
+            pad_with_minus_one=("labels", "example_index", "word_index"),
+            # SQuAD's recipe: question pieces kept, stride between context windows, the longest
+            # answer decoded (pieces), candidates per window for the start and the end.
+            config={"qa": dict(max_query_len=64, doc_stride=128, max_answer_len=30, n_best=20)},
+            ranges={f"qa.{key}": "[1, inf)"
+                    for key in ("max_query_len", "doc_stride", "max_answer_len", "n_best")},
+            stream_keys=("qa",))

@@ -137,7 +137,12 @@ def summarize(sums):
   return out
 
 
+# nsp: next-sentence prediction (BERT); False = packed documents (RoBERTa). masking: dynamic
+# (RoBERTa: new masks each epoch) | static (BERT: one set of masks per row).
+CONFIG = {"nsp": True, "masking": "dynamic", "mask_prob": 0.15}
+
 TASK = Task(name="masked_lm", families=("encoder",),
             heads=lambda config: ("mlm", "nsp") if config.nsp else ("mlm",), rows=rows,
             normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
-            export_class=lambda config: "BertForPreTraining" if config.nsp else "BertForMaskedLM")
+            export_class=lambda config: "BertForPreTraining" if config.nsp else "BertForMaskedLM",
+            config=CONFIG, ranges={"mask_prob": "(0, 1)"}, stream_keys=tuple(CONFIG))

@@ -151,4 +151,17 @@ def check(config):
 TASK = Task(name="seq2seq", families=("encoder_decoder", "decoder"),
             heads=lambda config: ("lm",), rows=rows, normalizers=causal_lm.normalizers,
             loss_fn=causal_lm.loss_fn, summarize=causal_lm.summarize, examples=examples,
-            prompts=prompts, records=records, score=score, check=check)
+            prompts=prompts, records=records, score=score, check=check,
+            # seq2seq: the model's input as a format string over the example's text fields, and
+            # the longest target kept (pieces, with </s>). decode: the settings of the validation
+            # predictions (llm/decoding.py), prompts per decoding batch, and how many examples
+            # are decoded (0 = the whole split).
+            config={"seq2seq": dict(template="{source}", target_len=64),
+                    "decode": dict(max_new_tokens=64, num_beams=1, length_penalty=1.0,
+                                   batch_size=16, max_examples=0)},
+            ranges={"seq2seq.target_len": ("[2, inf)", "a piece and </s>"),
+                    "decode.max_new_tokens": "[1, inf)",
+                    "decode.num_beams": ("[1, inf)", "1 = greedy"),
+                    "decode.length_penalty": "(-inf, inf)", "decode.batch_size": "[1, inf)",
+                    "decode.max_examples": ("[0, inf)", "0 = the whole split")},
+            stream_keys=("seq2seq",))
