@@ -116,9 +116,10 @@ def check_config(config, num_devices):
   if config.eval_batches == 0 or config.eval_batches < -1:
     raise ValueError(f"eval_batches={config.eval_batches} must be -1 (the whole validation "
                      f"split) or a positive number of batches")
-  if config.extra_ids and config.objective not in ("span_corruption", "seq2seq"):
-    raise ValueError(f"extra_ids={config.extra_ids}: only span_corruption (T5's sentinels) and "
-                     f"seq2seq use ids past the tokenizer's; leave it 0 for "
+  if config.extra_ids and not task.extra_ids:
+    users = ", ".join(t.name for t in tasks.all_tasks() if t.extra_ids)
+    raise ValueError(f"extra_ids={config.extra_ids}: only the objectives that read ids past the "
+                     f"tokenizer's take it ({users}); leave it 0 for "
                      f"objective={config.objective!r}")
   for key in ("stop_at_step", "nan_at_step"):
     if config[key] > config.total_steps:

@@ -53,7 +53,8 @@ CONFIG_VALUES = [
     ({"seq_len": 1}, "seq_len=1 must be >= 2"),
     ({"vocab_size": 0}, "vocab_size=0 must be >= 1"),
     ({"extra_ids": -1}, "extra_ids=-1 must be >= 0"),
-    ({"extra_ids": 100000}, "extra_ids=100000: only span_corruption"),
+    ({"extra_ids": 100000}, "extra_ids=100000: only the objectives that read ids past the "
+                           "tokenizer's take it ("),
     ({"mask_prob": 1.0}, "mask_prob=1.0 must be in (0, 1)"),
     ({"span_corruption.noise_density": 0.0}, "span_corruption.noise_density=0.0 must be in (0, 1)"),
     ({"qa.doc_stride": 0}, "qa.doc_stride=0 must be >= 1"),

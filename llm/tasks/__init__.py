@@ -39,6 +39,9 @@ class Task:
   export_class: Callable = lambda config: None   # config -> Hugging Face class name, or None
   # Row keys padded with -1 ("nothing here") in padding rows; all others pad with 0.
   pad_with_minus_one: tuple[str, ...] = ("labels",)
+  # Whether the task reads ids past the tokenizer's (config.extra_ids: sentinels, T5's and
+  # others'); any other task refuses extra_ids.
+  extra_ids: bool = False
   # The task's own config keys with their defaults (base_config puts every task's in every
   # config), the interval each numeric one may take (as base_config.RANGES), and those that
   # change the data stream, which a resume must keep (compatibility.py).

@@ -151,7 +151,7 @@ def check(config):
 TASK = Task(name="seq2seq", families=("encoder_decoder", "decoder"),
             heads=lambda config: ("lm",), rows=rows, normalizers=causal_lm.normalizers,
             loss_fn=causal_lm.loss_fn, summarize=causal_lm.summarize, examples=examples,
-            prompts=prompts, records=records, score=score, check=check,
+            prompts=prompts, records=records, score=score, check=check, extra_ids=True,
             # seq2seq: the model's input as a format string over the example's text fields, and
             # the longest target kept (pieces, with </s>). decode: the settings of the validation
             # predictions (llm/decoding.py), prompts per decoding batch, and how many examples

@@ -117,7 +117,7 @@ def check(config):
 
 TASK = Task(name="span_corruption", families=("encoder_decoder",), heads=lambda config: ("lm",),
             rows=rows, normalizers=causal_lm.normalizers, loss_fn=causal_lm.loss_fn,
-            summarize=causal_lm.summarize, check=check,
+            summarize=causal_lm.summarize, check=check, extra_ids=True,
             # The fraction of tokens dropped, and the mean length of a dropped span (T5).
             config={"span_corruption": dict(noise_density=0.15, mean_span_length=3.0)},
             ranges={"span_corruption.noise_density": "(0, 1)",
