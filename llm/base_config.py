@@ -4,6 +4,7 @@ import copy
 import ml_collections
 
 from llm.models import presets
+from llm.models.layers import ModelConfig
 
 # The task heads a fine-tuning run adds (+ BERT's pooler): what LoRA and prompt tuning train.
 TASK_HEADS = r"^(pooler|classify_head|tag_head|span_head)/"
@@ -56,16 +57,9 @@ def base_config():
   # unless this is set; the differences are then logged and each config kept.
   c.allow_changed_config = False
 
-  # See llm/models/layers.py (ModelConfig) for what each key means; models/presets.py names the
-  # values that make a BERT, GPT-2, Llama or original Transformer.
-  c.model = dict(
-      family="decoder", num_layers=4, num_decoder_layers=0, embed_dim=256, num_heads=4,
-      num_kv_heads=0, head_dim=0, mlp_dim=1024, mlp="gelu", use_bias=True, max_len=128,
-      position="learned", rope_base=10000.0, relative_buckets=32, relative_max_distance=128,
-      norm="pre", norm_kind="layernorm", layer_norm_eps=1e-6,
-      embed_norm=False, embed_scale=False, dropout_rate=0.1, attention_dropout_rate=0.0,
-      type_vocab_size=0, tie_embeddings=True, num_classes=0, prompt_length=0, dtype="float32",
-      attention_impl="auto", scan_layers=False, remat="none")
+  # ModelConfig's settings and defaults (llm/models/layers.py says what each means);
+  # models/presets.py names the values that make a BERT, GPT-2, Llama or original Transformer.
+  c.model = ModelConfig.defaults()
   c.optimizer = dict(
       learning_rate=1e-3, warmup_steps=100, decay="cosine", end_lr_ratio=0.1, b1=0.9, b2=0.95,
       eps=1e-8, weight_decay=0.1, no_decay=r"(bias|scale|embedding)$", clip_norm=1.0,

@@ -4,13 +4,7 @@ import json
 
 from llm import checksums, tasks
 from llm.base_config import from_saved
-
-# Model settings that change which parameters exist or their shapes: a checkpoint only restores
-# if these match (the layer layout, model.scan_layers, is checked on its own: it converts).
-SHAPE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_heads",
-              "num_kv_heads", "head_dim", "mlp_dim", "mlp", "use_bias", "max_len", "position",
-              "relative_buckets", "norm_kind", "embed_norm", "type_vocab_size", "tie_embeddings",
-              "prompt_length")
+from llm.models.layers import SHAPE_KEYS
 
 # Settings that change the data stream or how it is optimised: a resume must keep them (unless
 # allow_changed_config), these and each task's own (Task.stream_keys). total_steps may grow,

@@ -16,14 +16,8 @@ import numpy as np
 from llm import convert, gguf_files, runlog, state as state_lib, weights
 from llm.convert import gguf_llama, hf_bert
 from llm.models import model_config
-
-# Model settings a fine-tuning run takes over from its init source (not the layer layout:
-# params convert to the run's own model.scan_layers).
-ARCHITECTURE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_heads",
-                     "num_kv_heads", "head_dim", "mlp_dim", "mlp", "use_bias", "max_len",
-                     "position", "rope_base", "relative_buckets", "relative_max_distance", "norm",
-                     "norm_kind", "layer_norm_eps", "embed_norm", "embed_scale", "type_vocab_size",
-                     "tie_embeddings")
+# The layer layout is not among them: params convert to the run's own model.scan_layers.
+from llm.models.layers import ARCHITECTURE_KEYS
 
 
 def resolve_init(config):

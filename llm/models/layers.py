@@ -48,6 +48,11 @@ class ModelConfig:
   scan_layers: bool = False      # one nn.scan over the layers (params get a leading `layers` axis)
   remat: str = "none"            # rematerialisation policy per layer (see REMAT_POLICIES)
 
+  @classmethod
+  def defaults(cls):
+    """{key: default} of every setting but vocab_size (the run's own): base_config's `model`."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.name != "vocab_size"}
+
   @property
   def kv_heads(self):
     return self.num_kv_heads or self.num_heads
@@ -55,6 +60,18 @@ class ModelConfig:
   @property
   def qkv_dim(self):
     return self.head_dim or self.embed_dim // self.num_heads
+
+
+# Settings that change which parameters exist or their shapes: a checkpoint restores only where
+# these match (the layer layout, scan_layers, converts on its own).
+SHAPE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_heads",
+              "num_kv_heads", "head_dim", "mlp_dim", "mlp", "use_bias", "max_len", "position",
+              "relative_buckets", "norm_kind", "embed_norm", "type_vocab_size", "tie_embeddings",
+              "prompt_length")
+# The architecture a fine-tuning run takes over from its init source: its shapes (not the run's
+# own soft prompt) and the settings its weights were trained with.
+ARCHITECTURE_KEYS = tuple(k for k in SHAPE_KEYS if k != "prompt_length") + (
+    "rope_base", "relative_max_distance", "norm", "layer_norm_eps", "embed_scale")
 
 
 class ParamAxes(nn.LogicallyPartitioned):
