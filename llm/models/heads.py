@@ -101,3 +101,4 @@ class Span(nn.Module):
 HEADS = {"lm": Lm, "mlm": Mlm, "nsp": Nsp, "classify": Classify, "tag": Tag, "span": Span}
 POOLED = ("nsp", "classify")   # heads that read the pooler's output
 CLASS_HEADS = ("classify", "tag")   # heads sized by model.num_classes
+TASK_HEADS = ("classify", "tag", "span")   # new in a fine-tuning run: they train beside LoRA
