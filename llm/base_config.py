@@ -4,7 +4,7 @@ import copy
 import ml_collections
 
 from llm.models import heads, presets
-from llm.models.layers import ModelConfig
+from llm.models.config import ModelConfig
 
 # The task heads a fine-tuning run adds (+ BERT's pooler): what LoRA and prompt tuning train.
 TASK_HEADS = rf"^(pooler|{'|'.join(f'{head}_head' for head in heads.TASK_HEADS)})/"
@@ -57,7 +57,7 @@ def base_config():
   # unless this is set; the differences are then logged and each config kept.
   c.allow_changed_config = False
 
-  # ModelConfig's settings and defaults (llm/models/layers.py says what each means);
+  # ModelConfig's settings and defaults (llm/models/config.py says what each means);
   # models/presets.py names the values that make a BERT, GPT-2, Llama or original Transformer.
   c.model = ModelConfig.defaults()
   c.optimizer = dict(

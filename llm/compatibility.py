@@ -4,7 +4,7 @@ import json
 
 from llm import checksums, tasks
 from llm.base_config import from_saved
-from llm.models.layers import SHAPE_KEYS
+from llm.models.config import SHAPE_KEYS
 
 # Settings that change the data stream or how it is optimised: a resume must keep them (unless
 # allow_changed_config), these and each task's own (Task.stream_keys). total_steps may grow,

@@ -17,7 +17,7 @@ from llm import convert, gguf_files, runlog, state as state_lib, weights
 from llm.convert import gguf_llama, hf_bert
 from llm.models import model_config
 # The layer layout is not among them: params convert to the run's own model.scan_layers.
-from llm.models.layers import ARCHITECTURE_KEYS
+from llm.models.config import ARCHITECTURE_KEYS
 
 
 def resolve_init(config):

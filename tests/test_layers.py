@@ -9,7 +9,8 @@ import pytest
 from llm.models import build_model
 from llm import convert
 from llm.models import presets
-from llm.models.layers import Attention, Mlp, ModelConfig, apply_rope, attention_mask, norm
+from llm.models.config import ModelConfig
+from llm.models.layers import Attention, Mlp, apply_rope, attention_mask, norm
 from llm.models.layers import dot_product_attention_with_dropout
 
 from helpers import tiny_model_config

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 
 from llm.models import heads as heads_lib
 from llm.models.families import FAMILIES
-from llm.models.layers import MLPS, NORMS, PLACEMENTS, POSITIONS, REMAT_POLICIES, ModelConfig
+from llm.models.config import ModelConfig
+from llm.models.layers import MLPS, NORMS, PLACEMENTS, POSITIONS, REMAT_POLICIES
 from llm.models.layers import param_init
 
 

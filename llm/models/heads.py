@@ -9,7 +9,8 @@ A task names the heads it needs (tasks/*.py); the model builds only those, as `<
 import flax.linen as nn
 import jax.numpy as jnp
 
-from llm.models.layers import ModelConfig, ZEROS, constrain, dense, norm, param_init
+from llm.models.config import ModelConfig
+from llm.models.layers import ZEROS, constrain, dense, norm, param_init
 
 
 class Lm(nn.Module):

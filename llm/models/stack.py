@@ -15,7 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from llm.models.layers import ModelConfig, RelativeBias, attention_mask, constrain, layer_stack
+from llm.models.config import ModelConfig
+from llm.models.layers import RelativeBias, attention_mask, constrain, layer_stack
 from llm.models.layers import norm, param_init, sinusoidal_table
 
 
