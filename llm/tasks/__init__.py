@@ -12,6 +12,7 @@ to read), `all_docs` (every document of the split, for tasks that draw from else
 read one `EvalSet`.
 """
 import dataclasses
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -67,20 +68,22 @@ class EvalSet:
   config: Any
 
 
+@functools.cache
 def names():
-  """Every task module in this package."""
-  return sorted(m.name for m in pkgutil.iter_modules(__path__) if hasattr(
-      importlib.import_module(f"{__name__}.{m.name}"), "TASK"))
+  """Every task module in this package (looked up once: base_config, the ranges and the stream
+  keys read every task's record each time they are built)."""
+  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if hasattr(
+      importlib.import_module(f"{__name__}.{m.name}"), "TASK")))
 
 
 def get_task(name):
   if not name or name.startswith("_") or name not in names():
-    raise ValueError(f"objective={name!r}: expected one of {names()}")
+    raise ValueError(f"objective={name!r}: expected one of {list(names())}")
   return importlib.import_module(f"{__name__}.{name}").TASK
 
 
 def all_tasks():
-  return [get_task(name) for name in names()]
+  return [importlib.import_module(f"{__name__}.{name}").TASK for name in names()]
 
 
 def eval_set(task, builder, split, config, tok):
