@@ -17,6 +17,9 @@ def base_config():
   c.data_dir = ""                 # "" = $LLM_DATA_DIR or ~/.cache/llm (TFDS data + tokenizers)
   # Your own files, for corpus="conll" (CoNLL-2003 NER) or "squad" (SQuAD v1.1 JSON).
   c.data_files = dict(train="", validation="", test="")
+  # The corpus' class names, filled in when the config is resolved for a task that reads them
+  # (classification, tagging, cloze); not set by hand.
+  c.label_names = ()
   c.vocab_size = 8000             # the tokenizer's pieces
   c.extra_ids = 0                 # ids past the tokenizer's, at the end of the model vocabulary
   # kind: sentencepiece (path "" = train one on the corpus and cache it) | wordpiece (path = a

@@ -21,13 +21,19 @@ NONFINITE_POLICIES = ("stop", "skip")
 
 def resolve_config(config, num_devices):
   """Fills in, once and before anything runs, what the config leaves to its sources (the init's
-  architecture and tokenizer, the corpus' class count), then checks it; read-only after this."""
+  architecture and tokenizer, the corpus' class names and count), then checks it; read-only
+  after this."""
   transfer.resolve_init(config)
-  if set(heads_lib.CLASS_HEADS) & set(tasks.get_task(config.objective).heads(config)):
+  task = tasks.get_task(config.objective)
+  if task.labels:
     from llm.data import corpora   # TFDS: only for corpora with labels
-    count = corpora.num_classes(corpora.corpus_builder(config))
-    if not count:
-      raise ValueError(f"corpus {config.corpus!r} has no label or tags feature to classify")
+    names = corpora.label_names(corpora.corpus_builder(config))   # features only, nothing built
+    if not names:
+      raise ValueError(f"corpus {config.corpus!r} has no label or tags feature, which "
+                       f"objective={config.objective!r} reads")
+    config.label_names = tuple(names)
+  if set(heads_lib.CLASS_HEADS) & set(task.heads(config)):
+    count = len(config.label_names)
     if config.model.num_classes not in (0, count):
       raise ValueError(f"model.num_classes={config.model.num_classes} but corpus "
                        f"{config.corpus!r} has {count} classes; leave it 0 to take the corpus' "

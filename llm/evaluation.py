@@ -1,9 +1,15 @@
 """Evaluation over a split: metric sums summed over batches, whole-split scores, and generated
-text for the tasks that score it (summaries, translations)."""
+text for the tasks that score it (summaries, translations); and a saved checkpoint's evaluation,
+what `python -m llm.evaluate` runs."""
+import json
+
 import jax
 import numpy as np
 
-from llm import decoding, lora
+from llm import checkpoint, cli, config_checks, decoding, lora, parallel, runlog, steps, tasks
+from llm import transfer, weights
+from llm.data import batching, corpora, tokenizer as tokenizer_lib
+from llm.models import build_model
 from llm.steps import put_batch
 
 
@@ -49,3 +55,50 @@ def evaluate(eval_step, params, batches, mesh, rules, task, split=None, decode=N
   if split is not None and task.score:
     result.update(task.score(predictions, split))
   return result, predictions
+
+
+def evaluate_checkpoint(config, workdir, split="validation"):
+  """Scores the workdir's latest checkpoint (or, with config.init and no checkpoint yet, the init
+  itself) on `split`; writes evaluate[_<corpus>][_<split>].json and, for generative tasks, the
+  predictions file. Returns the metrics."""
+  config_checks.resolve_config(config, jax.device_count())
+  workdir = cli.workdir_path(workdir, create=bool(config.init), writable=True)
+  checkpoints = checkpoint.Checkpoints(workdir, config.keep_checkpoints, create=False)
+  zero_shot = bool(config.init) and checkpoints.latest_step() is None
+  step = 0 if zero_shot else checkpoints.require_latest_step()
+  mesh = parallel.make_mesh(config.mesh)
+  rules = parallel.axis_rules(config)
+  builder = corpora.prepare_corpus(config)
+  if split not in builder.info.splits:
+    raise ValueError(f"--split={split!r}: {config.corpus} has {sorted(builder.info.splits)}")
+  tok = tokenizer_lib.load_tokenizer(config, builder)
+  task = tasks.get_task(config.objective)
+  model = build_model(config, task.heads(config))
+  if zero_shot:
+    runlog.log(f"no checkpoint in {checkpoints.directory}: evaluating init={config.init} as is")
+    params = transfer.init_params(config, model, mesh)
+  else:
+    params = weights.checkpoint_params(checkpoints, step, config, mesh, tok)
+  eval_step = steps.jit_eval_step(model, task, config, mesh,
+                            jax.tree.map(lambda a: a.sharding, params))
+  batches = batching.eval_batches(
+      config, task, tok, builder, split,
+      rows=parallel.process_rows(mesh, rules, batching.eval_batch_size(config)))
+  evaluated = tasks.eval_set(task, builder, split, config, tok)
+  decode = make_decoder(model, config, tok, mesh, rules) if task.prompts else None
+  result, predictions = evaluate(eval_step, params, batches, mesh, rules, task, evaluated, decode)
+  if jax.process_index() == 0:
+    # One file per split (and per corpus other than the run's own), so evaluating the test split
+    # or another corpus does not overwrite the validation result.
+    trained = json.loads((workdir / "config.json").read_text()).get("corpus") if (
+        workdir / "config.json").is_file() else config.corpus
+    corpus = f"_{config.corpus}" if config.corpus != trained else ""
+    (workdir / f"evaluate{corpus}{'' if split == 'validation' else '_' + split}.json").write_text(
+        json.dumps({"step": step, "split": split, "corpus": config.corpus, **result}))
+    if predictions is not None:   # one JSON line per example, in split order
+      path = workdir / f"predictions{corpus}_{split}.jsonl"
+      rows = task.records(predictions, evaluated)
+      path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+      runlog.log(f"wrote {len(rows)} predictions to {path}")
+  runlog.log(f"step {step}, {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+  return result

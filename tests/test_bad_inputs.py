@@ -225,7 +225,7 @@ def test_failed_writes_are_described_with_what_to_do():
 def test_a_failed_write_outside_a_save_is_one_line(tmp_path, capfd, monkeypatch):
   """A full disk while metrics.jsonl is written (after step 2 was saved): one line through the
   entry points' wrapper, exit 1, and the saved step is as it was."""
-  from llm.train import train_and_evaluate
+  from llm.training import train_and_evaluate
   real = runlog.MetricWriter.write
   def write(self, step, record):
     if step == 3:

@@ -173,7 +173,7 @@ def test_conll_ner_builds_from_user_files(tmp_path, caplog):
 
 def test_conll_files_from_the_config_train_ner(tmp_path):
   """corpus=conll + data_files: the NER config trains on the user's CoNLL-2003 files."""
-  from llm.train import train_and_evaluate
+  from llm.training import train_and_evaluate
   from helpers import tiny_config
   config = tiny_config("finetune_ner", "init=scratch", corpus="conll", vocab_size=37,
                        data_dir=str(tmp_path / "data"), total_steps=2, batch_size=8,

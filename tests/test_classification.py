@@ -102,8 +102,8 @@ def test_cloze_scores_are_label_word_logits_at_the_mask():
 def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
   """llm.evaluate scores the pretrained MLM as is; llm.train then tunes it through the template;
   an init without the needed head cannot be evaluated untrained."""
-  from llm.evaluate import evaluate_checkpoint
-  from llm.train import train_and_evaluate
+  from llm.evaluation import evaluate_checkpoint
+  from llm.training import train_and_evaluate
   from helpers import load_config, tiny_config
   train_and_evaluate(tiny_config("bert_tiny", total_steps=2, seq_len=64,
                                  **{"model.max_len": 64}), tmp_path / "bert")

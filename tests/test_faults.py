@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from llm import checkpoint, checksums, cli, config_checks, lock
-from llm.train import train_and_evaluate
+from llm.training import train_and_evaluate
 
 from helpers import ROOT, garble, losses, run_cli, tiny_config, tiny_overrides, xla_flags
 

@@ -8,7 +8,7 @@ import pytest
 from llm import config_checks, tasks
 from llm.data import corpora, tokenizer as tokenizer_lib
 from llm.tasks import fill_in_middle as fim
-from llm.train import train_and_evaluate
+from llm.training import train_and_evaluate
 
 from helpers import load_config, losses, tiny_config
 

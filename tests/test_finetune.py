@@ -7,7 +7,7 @@ import pytest
 
 from llm import config_checks, convert, optim, parallel, state as state_lib, transfer, weights
 from llm.models import build_model
-from llm.train import train_and_evaluate
+from llm.training import train_and_evaluate
 
 from helpers import load_config, tiny_config
 

@@ -12,13 +12,13 @@ import jax
 import numpy as np
 import pytest
 
-from llm import hf, transfer
+from llm import config_checks, interop, transfer
 from llm.base_config import base_config
 from llm.convert import hf_bert
 from llm.data.wordpiece import WordPieceTokenizer
 from llm.models import build_model, heads as heads_lib, model_config, presets
 
-from helpers import ROOT, tiny_model_config
+from helpers import ROOT, load_config, tiny_model_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # local folders only
 SENTENCES = ["The quick brown fox jumps over the lazy dog.",
@@ -48,7 +48,7 @@ def test_minilm_hidden_states_and_pooler_match_transformers(minilm):
   tok = WordPieceTokenizer(minilm)
   tokens = padded([[tok.cls_id, *tok.encode(s), tok.sep_id] for s in SENTENCES])
   assert (tokens == 0).any()   # the batch has padding
-  config = hf.bert_config(minilm)
+  config = interop.bert_config(minilm)
   params = hf_bert.load_params(minilm)
   hidden = build_model(config, heads=()).apply({"params": params}, {"inputs": tokens})["hidden"]
   pooled = heads_lib.Pooler(model_config(config)).apply({"params": params["pooler"]}, hidden)
@@ -218,15 +218,19 @@ def test_imported_task_heads_follow_the_architecture(tmp_path):
     transfer.load_pretrained(target, nn.unbox(fresh), mesh=None)
 
 
-def test_export_label_names_come_from_the_corpus(tmp_path):
-  config = small_bert()
-  config.update(corpus="twitter_ner", data_dir=str(tmp_path))
-  names = hf.label_names(config, ("tag",))
-  assert len(names) == 21 and names[-1] == "O" and "B-person" in names
-  config.update(corpus="bbc_news")
-  assert hf.label_names(config, ("classify",)) == [
-      "business", "entertainment", "politics", "sports", "tech"]
-  assert hf.label_names(config, ("span",)) is None   # no classes to name
+def test_label_names_come_from_the_corpus_once_when_the_config_is_resolved(tmp_path):
+  """What an export names its classes with (the run's config.json holds them), and what cloze
+  verbalizes and predictions files name."""
+  config = load_config("finetune_ner", "init=scratch", data_dir=str(tmp_path))
+  config_checks.resolve_config(config, 8)
+  assert len(config.label_names) == 21 and config.label_names[-1] == "O"
+  assert "B-person" in config.label_names and config.model.num_classes == 21
+  config = load_config("finetune_topic", "init=scratch", data_dir=str(tmp_path))
+  config_checks.resolve_config(config, 8)
+  assert config.label_names == ("business", "entertainment", "politics", "sports", "tech")
+  config = load_config("finetune_qa", "init=scratch", data_dir=str(tmp_path))
+  config_checks.resolve_config(config, 8)
+  assert config.label_names == ()   # no classes to name
   assert not any(tmp_path.iterdir())   # the corpus was not built
 
 
@@ -289,25 +293,25 @@ def test_sentencepiece_models_convert_to_fast_tokenizers_that_encode_alike(tmp_p
 def test_export_cli_writes_a_tokenizer_and_never_into_a_workdir_or_over_others_files(tmp_path):
   transformers = pytest.importorskip("transformers")
   from llm.data import tokenizer as tokenizer_lib
-  from llm.train import train_and_evaluate
+  from llm.training import train_and_evaluate
   from helpers import tiny_config
   workdir = tmp_path / "run"
   train_and_evaluate(tiny_config("bert_tiny", total_steps=1), workdir)
   saved = {p: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
   for out, problem in [(workdir, "is a training workdir"), (workdir / "config.json", "is a file")]:
     with pytest.raises(ValueError, match=re.escape(f"--out={out} {problem}")):
-      hf.export_checkpoint(workdir, out)
+      interop.export_checkpoint(workdir, out)
   assert {p: p.read_bytes() for p in workdir.iterdir() if p.is_file()} == saved
   (tmp_path / "theirs").mkdir()
   (tmp_path / "theirs" / "config.json").write_text("{}")
   with pytest.raises(ValueError, match="holds files an export did not write \\(config.json\\)"):
-    hf.export_checkpoint(workdir, tmp_path / "theirs")
+    interop.export_checkpoint(workdir, tmp_path / "theirs")
   assert (tmp_path / "theirs" / "config.json").read_text() == "{}"
 
   out = tmp_path / "hf"
   for _ in range(2):   # a second export replaces the first's files
-    hf.export_checkpoint(workdir, out)
-  record = json.loads((out / hf.EXPORT_RECORD).read_text())
+    interop.export_checkpoint(workdir, out)
+  record = json.loads((out / interop.EXPORT_RECORD).read_text())
   assert record["step"] == 1 and "tokenizer.json" in record["files"]
   ours = tokenizer_lib.Tokenizer(workdir / "tokenizer.model")
   theirs = transformers.AutoTokenizer.from_pretrained(out)

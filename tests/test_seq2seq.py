@@ -15,7 +15,7 @@ from llm.data import corpora, tokenizer as tokenizer_lib
 from llm.data.builders import aclsum_summary
 from llm.models import build_model
 from llm.tasks import EvalSet, seq2seq
-from llm.train import train_and_evaluate
+from llm.training import train_and_evaluate
 
 from helpers import load_config, model_and_params, run_cli, tiny_config, tiny_overrides
 

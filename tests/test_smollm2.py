@@ -96,7 +96,7 @@ def test_greedy_generation_matches_transformers(smollm2, reference):
 def test_heldout_perplexity_matches_transformers(smollm2, reference, tmp_path):
   from llm import tasks
   from llm.data import batching, corpora, tokenizer as tokenizer_lib
-  from llm.evaluate import evaluate_checkpoint
+  from llm.evaluation import evaluate_checkpoint
   torch, hf_model, _ = reference
   config = load_config("smollm2", seq_len=64, batch_size=8, eval_batches=1,
                        **{"model.scan_layers": True})

@@ -6,8 +6,8 @@ from jax.sharding import PartitionSpec as P
 
 from llm import optim, parallel, state as state_lib
 from llm.models import build_model
-from llm.plan import lower_train_step
-from llm.train import train_and_evaluate
+from llm.planning import lower_train_step
+from llm.training import train_and_evaluate
 
 from helpers import losses, tiny_config
 

@@ -17,9 +17,9 @@ times, median); a variant that fails to build is reported with its error and the
 
 MFU = model FLOPs per step / step time / peak, model FLOPs as in train_step.py (attention counted
 whole, causal or not; BERT's MLM transform and output layer where each computes them: ours at
-the 15% scored positions, PyTorch's at all); two peaks: the chip's published dense bf16 figure (`llm.plan.DEVICE_KINDS`)
-and a bf16 matmul measured in the same run. Memory: the compiled step's temporaries + arguments
-(ours), `torch.cuda.max_memory_allocated` (PyTorch). First-step losses are printed side by side:
+the 15% scored positions, PyTorch's at all); two peaks: the chip's published dense bf16 figure
+(`llm.planning.DEVICE_KINDS`) and a bf16 matmul measured in the same run. Memory: the compiled
+step's temporaries + arguments (ours), `torch.cuda.max_memory_allocated` (PyTorch). First-step losses are printed side by side:
 ours with cuDNN and with XLA start from the same parameters and must agree.
 """
 import argparse
@@ -114,11 +114,12 @@ def matmul_peak(n, repeats=10):
 
 
 def published_peak(device_kind):
-  """(name, bf16 TFLOP/s) from llm.plan's table for a jax device_kind, or (None, None)."""
+  """(name, bf16 TFLOP/s) from llm.planning's table for a jax device_kind, or (None, None)."""
   try:
-    from llm.plan import DEVICE_KINDS
+    from llm.planning import DEVICE_KINDS
   except Exception as e:  # noqa: BLE001 - llm does not import here: the PyTorch rows still run
-    print(f"llm.plan does not import ({type(e).__name__}: {e}); no published peak", file=sys.stderr)
+    print(f"llm.planning does not import ({type(e).__name__}: {e}); no published peak",
+          file=sys.stderr)
     return None, None
   kind = device_kind.lower().replace(" ", "")
   aliases = {"v5lite": "v5e", "v6lite": "v6e", "trillium": "v6e"}

@@ -121,12 +121,6 @@ def existing_file(path, key):
   return found
 
 
-def num_classes(builder):
-  """The number of classes of the dataset's `label` (or `tags`) feature, or 0 if it has none."""
-  names = label_names(builder)
-  return 0 if names is None else len(names)
-
-
 def label_names(builder):
   """The class names of the dataset's `label` or `tags` feature, or None."""
   features = builder.info.features

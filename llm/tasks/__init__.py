@@ -43,6 +43,9 @@ class Task:
   # Whether the task reads ids past the tokenizer's (config.extra_ids: sentinels, T5's and
   # others'); any other task refuses extra_ids.
   extra_ids: bool = False
+  # Whether the task reads the corpus' class names: they are config.label_names, filled in once
+  # when the config is resolved (config_checks.py), and a corpus without them is refused.
+  labels: bool = False
   # The task's own config keys with their defaults (base_config puts every task's in every
   # config), the interval each numeric one may take (as base_config.RANGES), and those that
   # change the data stream, which a resume must keep (compatibility.py).
@@ -60,8 +63,8 @@ class Task:
 @dataclasses.dataclass(frozen=True)
 class EvalSet:
   """One split as evaluation reads it beside the batches: its examples in split order (rows
-  find theirs by the example index they carry), the names of its classes, the tokenizer and
-  the run's config."""
+  find theirs by the example index they carry), the names of its classes (config.label_names),
+  the tokenizer and the run's config."""
   examples: Sequence
   label_names: tuple[str, ...]
   tok: Any
@@ -90,7 +93,6 @@ def eval_set(task, builder, split, config, tok):
   """The EvalSet of `split` when the task reads one (records, scores or prompts), else None."""
   if not (task.records or task.score or task.prompts):
     return None
-  from llm.data import corpora   # TFDS: only where a split is evaluated
   source = builder.as_data_source(split)
   examples = task.examples(source, config) if task.examples else source
-  return EvalSet(examples, tuple(corpora.label_names(builder) or ()), tok, config)
+  return EvalSet(examples, tuple(config.label_names), tok, config)

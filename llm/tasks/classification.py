@@ -67,5 +67,5 @@ def summarize(sums):
 TASK = Task(name="classification", families=("encoder",), heads=lambda config: ("classify",),
             rows=rows, normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
             predict=predict, records=records,
-            export_class=lambda config: "BertForSequenceClassification",
+            export_class=lambda config: "BertForSequenceClassification", labels=True,
             pad_with_minus_one=("labels", "example_index"))

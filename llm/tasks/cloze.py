@@ -13,7 +13,7 @@ Metrics, predictions and records are classification's (accuracy, macro-F1).
 import jax.numpy as jnp
 import numpy as np
 
-from llm.data import batching, corpora, packing
+from llm.data import batching, packing
 from llm.tasks import Task, classification
 
 
@@ -65,7 +65,7 @@ def verbalizer_ids(config, tok, names):
 def rows(docs, config, tok):
   """One padded template row per example, with its [MASK] position, label and label words."""
   template = config.cloze.template
-  words = verbalizer_ids(config, tok, corpora.label_names(corpora.corpus_builder(config)))
+  words = verbalizer_ids(config, tok, config.label_names)
   def example(item):
     row = encode_cloze(tok, item[1]["text"], template, config.seq_len)
     row["labels"] = np.int32(item[1]["label"])
@@ -106,4 +106,4 @@ TASK = Task(name="cloze", families=("encoder",), heads=lambda config: ("mlm",), 
             pad_with_minus_one=("labels", "example_index"),
             # The text in a template with one [MASK]; one single-piece word per label name.
             config={"cloze": dict(template="{text} [MASK] .", verbalizer={})},
-            stream_keys=("cloze",))
+            stream_keys=("cloze",), labels=True)

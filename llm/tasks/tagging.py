@@ -93,4 +93,4 @@ TASK = Task(name="tagging", families=("encoder",), heads=lambda config: ("tag",)
             normalizers=normalizers, loss_fn=loss_fn, summarize=summarize, predict=predict,
             records=records, score=score,
             export_class=lambda config: "BertForTokenClassification",
-            pad_with_minus_one=("labels", "example_index"))
+            pad_with_minus_one=("labels", "example_index"), labels=True)
