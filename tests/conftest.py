@@ -2,7 +2,7 @@
 share is in helpers.py."""
 import os
 
-from helpers import run_cli, xla_flags
+from helpers import run_cli, tiny_config, xla_flags
 
 
 # Once: pytest-xdist workers inherit the flags from the controller, and a repeated flag would
@@ -27,6 +27,27 @@ import pytest  # noqa: E402
 @pytest.fixture
 def cli():
   return run_cli
+
+
+@pytest.fixture(scope="session")
+def trained_gpt(tmp_path_factory):
+  """A gpt_tiny run at TINY size (tiny_config), trained once per test process: 4 steps,
+  checkpoints at steps 2 and 4. Tests read it as it is or copy it (shutil.copytree) first."""
+  from llm.training import train_and_evaluate
+  workdir = tmp_path_factory.mktemp("trained_gpt") / "run"
+  train_and_evaluate(tiny_config(total_steps=4, checkpoint_every=2), workdir)
+  return workdir
+
+
+@pytest.fixture(scope="session")
+def trained_bert(tmp_path_factory):
+  """A bert_tiny run at TINY size with rows of 64 and scanned layers, 2 steps, trained once per
+  test process: what init= tests start from and export tests export (read-only)."""
+  from llm.training import train_and_evaluate
+  workdir = tmp_path_factory.mktemp("trained_bert") / "run"
+  train_and_evaluate(tiny_config("bert_tiny", total_steps=2, seq_len=64, **{
+      "model.max_len": 64, "model.scan_layers": True}), workdir)
+  return workdir
 
 
 def pytest_configure(config):

@@ -99,17 +99,14 @@ def test_cloze_scores_are_label_word_logits_at_the_mask():
   assert float(loss) == pytest.approx(want, rel=1e-6) and float(sums["examples"]) == 2
 
 
-def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path):
+def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path, trained_bert):
   """llm.evaluate scores the pretrained MLM as is; llm.train then tunes it through the template;
   an init without the needed head cannot be evaluated untrained."""
   from llm.evaluation import evaluate_checkpoint
-  from llm.training import train_and_evaluate
-  from helpers import load_config, tiny_config
-  train_and_evaluate(tiny_config("bert_tiny", total_steps=2, seq_len=64,
-                                 **{"model.max_len": 64}), tmp_path / "bert")
+  from helpers import load_config
   args = [f"--config.{k}={v}" for k, v in {"seq_len": 64, "batch_size": 16, "eval_batches": 2,
                                             "total_steps": 2, "log_every": 1}.items()]
-  config = f"configs/cloze_topic.py:init={tmp_path / 'bert'}"
+  config = f"configs/cloze_topic.py:init={trained_bert}"
   proc = cli("evaluate", config, tmp_path / "cloze", *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "evaluating init=" in proc.stdout and "newly initialised: nothing" in proc.stdout

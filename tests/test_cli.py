@@ -1,6 +1,7 @@
 """The command line as a user meets it: end-to-end runs and every bad input's one-line error."""
 import importlib.util
 import json
+import shutil
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -24,7 +25,7 @@ def check_ok(proc):
 @pytest.mark.parametrize("config,loss_key", [("configs/gpt_tiny.py", "train/loss"),
                                              ("configs/bert_tiny.py", "train/mlm_loss")])
 def test_train_from_the_cli_loss_falls_then_evaluate(cli, tmp_path, config, loss_key):
-  proc = cli("train", config, tmp_path, *tiny_overrides(), *FAST)
+  proc = cli("train", config, tmp_path, *tiny_overrides(), *FAST, devices=1)
   check_ok(proc)
   rows = records(tmp_path)
   assert [r["step"] for r in rows] == list(range(1, 31))
@@ -41,7 +42,7 @@ def test_train_from_the_cli_loss_falls_then_evaluate(cli, tmp_path, config, loss
   if "bert" in config:
     assert 0.0 <= rows[-1]["eval/nsp_accuracy"] <= 1.0
   # llm.evaluate restores the last checkpoint and reproduces the final in-training evaluation.
-  proc = cli("evaluate", config, tmp_path, *tiny_overrides(), *FAST)
+  proc = cli("evaluate", config, tmp_path, *tiny_overrides(), *FAST, devices=1)
   check_ok(proc)
   result = json.loads((tmp_path / "evaluate.json").read_text())
   assert result["step"] == 30
@@ -92,17 +93,19 @@ def snapshot(folder):
           for p in folder.rglob("*") if p.is_file()}
 
 
-def test_checkpoint_of_another_shape_or_corrupt_is_refused_untouched(cli, tmp_path):
-  check_ok(cli("train", "configs/gpt_tiny.py", tmp_path, *tiny_overrides(total_steps=2)))
+def test_checkpoint_of_another_shape_or_corrupt_is_refused_untouched(cli, tmp_path, trained_gpt):
+  shutil.copytree(trained_gpt, tmp_path, dirs_exist_ok=True)
+  shutil.rmtree(tmp_path / "checkpoints" / "2")   # step 4 alone: nothing earlier to fall back on
+  same = tiny_overrides(total_steps=6, **{"optimizer.warmup_steps": 2})   # as trained_gpt's
   before = snapshot(tmp_path / "checkpoints")
-  proc = cli("train", "configs/gpt_tiny.py", tmp_path,
-             *tiny_overrides(total_steps=4, **{"model.num_layers": 3}))
+  proc = cli("train", "configs/gpt_tiny.py", tmp_path, *same, "--config.model.num_layers=3",
+             devices=1)
   check_one_line_error(proc, "model.num_layers 2 vs 3")
   assert snapshot(tmp_path / "checkpoints") == before
   # Garble the saved arrays: the resume fails with one line and touches nothing else.
-  garble(tmp_path / "checkpoints" / "2")
+  garble(tmp_path / "checkpoints" / "4")
   before = snapshot(tmp_path / "checkpoints")
-  proc = cli("train", "configs/gpt_tiny.py", tmp_path, *tiny_overrides(total_steps=4))
+  proc = cli("train", "configs/gpt_tiny.py", tmp_path, *same, devices=1)
   check_one_line_error(proc, "does not match the checksums saved with it")
   assert snapshot(tmp_path / "checkpoints") == before
 

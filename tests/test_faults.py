@@ -5,6 +5,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,31 +219,31 @@ def test_a_second_run_on_a_workdir_is_refused_while_the_first_holds_it(tmp_path)
   assert saved_steps(tmp_path) == [2]
 
 
-def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path, capsys):
-  train_and_evaluate(tiny_config(total_steps=2), tmp_path)
+def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path, capsys, trained_gpt):
+  shutil.copytree(trained_gpt, tmp_path, dirs_exist_ok=True)   # steps 1-4
   path = tmp_path / "metrics.jsonl"
-  path.write_text(path.read_text() + '{"step": 3, "train/lo')   # a crash mid-write
-  train_and_evaluate(tiny_config(total_steps=3), tmp_path)
-  assert f"dropped unreadable line 3 of {path}" in capsys.readouterr().out
-  assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+  path.write_text(path.read_text() + '{"step": 5, "train/lo')   # a crash mid-write
+  train_and_evaluate(tiny_config(total_steps=5), tmp_path)
+  assert f"dropped unreadable line 5 of {path}" in capsys.readouterr().out
+  assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
 
 
-def test_resuming_with_other_data_or_optimisation_settings_is_refused_unless_allowed(tmp_path,
-                                                                                   capsys):
-  train_and_evaluate(tiny_config(total_steps=2), tmp_path)
+def test_resuming_with_other_data_or_optimisation_settings_is_refused_unless_allowed(
+    tmp_path, capsys, trained_gpt):
+  shutil.copytree(trained_gpt, tmp_path, dirs_exist_ok=True)   # steps 2 and 4
   first = (tmp_path / "config.json").read_text()
-  changed = dict(total_steps=4, batch_size=32, seed=1, input_shards=2,
+  changed = dict(total_steps=5, batch_size=32, seed=1, input_shards=2,
                  **{"optimizer.grad_accum_steps": 2})
   with pytest.raises(ValueError, match=r"checkpoint vs now: batch_size 16 vs 32; input_shards 1 "
                                        r"vs 2; optimizer.grad_accum_steps 1 vs 2; seed 0 vs 1\)"):
     train_and_evaluate(tiny_config(**changed), tmp_path)
-  assert saved_steps(tmp_path) == [2]
-  train_and_evaluate(tiny_config(allow_changed_config=True, **changed), tmp_path)
   assert saved_steps(tmp_path) == [2, 4]
+  train_and_evaluate(tiny_config(allow_changed_config=True, **changed), tmp_path)
+  assert saved_steps(tmp_path) == [2, 4, 5]
   assert ("warning: the data position was saved for input_shards=1, not 2: the input streams "
           "start from their beginnings") in capsys.readouterr().out
   assert (tmp_path / "config.json").read_text() == first   # the first run's, kept
-  assert json.loads((tmp_path / "config.resume-2.json").read_text())["batch_size"] == 32
+  assert json.loads((tmp_path / "config.resume-4.json").read_text())["batch_size"] == 32
 
 
 def test_an_unusable_data_dir_is_named(tmp_path):
@@ -255,11 +256,11 @@ def test_an_unusable_data_dir_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("position", ["{not json", "{}"])
-def test_an_unusable_data_position_is_an_unreadable_step(tmp_path, capsys, position):
+def test_an_unusable_data_position_is_an_unreadable_step(tmp_path, capsys, position, trained_gpt):
   """A step whose data position was saved (and checksummed) as something that is not JSON, or
   not this pipeline's state, is moved aside like a corrupt one."""
   config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
-  train_and_evaluate(config(4), tmp_path)
+  shutil.copytree(trained_gpt, tmp_path, dirs_exist_ok=True)   # config(4)'s run
   (tmp_path / "checkpoints" / "4" / "data" / "process_0-of-1.json").write_text(position)
   checksums.write(tmp_path / "checkpoints" / "4")   # as if written so
   train_and_evaluate(config(4), tmp_path)
@@ -270,9 +271,10 @@ def test_an_unusable_data_position_is_an_unreadable_step(tmp_path, capsys, posit
 
 
 def test_a_step_that_cannot_be_moved_aside_is_one_error_and_nothing_is_lost(tmp_path,
-                                                                          monkeypatch):
+                                                                          monkeypatch,
+                                                                          trained_gpt):
   config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
-  train_and_evaluate(config(4), tmp_path)
+  shutil.copytree(trained_gpt, tmp_path, dirs_exist_ok=True)   # config(4)'s run
   garble(tmp_path / "checkpoints" / "4")
   def refuse(source, target):
     raise PermissionError(errno.EACCES, "Permission denied", str(source))
@@ -300,11 +302,12 @@ def test_saved_steps_carry_checksums_that_sha256sum_verifies(tmp_path):
     checkpoint.Checkpoints(tmp_path, 1, create=False).verify(1)
 
 
-def test_an_unreadable_newest_step_is_moved_aside_and_the_previous_one_resumed(tmp_path, capsys):
+def test_an_unreadable_newest_step_is_moved_aside_and_the_previous_one_resumed(tmp_path, capsys,
+                                                                             trained_gpt):
   config = lambda total: tiny_config(total_steps=total, checkpoint_every=2)
   train_and_evaluate(config(6), tmp_path / "straight")
   run = tmp_path / "run"
-  train_and_evaluate(config(4), run)
+  shutil.copytree(trained_gpt, run)   # config(4)'s run
   garble(run / "checkpoints" / "4")
   train_and_evaluate(config(6), run)
   out = capsys.readouterr().out

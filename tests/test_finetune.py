@@ -7,9 +7,8 @@ import pytest
 
 from llm import config_checks, convert, optim, parallel, state as state_lib, transfer, weights
 from llm.models import build_model
-from llm.training import train_and_evaluate
 
-from helpers import load_config, tiny_config
+from helpers import load_config
 
 
 def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
@@ -32,17 +31,14 @@ def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
       result["accuracy"])
 
 
-def test_init_from_our_pretrained_bert(tmp_path):
+def test_init_from_our_pretrained_bert(trained_bert):
   """Every backbone tensor of a bert_tiny run (trained with scanned layers) is loaded into an
   unscanned model; the classifier is new."""
-  bert = tiny_config("bert_tiny", total_steps=2, **{"model.max_len": 32,
-                                                    "model.scan_layers": True})
-  train_and_evaluate(bert, tmp_path / "bert")
-  config = load_config("finetune_topic", f"init={tmp_path / 'bert'}", seq_len=32)
+  config = load_config("finetune_topic", f"init={trained_bert}", seq_len=32)
   config_checks.resolve_config(config, 8)
   assert config.model.embed_dim == 64 and config.model.num_layers == 2
   assert not config.model.scan_layers   # the layout is the run's own choice
-  assert config.tokenizer.path == str(tmp_path / "bert" / "tokenizer.model")
+  assert config.tokenizer.path == str(trained_bert / "tokenizer.model")
   assert config.model.num_classes == 5
   mesh = parallel.make_mesh(config.mesh)
   model, (optimizer, _) = build_model(config), optim.make_optimizer(config)
@@ -50,7 +46,7 @@ def test_init_from_our_pretrained_bert(tmp_path):
   fresh = state_lib.init_state(model, optimizer, config, shardings)["params"]
   loaded = transfer.load_pretrained(config, fresh, mesh)
 
-  saved, saved_config, _ = weights.workdir_params(tmp_path / "bert", mesh)
+  saved, saved_config, _ = weights.workdir_params(trained_bert, mesh)
   assert saved_config.model.scan_layers and "layers" in saved["encoder"]
   saved = convert.flatten(convert.to_layout(saved, scan=False))
   got = convert.flatten(loaded)
@@ -89,12 +85,12 @@ def test_ner_from_scratch_end_to_end(cli, tmp_path):
           "--config.model.max_len=32", "--config.model.num_layers=1", "--config.model.embed_dim=32",
           "--config.model.num_heads=2", "--config.model.mlp_dim=64", "--config.eval_batches=2",
           "--config.log_every=1"]
-  proc = cli("train", "configs/finetune_ner.py:init=scratch", tmp_path, *args)
+  proc = cli("train", "configs/finetune_ner.py:init=scratch", tmp_path, *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
   assert {"eval/span_f1", "eval/span_precision", "eval/span_recall", "eval/span_f1/person",
           "eval/token_accuracy"} <= set(final)
-  proc = cli("evaluate", "configs/finetune_ner.py:init=scratch", tmp_path, *args)
+  proc = cli("evaluate", "configs/finetune_ner.py:init=scratch", tmp_path, *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [json.loads(line) for line in (tmp_path / "predictions_validation.jsonl").read_text()
           .splitlines()]

@@ -15,7 +15,10 @@ import pytest
 
 from llm import checksums
 
-from helpers import ROOT, garble, losses, run_cli, tiny_overrides, xla_flags
+from llm.evaluation import evaluate_checkpoint
+from llm.training import train_and_evaluate
+
+from helpers import ROOT, TINY, garble, load_config, losses, run_cli, tiny_overrides, xla_flags
 
 
 def free_port():
@@ -55,17 +58,27 @@ def run_distributed(config, workdir, *args, **kwargs):
   return outs
 
 
-ARGS = tiny_overrides(total_steps=4, checkpoint_every=2, eval_batches=1)
+# GPT with 2 input shards, 4 steps, checkpoints at steps 2 and 4: as flags, and as in-process
+# overrides of the same run.
+GPT = {**TINY, "total_steps": 4, "checkpoint_every": 2, "eval_batches": 1, "input_shards": 2}
+ARGS = [f"--config.{k}={v}" for k, v in GPT.items()]
 
 
-def test_two_processes_train_and_resume_like_one(tmp_path):
+@pytest.fixture(scope="module")
+def gpt_one(tmp_path_factory):
+  """The GPT run on 1 process x 8 devices (this one), which builds both input shards."""
+  workdir = tmp_path_factory.mktemp("gpt_one") / "run"
+  train_and_evaluate(load_config("gpt_tiny", **GPT), workdir)
+  return workdir
+
+
+def test_two_processes_train_and_resume_like_one(tmp_path, gpt_one):
   """GPT, 2 input shards: 2 processes x 4 devices, each building only its shard of the batch,
   give the losses of 1 process x 8 devices building both, a checkpoint of either resumes
   exactly in the other (each process saved its shard's position), and both agree to skip a
-  corrupt one."""
-  config, ARGS = "configs/gpt_tiny.py", (*globals()["ARGS"], "--config.input_shards=2")
-  one = run_cli("train", config, tmp_path / "one", *ARGS)
-  assert one.returncode == 0, one.stderr[-3000:]
+  corrupt one, also one that only one process cannot read."""
+  config = "configs/gpt_tiny.py"
+  shutil.copytree(gpt_one, tmp_path / "one")
   expected = losses(tmp_path / "one")
   assert sorted(expected) == [1, 2, 3, 4]
 
@@ -86,16 +99,30 @@ def test_two_processes_train_and_resume_like_one(tmp_path):
     np.testing.assert_allclose([got[s] for s in range(1, 5)],
                                [expected[s] for s in range(1, 5)], rtol=2e-6, err_msg=run)
 
+  # Step 4, which the 2 processes just saved, gets a garbled data position (checksummed as if
+  # written so) that only process 1 reads: process 0 reads the step fine, yet both give it up
+  # together, move it aside and resume from step 2, finishing with the same losses.
+  step = tmp_path / "one_two" / "checkpoints" / "4"
+  (step / "data" / "process_1-of-2.json").write_text("{not json")
+  checksums.write(step)
+  (out, _), _ = run_distributed(config, tmp_path / "one_two", *ARGS)
+  assert ("warning: checkpoint step 4 is unreadable (process 1: data/process_1-of-2.json is "
+          "unreadable (JSONDecodeError: ") in out, out[-2000:]
+  # The first corrupt step 4 is still there, kept: this one is set aside next to it.
+  assert "moved corrupt-4.1 aside and resumed from step 2" in out, out[-2000:]
+  got = losses(tmp_path / "one_two")
+  assert sorted(got) == [1, 2, 3, 4]
+  np.testing.assert_allclose([got[s] for s in got], [expected[s] for s in got], rtol=2e-6)
+
 
 def test_two_processes_train_bert_like_one(tmp_path):
   """BERT (MLM + NSP, dynamic masks, 4 input shards): the masks, and so the losses and the
   evaluation, do not depend on the number of processes; each process builds and saves only its
   two shards."""
   config = "configs/bert_tiny.py"
-  args = (*tiny_overrides(total_steps=3, eval_batches=1), "--config.input_shards=4",
-          "--config.masking=dynamic")
-  one = run_cli("train", config, tmp_path / "one", *args)
-  assert one.returncode == 0, one.stderr[-3000:]
+  bert = {**TINY, "total_steps": 3, "eval_batches": 1, "input_shards": 4, "masking": "dynamic"}
+  args = [f"--config.{k}={v}" for k, v in bert.items()]
+  train_and_evaluate(load_config("bert_tiny", **bert), tmp_path / "one")   # 1 process x 8
   # Through the launcher, as a user would start it.
   proc = subprocess.run(["bash", "launch/local.sh", "--processes=2", "--devices=4", config,
                          str(tmp_path / "two"), *args], cwd=ROOT, text=True, capture_output=True,
@@ -122,11 +149,11 @@ def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):
   the KV-cache engine scores the same in training on 2 processes x 4 devices as llm.evaluate on
   1 x 8, and llm.evaluate's predictions file is the same text for text on both."""
   config = "configs/summarize.py"
-  args = [*tiny_overrides(total_steps=2, seq_len=256, batch_size=8, eval_batches=1),
-          "--config.model.num_decoder_layers=2", "--config.model.head_dim=16",
-          "--config.seq2seq.target_len=24", "--config.decode.max_new_tokens=6",
-          "--config.decode.num_beams=2", "--config.decode.batch_size=8",
-          "--config.decode.max_examples=8"]
+  summarize = {**TINY, "total_steps": 2, "seq_len": 256, "batch_size": 8, "eval_batches": 1,
+               "model.num_decoder_layers": 2, "model.head_dim": 16, "seq2seq.target_len": 24,
+               "decode.max_new_tokens": 6, "decode.num_beams": 2, "decode.batch_size": 8,
+               "decode.max_examples": 8}
+  args = [f"--config.{k}={v}" for k, v in summarize.items()]
   (out, _), _ = run_distributed(config, tmp_path, *args)
   # One input shard: each process builds the whole batch, and is told so.
   assert "input_shards=1 this process builds 8 rows of every batch of 8 and trains on 4" in out
@@ -135,9 +162,8 @@ def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):
   assert {"rouge1", "bleu", "loss"} <= set(scores)
   predictions = []
   for processes in (1, 2):
-    if processes == 1:
-      proc = run_cli("evaluate", config, tmp_path, *args)
-      assert proc.returncode == 0, proc.stderr[-3000:]
+    if processes == 1:   # llm.evaluate's function, in this process (8 devices)
+      evaluate_checkpoint(load_config("summarize", **summarize), tmp_path)
       result = json.loads((tmp_path / "evaluate.json").read_text())
       for key, value in scores.items():
         assert result[key] == pytest.approx(value, rel=1e-5), key
@@ -147,26 +173,6 @@ def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):
     predictions.append([json.loads(line)["prediction"] for line in lines])
   assert len(predictions[0]) == 8 and len(set(predictions[0])) > 1   # not one constant text
   assert predictions[1] == predictions[0]
-
-
-@pytest.mark.fault
-def test_a_step_one_process_cannot_read_is_given_up_by_both(tmp_path):
-  """Step 4 saved (and checksummed) with a garbled data position that only process 1 reads:
-  process 0 reads the step fine, yet both give it up together, move it aside and resume from
-  step 2, finishing with the losses of the run that wrote it."""
-  config = "configs/gpt_tiny.py"
-  run_distributed(config, tmp_path, *ARGS)
-  expected = losses(tmp_path)
-  step = tmp_path / "checkpoints" / "4"
-  (step / "data" / "process_1-of-2.json").write_text("{not json")
-  checksums.write(step)   # as if written so
-  (out, _), _ = run_distributed(config, tmp_path, *ARGS)
-  assert ("warning: checkpoint step 4 is unreadable (process 1: data/process_1-of-2.json is "
-          "unreadable (JSONDecodeError: ") in out, out[-2000:]
-  assert "moved corrupt-4 aside and resumed from step 2" in out, out[-2000:]
-  got = losses(tmp_path)
-  assert sorted(got) == [1, 2, 3, 4]
-  np.testing.assert_allclose([got[s] for s in got], [expected[s] for s in got], rtol=2e-6)
 
 
 INJECT = """
@@ -184,7 +190,8 @@ if os.environ.get("FAIL_TO_RESTORE_STEP"):   # this process's Orbax cannot read 
 
 
 @pytest.mark.fault
-def test_a_step_orbax_cannot_read_on_one_process_stops_the_run_and_loses_nothing(tmp_path):
+def test_a_step_orbax_cannot_read_on_one_process_stops_the_run_and_loses_nothing(tmp_path,
+                                                                                gpt_one):
   """Step 4's files are sound (checksums match) but process 1's read fails inside Orbax, where
   process 0 reads it and waits in Orbax's closing collective: process 1 stops with one line
   naming the step and the cause, process 0 is stopped in bounded time, nothing is moved aside.
@@ -195,8 +202,7 @@ def test_a_step_orbax_cannot_read_on_one_process_stops_the_run_and_loses_nothing
                                                       os.environ.get("PYTHONPATH")])),
           "FAIL_TO_RESTORE_STEP": "4"}
   config, workdir = "configs/gpt_tiny.py", tmp_path / "run"
-  first = run_cli("train", config, workdir, *ARGS)   # one process writes steps 2 and 4
-  assert first.returncode == 0, first.stderr[-3000:]
+  shutil.copytree(gpt_one, workdir)   # one process wrote steps 2 and 4
   more = ("--config.total_steps=5",)
   started = time.time()
   procs = start(config, workdir, *ARGS, *more, env_of={1: fail})

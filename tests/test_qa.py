@@ -233,12 +233,13 @@ def test_qa_from_squad_files_through_the_cli(cli, tmp_path):
       "--config.corpus=squad", f"--config.data_files.train={tmp_path / 'train.json'}",
       f"--config.data_files.validation={tmp_path / 'dev.json'}",
       f"--config.data_dir={tmp_path / 'data'}"]
-  proc = cli("train", "configs/finetune_qa.py:init=scratch", tmp_path / "run", *args)
+  proc = cli("train", "configs/finetune_qa.py:init=scratch", tmp_path / "run", *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   final = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
            .splitlines()][-1]
   assert {"eval/exact_match", "eval/f1", "eval/start_accuracy"} <= set(final)
-  proc = cli("evaluate", "configs/finetune_qa.py:init=scratch", tmp_path / "run", *args)
+  proc = cli("evaluate", "configs/finetune_qa.py:init=scratch", tmp_path / "run", *args,
+             devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [json.loads(line) for line in (tmp_path / "run" / "predictions_validation.jsonl")
           .read_text().splitlines()]

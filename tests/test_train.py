@@ -1,5 +1,7 @@
 """The training loop: sharding invariance, exact resume, restore onto another mesh, accumulation."""
 
+import shutil
+
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -15,16 +17,32 @@ MESHES = {"data8": dict(data=8, fsdp=1, tensor=1), "fsdp8": dict(data=1, fsdp=8,
           "2x2x2": dict(data=2, fsdp=2, tensor=2)}
 
 
-def test_meshes_give_the_same_losses(tmp_path):
-  """5 steps (dropout on) on three meshes: same losses up to float reassociation (rtol 1e-5)."""
-  runs = {}
-  for name, mesh in MESHES.items():
-    train_and_evaluate(tiny_config(total_steps=5, mesh=mesh), tmp_path / name)
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """6 steps (dropout on) on the default mesh, data=8, uninterrupted."""
+  workdir = tmp_path_factory.mktemp("straight") / "run"
+  train_and_evaluate(tiny_config(total_steps=6), workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+  """The same run stopped after step 3 (as a preempted job is), on the same mesh."""
+  workdir = tmp_path_factory.mktemp("stopped") / "run"
+  train_and_evaluate(tiny_config(total_steps=6, stop_at_step=3), workdir)
+  return workdir
+
+
+def test_meshes_give_the_same_losses(tmp_path, straight):
+  """6 steps (dropout on) on three meshes: same losses up to float reassociation (rtol 1e-5)."""
+  runs = {"data8": losses(straight)}
+  for name in ("fsdp8", "2x2x2"):
+    train_and_evaluate(tiny_config(total_steps=6, mesh=MESHES[name]), tmp_path / name)
     runs[name] = losses(tmp_path / name)
-  assert list(runs["data8"]) == [1, 2, 3, 4, 5]
+  assert list(runs["data8"]) == [1, 2, 3, 4, 5, 6]
   for name in ("fsdp8", "2x2x2"):
     np.testing.assert_allclose(list(runs[name].values()), list(runs["data8"].values()), rtol=1e-5)
-  assert runs["data8"][5] < runs["data8"][1]
+  assert runs["data8"][6] < runs["data8"][1]
 
 
 def test_parameters_are_sharded_as_the_rules_say():
@@ -60,23 +78,20 @@ def test_activation_constraints_reach_the_traced_step():
   assert len(mlp) >= 2 and len(queries) >= 2, constraints   # one per layer at least
 
 
-def test_stop_and_resume_matches_uninterrupted_run(tmp_path):
+def test_stop_and_resume_matches_uninterrupted_run(tmp_path, straight, stopped):
   """Stopping after step 3 and rerunning gives bitwise the same losses (same data, same rng)."""
-  config = tiny_config(total_steps=6)
-  train_and_evaluate(config, tmp_path / "straight")
-  train_and_evaluate(tiny_config(total_steps=6, stop_at_step=3), tmp_path / "resumed")
-  assert list(losses(tmp_path / "resumed")) == [1, 2, 3]
-  train_and_evaluate(config, tmp_path / "resumed")
-  assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+  assert list(losses(stopped)) == [1, 2, 3]
+  shutil.copytree(stopped, tmp_path / "resumed")
+  train_and_evaluate(tiny_config(total_steps=6), tmp_path / "resumed")
+  assert losses(tmp_path / "resumed") == losses(straight)
 
 
-def test_resume_onto_another_mesh(tmp_path):
-  train_and_evaluate(tiny_config(total_steps=6), tmp_path / "straight")
-  train_and_evaluate(tiny_config(total_steps=6, stop_at_step=3, mesh=MESHES["data8"]),
-                     tmp_path / "moved")
+def test_resume_onto_another_mesh(tmp_path, straight, stopped):
+  """Stopped on data=8, resumed on fsdp=4 x tensor=2."""
+  shutil.copytree(stopped, tmp_path / "moved")
   train_and_evaluate(tiny_config(total_steps=6, mesh=dict(data=1, fsdp=4, tensor=2)),
                      tmp_path / "moved")
-  expected, got = losses(tmp_path / "straight"), losses(tmp_path / "moved")
+  expected, got = losses(straight), losses(tmp_path / "moved")
   assert list(got) == list(expected)
   np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-5)
 
