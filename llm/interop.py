@@ -44,7 +44,7 @@ def compare_gguf(name, texts):
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   torch, transformers = _reference_libraries()
   transformers.logging.disable_progress_bar()
-  gguf_file = gguf_files.GgufFile(name)
+  gguf_file = gguf_files.read(name)
   tok = BpeTokenizer(gguf_file)
   config = base_config()
   config.update(gguf_llama.model_overrides(gguf_file))

@@ -48,7 +48,7 @@ def resolve_init(config):
                             f"a Hugging Face BERT folder, a Llama .gguf file, 'minilm' or "
                             f"'smollm2'")
   if gguf_files.is_gguf(config.init):
-    overrides = gguf_llama.model_overrides(gguf_files.GgufFile(config.init))
+    overrides = gguf_llama.model_overrides(gguf_files.read(config.init))
     tokenizer = dict(kind="gguf", path=str(config.init))
   else:
     model_dir = hf_bert.resolve_model_dir(config.init)
@@ -99,7 +99,7 @@ def load_pretrained(config, params, mesh, require_all=False):
   if weights.is_workdir(path):
     source = weights.workdir_params(path, mesh)[0]
   elif gguf_files.is_gguf(config.init):
-    source = gguf_llama.load_params(gguf_files.GgufFile(config.init), model_config(config))
+    source = gguf_llama.load_params(gguf_files.read(config.init), model_config(config))
   else:
     source = hf_bert.load_params(hf_bert.resolve_model_dir(config.init))
   source = convert.to_layout(source, scan=bool(config.model.scan_layers))

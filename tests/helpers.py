@@ -17,12 +17,15 @@ TINY = {"model.num_layers": 2, "model.embed_dim": 64, "model.num_heads": 4, "mod
         "checkpoint_every": 0}
 
 
-def xla_flags(devices):
-  """XLA_FLAGS of every test process, in-process and CLI alike: `devices` fake CPU devices, and
+def xla_flags(devices, optimize=False):
+  """XLA_FLAGS of the test processes, in-process and CLI alike: `devices` fake CPU devices, and
   XLA's backend optimisations off. Tests compile far more than they compute (3-5 s per jitted
-  function even for a 2-layer model), and level 0 compiles about a third faster; every process
-  uses the same level so that in-process and CLI results stay comparable to the last bit."""
-  return f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
+  function even for a 2-layer model), and level 0 compiles about a third faster; processes use
+  the same level so that in-process and CLI results stay comparable to the last bit. A run whose
+  steps take longer than its compiles (MiniLM's 22M parameters: 12 steps in 14 s at level 0)
+  and that is compared with no other process is `optimize`d (XLA's default level)."""
+  level = "" if optimize else " --xla_backend_optimization_level=0"
+  return f"--xla_force_host_platform_device_count={devices}{level}"
 
 
 def load_config(name, arg=None, **overrides):
@@ -84,13 +87,14 @@ def losses(workdir):
   return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
 
 
-def run_cli(module, config, workdir, *args, env=None, launcher=(), devices=8):
+def run_cli(module, config, workdir, *args, env=None, launcher=(), devices=8, optimize=False):
   """Runs `python -m llm.<module>` like a user would (through `launcher`, a command prefix, if
-  given) on `devices` fake CPU devices; returns the CompletedProcess. Tests that are not about
-  sharding use devices=1: on two cores, eight devices make a 22M-parameter step 2.5x slower."""
+  given) on `devices` fake CPU devices, compiled as xla_flags says; returns the CompletedProcess.
+  Tests that are not about sharding use devices=1: on two cores, eight devices make a
+  22M-parameter step 2.5x slower."""
   cmd = [*launcher, sys.executable, "-m", f"llm.{module}", f"--config={config}",
          f"--workdir={workdir}", *args]
-  full_env = {**os.environ, "XLA_FLAGS": xla_flags(devices), **(env or {})}
+  full_env = {**os.environ, "XLA_FLAGS": xla_flags(devices, optimize), **(env or {})}
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=full_env,
                         timeout=600)
 

@@ -16,12 +16,13 @@ def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
   args = ["--config.total_steps=12", "--config.seq_len=32", "--config.batch_size=16",
           "--config.optimizer.learning_rate=4e-4", "--config.optimizer.warmup_steps=2",
           "--config.eval_every=12", "--config.log_every=4", "--config.eval_batches=4"]
-  proc = cli("train", "configs/finetune_topic.py", tmp_path, *args, devices=1)
+  proc = cli("train", "configs/finetune_topic.py", tmp_path, *args, devices=1, optimize=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "init: loaded 103 tensors from minilm; newly initialised: classify_head" in proc.stdout
   final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
   assert final["eval/accuracy"] > 0.6, final     # chance is ~0.23
-  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path, *args, devices=1)
+  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path, *args, devices=1,
+             optimize=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((tmp_path / "evaluate.json").read_text())
   rows = [json.loads(line) for line in (tmp_path / "predictions_validation.jsonl").read_text()

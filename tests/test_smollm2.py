@@ -24,7 +24,7 @@ TEXTS = ["The capital of France is", "In 1990, 12345 people paid $3.50 each. Hé
 @pytest.fixture(scope="module")
 def smollm2():
   try:
-    gguf_file = gguf_files.GgufFile("smollm2")
+    gguf_file = gguf_files.read("smollm2")   # parsed once: llm.evaluate below reads it too
   except (FileNotFoundError, ImportError) as e:
     pytest.skip(str(e))
   config = base_config()
@@ -40,10 +40,17 @@ def reference(smollm2):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   pytest.importorskip("accelerate")
-  path = smollm2[0].path
-  model = transformers.AutoModelForCausalLM.from_pretrained(
-      path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-  tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+  import gguf
+  ours, path = smollm2[0].reader, smollm2[0].path
+  real = gguf.GGUFReader
+  # transformers parses the file's metadata again for the config, the weights and the tokenizer
+  # (7 s each here): it gets the parse gguf made for us, the same library's reading of it.
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(gguf, "GGUFReader", lambda file, *args, **kwargs: ours if str(file) == str(
+        path) else real(file, *args, **kwargs))
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
   return torch, model, tokenizer
 
 

@@ -116,7 +116,7 @@ def _gguf(config, builder):
   del builder
   from llm import gguf_files
   from llm.data.bpe import BpeTokenizer
-  return BpeTokenizer(gguf_files.GgufFile(config.tokenizer.path))
+  return BpeTokenizer(gguf_files.read(config.tokenizer.path))
 
 
 # tokenizer.kind -> its loader (config, corpus builder) -> tokenizer.
