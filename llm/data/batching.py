@@ -6,6 +6,7 @@ Every random choice is seeded by (config.seed, epoch, document index), and the i
 batches an uninterrupted one would. The global batch is `config.input_shards` streams side by
 side, each built only by the processes whose devices hold rows of it, so runs give the same
 losses on any number of processes."""
+import itertools
 import math
 
 import grain
@@ -144,8 +145,11 @@ def eval_batches(config, task, tok, builder, split="validation", rows=None):
                f"shards, not as input_shards={config.input_shards} (at least 2 documents each)")
   batch = eval_batch_size(config)
   per_shard = batch // num_shards
-  built = {s: list(task.make_rows(docs=docs[s::num_shards], all_docs=docs[s::num_shards],
-                                  config=config, tok=tok, train=False, shard=s))
+  # With eval_batches set, a shard's rows past that many batches are never read: not built.
+  limit = config.eval_batches * per_shard if config.eval_batches > 0 else None
+  built = {s: list(itertools.islice(task.make_rows(
+               docs=docs[s::num_shards], all_docs=docs[s::num_shards], config=config, tok=tok,
+               train=False, shard=s), limit))
            for s in shards_of(num_shards, batch, rows)}
   lengths = np.full(num_shards, -1, np.int32)   # rows per shard, -1 where another process knows
   for s, shard_rows in built.items():
