@@ -85,8 +85,7 @@ def test_two_processes_train_and_resume_like_one(tmp_path, gpt_one):
   # 2 processes stop after step 2 (as a preempted job would); 1 process resumes to step 4.
   run_distributed(config, tmp_path / "two_one", *ARGS, "--config.stop_at_step=2")
   assert (tmp_path / "two_one" / "checkpoints" / "2").is_dir()
-  resumed = run_cli("train", config, tmp_path / "two_one", *ARGS)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  train_and_evaluate(load_config("gpt_tiny", **GPT), tmp_path / "two_one")   # 1 process x 8
   # The 1-process run's step 4 goes bad on disk; 2 processes find it out (process 0 checks the
   # SHA256SUMS and tells process 1), move it aside and resume from step 2.
   shutil.copytree(tmp_path / "one", tmp_path / "one_two")
