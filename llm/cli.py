@@ -74,14 +74,20 @@ class NotAConfig(TypeError):
   """get_config() returned something other than a ConfigDict."""
 
 
-def _compiled(path):
+def compiled(path):
   """The config file's code (SyntaxError, UnicodeDecodeError: the file itself is bad)."""
   return compile(path.read_text(encoding="utf-8"), str(path), "exec")
 
 
-def _get_config(code, path, arg, overrides):
+def config_namespace(code, path):
+  """What the config file at `path` defines (get_config, get_sweep, ...), `code` run once."""
   namespace = {"__name__": "llm_config", "__file__": str(path)}
   exec(code, namespace)   # noqa: S102 - the user's own config file, as config_flags runs it
+  return namespace
+
+
+def _get_config(code, path, arg, overrides):
+  namespace = config_namespace(code, path)
   if not callable(namespace.get("get_config")):
     raise _NoGetConfig(path)
   config = namespace["get_config"](*([arg] if arg else []))
@@ -98,7 +104,7 @@ def load_config(path, arg=None, **overrides):
   ...}) set as --config.key=value would. The one way configs are loaded by path: scripts and
   tests call it and see the config's own exceptions; the CLI turns them into one line."""
   path = pathlib.Path(path)
-  return _get_config(_compiled(path), path, arg, overrides)
+  return _get_config(compiled(path), path, arg, overrides)
 
 
 def _load_config_file(spec):
@@ -111,7 +117,7 @@ def _load_config_file(spec):
   if not path.is_file():
     raise SystemExit(f"error: config file {path} does not exist (expected configs/NAME.py)")
   try:
-    code = _compiled(path)
+    code = compiled(path)
   except SyntaxError as e:
     raise SystemExit(f"error: config file {path}, line {e.lineno}: {e.msg}") from None
   except UnicodeDecodeError as e:
@@ -190,17 +196,10 @@ def parse_flags(argv):
                      f"file, but no --config=configs/NAME.py is given")
   config = _load_config_file(specs[0]) if specs else None
   if config is not None:
-    keys = _config_keys(config)
     for arg in overrides:
-      key = arg[len("--config."):].split("=", 1)[0]
-      parents = [k for k in keys if key.startswith(k + ".")]
-      if key not in keys and not any(_is_open_dict(config, k) for k in parents):
-        near = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-        hint = f"; did you mean {near[0]}?" if near else "; see the config file for its keys"
-        raise SystemExit(f"error: unknown config key {key}{hint}")
-      if key in keys and isinstance(_node(config, key), list):
-        raise SystemExit(f"error: --config.{key} is a list, which the command line cannot set; "
-                         f"set it in a config file (configs/*.py)")
+      problem = override_problem(config, arg[len("--config."):].split("=", 1)[0])
+      if problem:
+        raise SystemExit(f"error: {problem}")
   try:
     return FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
@@ -208,6 +207,21 @@ def parse_flags(argv):
       raise
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     raise SystemExit(f"error: {' '.join(lines)}")
+
+
+def override_problem(config, key):
+  """Why --config.KEY=VALUE cannot be set on `config` (an unknown key, with the nearest known
+  one; a list), or None."""
+  keys = _config_keys(config)
+  parents = [k for k in keys if key.startswith(k + ".")]
+  if key not in keys and not any(_is_open_dict(config, k) for k in parents):
+    near = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]}?" if near else "; see the config file for its keys"
+    return f"unknown config key {key}{hint}"
+  if key in keys and isinstance(_node(config, key), list):
+    return (f"--config.{key} is a list, which the command line cannot set; set it in a config "
+            f"file (configs/*.py)")
+  return None
 
 
 def no_arguments(argv):

@@ -1,0 +1,56 @@
+"""Runs every member of a config file's sweep (get_sweep(arg)), each as its own llm.train run in
+<workdir>/<member name>/; rerunning the same command skips finished members and resumes the rest.
+
+  python -m llm.sweep --config=configs/gpt_tiny.py --workdir=sweeps/gpt_seeds [--parallel=2]
+      [--member=I] [--dry_run] [--config.key=value]
+
+--config.KEY=VALUE flags go to every member (before its own overrides). --member=I runs member
+I alone (from 0; e.g. a SLURM array task's index), --dry_run prints the commands and runs none.
+Each member logs to <workdir>/logs/<member name>.log; <workdir>/sweep.json lists the members.
+"""
+import pathlib
+import shlex
+import sys
+
+from absl import app, flags
+
+from llm import cli, sweeps
+
+flags.DEFINE_integer("parallel", 1, "How many members run at once.")
+flags.DEFINE_integer("member", None, "Run only this member (its index in get_sweep, from 0).")
+flags.DEFINE_bool("dry_run", False, "Print each member's llm.train command; run nothing.")
+
+
+def sweep(spec, workdir, common_flags):
+  f = flags.FLAGS
+  if f.parallel < 1:
+    raise ValueError(f"--parallel={f.parallel} must be >= 1")
+  path, _, arg = spec.partition(":")
+  members = sweeps.plan(path, arg or None, cli.FLAGS.config)
+  if f.member is not None:
+    if not 0 <= f.member < len(members):
+      raise ValueError(f"--member={f.member}: the sweep has members 0 to {len(members) - 1}")
+    members = [members[f.member]]
+  if f.dry_run:
+    workdir = cli.workdir_path(workdir, create=False, writable=False) if pathlib.Path(
+        workdir).exists() else pathlib.Path(workdir).expanduser().absolute()
+    for m in members:
+      print(shlex.join(sweeps.train_command(spec, workdir, m, common_flags)))
+    return
+  workdir = cli.workdir_path(workdir)
+  failed = sweeps.run(spec, workdir, common_flags, members, f.parallel)
+  if failed:
+    raise ValueError(f"{len(failed)} of {len(members)} members failed ({', '.join(failed)}); "
+                     f"their logs are in {workdir / 'logs'}; rerun the same command to retry them")
+  print(f"all {len(members)} member{'s' * (len(members) != 1)} of {workdir} finished")
+
+
+def main(argv):
+  cli.no_arguments(argv)
+  spec = next(a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--config="))
+  common_flags = [a for a in sys.argv[1:] if a.startswith("--config.")]
+  cli.run(sweep, spec, cli.FLAGS.workdir, common_flags)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,118 @@
+"""Sweeps: members from get_sweep, checked before anything runs, each one llm.train run in its
+own directory; a rerun skips finished members; a failing member fails the sweep, not the others."""
+import json
+import shlex
+
+import pytest
+
+from llm import cli, sweeps
+
+from helpers import ROOT, TINY, losses, run_cli
+
+GPT_TINY = ROOT / "configs" / "gpt_tiny.py"
+
+
+def sweep_file(tmp_path, members, name="sweep.py"):
+  """A config file: gpt_tiny's get_config, and a get_sweep returning `members` (Python source)."""
+  path = tmp_path / name
+  path.write_text(f"from llm import cli\n\n\ndef get_config(arg=None):\n"
+                  f"  return cli.load_config({str(GPT_TINY)!r})\n\n\n"
+                  f"def get_sweep(arg=None):\n  return {members}\n")
+  return path
+
+
+def planned(path, **common):
+  return sweeps.plan(path, None, cli.load_config(path, None, **common))
+
+
+def test_member_names_spell_their_overrides():
+  assert sweeps.member_name({"nsp": False, "seed": 1}) == "nsp=False,seed=1"
+  assert sweeps.member_name({}) == "base"
+  assert sweeps.member_name({"init": "runs/bert tiny"}) == "init=runs_bert_tiny"
+  long = sweeps.member_name({"init": "x" * 300})
+  assert len(long) < 120 and long.startswith("init=xxx")
+  assert long != sweeps.member_name({"init": "x" * 301})
+
+
+@pytest.mark.parametrize("members,message", [
+    ("[]", "returned []; it returns a non-empty list of override dicts"),
+    ("[{'seed': 0}, 'seed=1']", "member 1 is 'seed=1', not a dict of config overrides"),
+    ("[{'seed': 0}, {'seed': 0}]", "member 1 (seed=0) repeats member 0"),
+    ("[{'init': 'a/b'}, {'init': 'a b'}]", "member 1 (init=a_b) would share the directory "
+                                           "init=a_b with member 0"),
+    ("[{'sed': 0}]", "member 0 (sed=0): unknown config key sed; did you mean seed?"),
+    ("[{'logical_axis_rules': []}]", "is a list, which the command line cannot set"),
+    ("[{'mesh': {'data': 2}}]", "mesh={'data': 2} is a dict, which a member cannot pass"),
+    ("[{'seed': 0}, {'optimizer.learning_rate': -1.0}]",
+     "member 1 (optimizer.learning_rate=-1.0): optimizer.learning_rate=-1.0 must be > 0"),
+    ("[{'seed': 'one'}]", "member 0 (seed=one): Could not override field 'seed'"),
+])
+def test_bad_sweeps_are_named_before_anything_runs(tmp_path, members, message):
+  with pytest.raises(ValueError) as e:
+    planned(sweep_file(tmp_path, members))
+  assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_config_without_a_sweep_is_named():
+  bert = ROOT / "configs" / "bert_tiny.py"
+  with pytest.raises(ValueError, match="defines no get_sweep"):
+    sweeps.plan(bert, None, cli.load_config(bert))
+
+
+def test_gpt_tiny_sweeps_three_seeds():
+  members = sweeps.plan(GPT_TINY, None, cli.load_config(GPT_TINY))
+  assert [(m.name, m.total_steps) for m in members] == [
+      ("seed=0", 600), ("seed=1", 600), ("seed=2", 600)]
+
+
+def test_members_get_the_sweeps_flags_then_their_own(tmp_path):
+  path = sweep_file(tmp_path, "[{'seed': 1}, {'seed': 2, 'total_steps': 7}]")
+  members = planned(path, total_steps=5)
+  assert [(m.name, m.total_steps) for m in members] == [("seed=1", 5), ("seed=2,total_steps=7", 7)]
+  command = sweeps.train_command(f"{path}:x", tmp_path / "out", members[1],
+                                 ["--config.total_steps=5"])
+  assert command[1:] == ["-m", "llm.train", f"--config={path}:x",
+                         f"--workdir={tmp_path / 'out' / 'seed=2,total_steps=7'}",
+                         "--config.total_steps=5", "--config.seed=2", "--config.total_steps=7"]
+
+
+def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
+  """Two members train (2 at a time); a third stops on a non-finite loss: it is reported with
+  its error and fails the sweep, and the others still finish. A rerun skips finished members."""
+  path = sweep_file(tmp_path, "[{'seed': 0}, {'seed': 1, 'optimizer.learning_rate': 3e-3}, "
+                              "{'seed': 2, 'nan_at_step': 1}]")
+  flags = [f"--config.{k}={v}" for k, v in {**TINY, "total_steps": 2, "eval_batches": 1}.items()]
+  out = tmp_path / "out"
+  proc = run_cli("sweep", path, out, *flags, "--parallel=2", devices=1)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert proc.stderr.strip().splitlines() == [
+      f"error: 1 of 3 members failed (seed=2,nan_at_step=1); their logs are in {out / 'logs'}; "
+      f"rerun the same command to retry them"], proc.stderr[-3000:]
+  lines = proc.stdout.splitlines()
+  assert [line.split("]")[0] for line in lines] == ["[1/3", "[2/3", "[3/3"], proc.stdout
+  assert any(line.startswith("[") and "seed=2,nan_at_step=1: failed (exit 1): error: the loss "
+             "or gradient norm is not finite at step 1" in line for line in lines), proc.stdout
+  done = [line for line in lines if ": done in " in line]
+  assert len(done) == 2 and all("eval/loss" in line for line in done), proc.stdout
+  runs = {name: out / name for name in ("seed=0", "seed=1,optimizer.learning_rate=0.003")}
+  for run in runs.values():
+    assert sorted(losses(run)) == [1, 2]
+  configs = {name: json.loads((run / "config.json").read_text()) for name, run in runs.items()}
+  assert configs["seed=1,optimizer.learning_rate=0.003"]["optimizer"]["learning_rate"] == 3e-3
+  assert {c["total_steps"] for c in configs.values()} == {2}
+  assert losses(runs["seed=0"]) != losses(runs["seed=1,optimizer.learning_rate=0.003"])
+  assert json.loads((out / "sweep.json").read_text())["members"][2] == {
+      "name": "seed=2,nan_at_step=1", "overrides": {"seed": 2, "nan_at_step": 1}}
+  assert (out / "logs" / "seed=0.log").is_file()
+
+  before = {name: (run / "metrics.jsonl").read_text() for name, run in runs.items()}
+  proc = run_cli("sweep", path, out, *flags, "--member=1", devices=1)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.splitlines() == [
+      "[1/1] seed=1,optimizer.learning_rate=0.003: finished already",
+      f"all 1 member of {out} finished"]
+  assert {name: (run / "metrics.jsonl").read_text() for name, run in runs.items()} == before
+  proc = run_cli("sweep", path, tmp_path / "dry", *flags, "--dry_run", devices=1)
+  assert proc.returncode == 0 and not (tmp_path / "dry").exists(), proc.stderr[-3000:]
+  assert [shlex.split(line)[3] for line in proc.stdout.splitlines()] == [
+      f"--config={path}", f"--config={path}", f"--config={path}"]
