@@ -10,8 +10,9 @@ from helpers import ROOT
 
 def launch(script, *args, env=None):
   import os
+  environment = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
   return subprocess.run(["bash", str(ROOT / "launch" / script), *args], cwd=ROOT, text=True,
-                        capture_output=True, env={**os.environ, **(env or {})}, timeout=60)
+                        capture_output=True, env={**environment, **(env or {})}, timeout=60)
 
 
 def test_local_one_and_several_processes():
@@ -78,6 +79,15 @@ def test_slurm_per_node_and_per_gpu():
                        "--config=configs/gpt_tiny.py", "--workdir=/shared/r"]
 
 
+def test_slurm_sweep_runs_the_array_tasks_member():
+  task = launch("slurm_sweep.sbatch", "--dry-run", "configs/gpt_tiny.py", "/shared/seeds",
+                "--config.total_steps=10", env={"SLURM_ARRAY_TASK_ID": "2"})
+  assert task.returncode == 0, task.stderr
+  assert shlex.split(task.stdout) == [".venv/bin/python", "-m", "llm.sweep",
+                                      "--config=configs/gpt_tiny.py", "--workdir=/shared/seeds",
+                                      "--member=2", "--config.total_steps=10"]
+
+
 @pytest.mark.fault
 @pytest.mark.parametrize("script,args,message", [
     ("tpu_pod.sh", ["--dry-run", "--create=v9-8", "p", "z", "c", "w"],
@@ -90,6 +100,7 @@ def test_slurm_per_node_and_per_gpu():
     ("tpu_pod.sh", ["--dry-run", "--create=v4-0", "p", "z", "c", "w"],
      "--create=v4-0 is not a TPU type this launcher knows"),
     ("slurm.sbatch", ["--dry-run"], "usage: sbatch"),
+    ("slurm_sweep.sbatch", ["--dry-run", "c", "w"], "SLURM_ARRAY_TASK_ID is not set"),
 ])
 def test_bad_launcher_options_are_one_line(script, args, message):
   proc = launch(script, *args)

@@ -1,0 +1,199 @@
+"""Sweep reports (python -m llm.report is the command): the members' final figures as a markdown
+table, mean ± std over seeds for each setting of the swept keys, and PNG plots: every member's
+training and validation loss curves, and a metric against the swept setting with error bars.
+
+Reads what llm.sweep and the runs wrote: <sweep>/sweep.json (members and their overrides), each
+member's metrics.jsonl (the last line with eval/ figures is its final evaluation) and its
+evaluate*.json files (llm.evaluate's, as "<file stem>/<metric>"). Needs no JAX."""
+import json
+import math
+import pathlib
+
+import numpy as np
+
+# The member override that only replicates a setting: members that differ in it alone are one
+# row of the table, their figures averaged.
+REPLICATE_KEY = "seed"
+
+
+def load_rows(path):
+  """The JSON lines of a metrics.jsonl (a cut or unreadable line, as a crash leaves, skipped)."""
+  rows = []
+  for line in pathlib.Path(path).read_text().splitlines():
+    try:
+      rows.append(json.loads(line))
+    except ValueError:
+      continue
+  return rows
+
+
+def final_figures(run_dir):
+  """{metric: value} of a run: its last eval/ figures in metrics.jsonl, and evaluate*.json's."""
+  run_dir = pathlib.Path(run_dir)
+  figures = {}
+  if (run_dir / "metrics.jsonl").is_file():
+    for row in reversed(load_rows(run_dir / "metrics.jsonl")):
+      scores = {k: v for k, v in row.items() if k.startswith("eval/")}
+      if scores:
+        figures.update(scores)
+        break
+  for path in sorted(run_dir.glob("evaluate*.json")):
+    result = json.loads(path.read_text())
+    figures.update({f"{path.stem}/{k}": v for k, v in result.items()
+                    if isinstance(v, (int, float)) and k != "step"})
+  return figures
+
+
+def load_sweep(directory):
+  """[(member name, overrides, its run directory)] of <directory>/sweep.json."""
+  directory = pathlib.Path(directory)
+  if not (directory / "sweep.json").is_file():
+    raise FileNotFoundError(f"{directory} has no sweep.json: give the --workdir of an llm.sweep "
+                            f"run")
+  members = json.loads((directory / "sweep.json").read_text())["members"]
+  return [(m["name"], m["overrides"], directory / m["name"]) for m in members]
+
+
+def swept_keys(members):
+  """The override keys whose values differ between members, seeds left out, in first-seen
+  order."""
+  keys = []
+  for _, overrides, _ in members:
+    for key in overrides:
+      if key != REPLICATE_KEY and key not in keys:
+        keys.append(key)
+  return [k for k in keys if len({repr(o.get(k)) for _, o, _ in members}) > 1]
+
+
+def setting_value(overrides, run_dir, key):
+  """The member's value of `key`: its override, else what its run's config.json holds."""
+  if key in overrides:
+    return overrides[key]
+  path = pathlib.Path(run_dir) / "config.json"
+  node = json.loads(path.read_text()) if path.is_file() else {}
+  for part in key.split("."):
+    node = node.get(part) if isinstance(node, dict) else None
+  return node
+
+
+def summarize(members):
+  """One row per setting of the swept keys: (setting {key: value}, number of runs with figures,
+  {metric: (mean, std)}); std is the sample standard deviation (NaN for one run). Members
+  without figures (not run yet) count for nothing."""
+  keys = swept_keys(members)
+  groups = {}
+  for _, overrides, run_dir in members:
+    setting = tuple((k, setting_value(overrides, run_dir, k)) for k in keys)
+    figures = final_figures(run_dir)
+    groups.setdefault(setting, [])
+    if figures:
+      groups[setting].append(figures)
+  rows = []
+  for setting, runs in groups.items():
+    metrics = sorted({k for run in runs for k in run})
+    stats = {}
+    for metric in metrics:
+      values = np.array([run[metric] for run in runs if metric in run], np.float64)
+      std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+      stats[metric] = (float(values.mean()), std)
+    rows.append((dict(setting), len(runs), stats))
+  return rows
+
+
+def _cell(mean, std):
+  return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"
+
+
+def markdown_table(rows, metrics=None):
+  """The table of `summarize`'s rows: swept keys, runs, then mean ± std of each metric."""
+  keys = list(rows[0][0]) if rows else []
+  metrics = metrics or sorted({m for _, _, stats in rows for m in stats})
+  lines = ["| " + " | ".join([*keys, "runs", *metrics]) + " |",
+           "|" + "---|" * (len(keys) + 1 + len(metrics))]
+  for setting, count, stats in rows:
+    cells = [str(setting[k]) for k in keys] + [str(count)]
+    cells += [_cell(*stats[m]) if m in stats else "–" for m in metrics]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use("Agg")   # files only, no display
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def plot_curves(members, path):
+  """Training loss (left) and validation loss (right) against the step, one line per member;
+  returns the figure (saved to `path`)."""
+  plt = _pyplot()
+  fig, (train, valid) = plt.subplots(1, 2, figsize=(11, 4.2))
+  for name, _, run_dir in members:
+    rows = load_rows(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    for ax, key in ((train, "train/loss"), (valid, "eval/loss")):
+      points = [(r["step"], r[key]) for r in rows if key in r]
+      if points:
+        ax.plot(*zip(*points), marker="." if key == "eval/loss" else None, label=name)
+  from matplotlib.ticker import MaxNLocator
+  for ax, what in ((train, "training"), (valid, "validation")):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.set_title(f"{what} loss")
+    ax.grid(alpha=0.3)
+  train.legend(fontsize="small")
+  fig.suptitle(f"{pathlib.Path(path).parent.name}: loss per member")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  return fig
+
+
+def plot_metric(rows, metric, path):
+  """`metric`'s mean (± std over seeds) for each setting: against the swept value when one
+  numeric key is swept, else one bar per setting; returns the figure (saved to `path`)."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  rows = [r for r in rows if metric in r[2]]
+  means = [r[2][metric][0] for r in rows]
+  stds = [0.0 if math.isnan(r[2][metric][1]) else r[2][metric][1] for r in rows]
+  keys = list(rows[0][0]) if rows else []
+  numeric = len(keys) == 1 and all(isinstance(r[0][keys[0]], (int, float))
+                                    and not isinstance(r[0][keys[0]], bool) for r in rows)
+  if numeric:
+    order = np.argsort([r[0][keys[0]] for r in rows])
+    ax.errorbar([rows[i][0][keys[0]] for i in order], [means[i] for i in order],
+                yerr=[stds[i] for i in order], marker="o", capsize=4)
+    ax.set_xlabel(keys[0])
+  else:
+    labels = [", ".join(f"{k}={v}" for k, v in r[0].items()) or "all runs" for r in rows]
+    ax.bar(range(len(rows)), means, yerr=stds, capsize=4)
+    ax.set_xticks(range(len(rows)), labels, rotation=20, ha="right", fontsize="small")
+    ax.set_xlabel(", ".join(keys) or "setting")
+  ax.set_ylabel(metric)
+  runs = sorted({r[1] for r in rows})
+  ax.set_title(f"{metric}: mean ± std over {'/'.join(map(str, runs))} run(s) per setting")
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  return fig
+
+
+def write_report(directory, metric="eval/loss"):
+  """<directory>/results.md, curves.png and <metric>.png; returns the markdown."""
+  directory = pathlib.Path(directory)
+  members = load_sweep(directory)
+  rows = summarize(members)
+  if not any(count for _, count, _ in rows):
+    raise ValueError(f"no member of {directory} has evaluated yet; run llm.sweep first")
+  known = sorted({m for _, _, stats in rows for m in stats})
+  if metric not in known:
+    raise ValueError(f"--metric={metric!r}: the members report {known}")
+  plot_curves(members, directory / "curves.png")
+  chart = directory / f"{metric.replace('/', '_')}.png"
+  plot_metric(rows, metric, chart)
+  text = (f"# {directory.name}\n\n{len(members)} members (`{directory / 'sweep.json'}`); "
+          f"mean ± sample std over the runs of each setting.\n\n{markdown_table(rows)}\n"
+          f"![loss per member](curves.png)\n\n![{metric}]({chart.name})\n")
+  (directory / "results.md").write_text(text)
+  return text

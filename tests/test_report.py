@@ -1,0 +1,106 @@
+"""Sweep reports: the table's means and stds against hand-computed ones, the plots' series and
+files, and the report command."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from llm import reports
+
+from helpers import ROOT
+
+# nsp=True: final validation losses 1, 2, 3 (mean 2, sample std 1); nsp=False: 4 and 6 (mean 5,
+# std sqrt 2), its third seed not run yet.
+FINAL = {(True, 0): 1.0, (True, 1): 2.0, (True, 2): 3.0, (False, 0): 4.0, (False, 1): 6.0}
+
+
+@pytest.fixture
+def sweep(tmp_path):
+  members = []
+  for nsp in (True, False):
+    for seed in range(3):
+      name = f"nsp={nsp},seed={seed}"
+      members.append({"name": name, "overrides": {"nsp": nsp, "seed": seed}})
+      if (nsp, seed) in FINAL:
+        run = tmp_path / name
+        run.mkdir()
+        rows = [{"step": s, "train/loss": 9.0 - s} for s in (1, 2, 3)]
+        rows[-1]["eval/loss"] = FINAL[nsp, seed]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows)
+                                           + '{"step": 4, "tra')   # a cut last line
+  (tmp_path / "sweep.json").write_text(json.dumps({"members": members}))
+  return tmp_path
+
+
+def test_means_and_stds_over_seeds_are_the_hand_computed_ones(sweep):
+  rows = reports.summarize(reports.load_sweep(sweep))
+  assert [(setting, count) for setting, count, _ in rows] == [({"nsp": True}, 3),
+                                                              ({"nsp": False}, 2)]
+  assert rows[0][2]["eval/loss"] == pytest.approx((2.0, 1.0))
+  assert rows[1][2]["eval/loss"] == pytest.approx((5.0, math.sqrt(2.0)))
+  assert reports.markdown_table(rows).splitlines() == [
+      "| nsp | runs | eval/loss |", "|---|---|---|", "| True | 3 | 2 ± 1 |",
+      "| False | 2 | 5 ± 1.4 |"]
+
+
+def test_one_run_has_no_std_and_unswept_keys_are_not_columns(tmp_path):
+  members = [("a", {"seed": 0, "seq_len": 64}, tmp_path / "a")]
+  (tmp_path / "a").mkdir()
+  (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1, "eval/loss": 2.5}\n')
+  (tmp_path / "a" / "evaluate_test.json").write_text('{"step": 1, "loss": 2.75}')
+  rows = reports.summarize(members)
+  assert reports.markdown_table(rows).splitlines()[2] == "| 1 | 2.5 | 2.75 |"
+  assert reports.swept_keys(members) == []
+
+
+def test_plots_have_a_series_per_member_and_are_png_files(sweep):
+  members = reports.load_sweep(sweep)
+  fig = reports.plot_curves(members, sweep / "curves.png")
+  train, valid = fig.axes
+  assert len(train.get_lines()) == len(valid.get_lines()) == len(FINAL)   # the unrun one: none
+  assert train.get_xlabel() == "step" and "nats" in train.get_ylabel() and train.get_title()
+  fig = reports.plot_metric(reports.summarize(members), "eval/loss", sweep / "loss.png")
+  bars = fig.axes[0].patches
+  assert [b.get_height() for b in bars] == pytest.approx([2.0, 5.0])
+  assert fig.axes[0].get_xlabel() == "nsp" and fig.axes[0].get_ylabel() == "eval/loss"
+  for name in ("curves.png", "loss.png"):
+    with Image.open(sweep / name) as image:
+      assert image.format == "PNG" and image.size[0] > 500
+      image.verify()
+
+
+def test_a_numeric_sweep_is_plotted_against_its_values(tmp_path):
+  rows = [({"model.num_layers": 4}, 2, {"eval/loss": (3.0, 0.5)}),
+          ({"model.num_layers": 2}, 2, {"eval/loss": (4.0, 0.25)})]
+  fig = reports.plot_metric(rows, "eval/loss", tmp_path / "layers.png")
+  ax = fig.axes[0]
+  assert ax.get_xlabel() == "model.num_layers"
+  x, y = ax.get_lines()[0].get_data()
+  assert list(x) == [2, 4] and list(y) == [4.0, 3.0]   # sorted by the swept value
+
+
+def report(workdir, *args):
+  return subprocess.run([sys.executable, "-m", "llm.report", f"--workdir={workdir}", *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_the_report_command_writes_the_table_and_plots(sweep):
+  proc = report(sweep, "--metric=eval/loss")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "| True | 3 | 2 ± 1 |" in proc.stdout
+  assert "| True | 3 | 2 ± 1 |" in (sweep / "results.md").read_text()
+  assert (sweep / "curves.png").is_file() and (sweep / "eval_loss.png").is_file()
+  proc = report(sweep, "--metric=eval/bleu")
+  assert proc.returncode == 1 and proc.stderr.strip() == (
+      "error: --metric='eval/bleu': the members report ['eval/loss']"), proc.stderr
+
+
+def test_a_folder_that_is_not_a_sweep_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match="has no sweep.json"):
+    reports.write_report(tmp_path)
+  (tmp_path / "sweep.json").write_text(json.dumps({"members": [{"name": "a", "overrides": {}}]}))
+  with pytest.raises(ValueError, match="no member of .* has evaluated yet"):
+    reports.write_report(tmp_path)
