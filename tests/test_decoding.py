@@ -49,9 +49,12 @@ def greedy_reference(model, params, prompt, steps, source=None):
   return ids[len(prompt):] if source is None else ids[1:]
 
 
-@pytest.mark.parametrize("family,scan", [("llama", True), ("t5", False), ("transformer", True)])
-def test_cached_steps_give_the_full_forward_logits(family, scan):
-  model, params = model_and_params(family, scan, num_kv_heads=2 if family == "llama" else 0)
+@pytest.mark.parametrize("family,scan,position", [
+    ("llama", True, "rope"), ("decoder", False, "alibi"), ("t5", False, "relative"),
+    ("transformer", True, "sinusoidal")])
+def test_cached_steps_give_the_full_forward_logits(family, scan, position):
+  model, params = model_and_params(family, scan, num_kv_heads=2 if family == "llama" else 0,
+                                   position=position)
   encdec = model.cfg.family == "encoder_decoder"
   rng = np.random.default_rng(0)
   ids = [2] + list(rng.integers(4, VOCAB, 9))

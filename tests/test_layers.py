@@ -10,7 +10,8 @@ from llm.models import build_model
 from llm import convert
 from llm.models import presets
 from llm.models.config import ModelConfig
-from llm.models.layers import Attention, Mlp, apply_rope, attention_mask, norm
+from llm.models.layers import Attention, Mlp, alibi_bias, alibi_slopes, apply_rope
+from llm.models.layers import attention_mask, norm
 from llm.models.layers import dot_product_attention_with_dropout
 
 from helpers import tiny_model_config
@@ -247,7 +248,7 @@ def test_causal_model_does_not_see_the_future():
 
 
 @pytest.mark.parametrize("family", ["decoder", "encoder"])
-@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope", "none"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope", "alibi", "none"])
 def test_packed_document_equals_document_alone(position, family):
   config = small_config(position=position, family=family)
   _, apply = init_apply(config, heads=("lm",))
@@ -258,6 +259,33 @@ def test_packed_document_equals_document_alone(position, family):
   packed_logits = apply(packed)["lm"][0, doc_b]
   alone_logits = apply(alone)["lm"][0, :7]
   np.testing.assert_allclose(packed_logits, alone_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_alibi_slopes_and_bias_are_the_papers():
+  """Press et al. 2022: slopes 2^-1 ... 2^-8 for 8 heads; for 6, the 4-head sequence then every
+  other slope of the 8-head one (the paper's code); the bias is -slope x |query - key|."""
+  assert alibi_slopes(8) == [2.0 ** -k for k in range(1, 9)]
+  assert alibi_slopes(6) == [2.0 ** -2, 2.0 ** -4, 2.0 ** -6, 2.0 ** -8, 2.0 ** -1, 2.0 ** -3]
+  positions = np.array([[0, 1, 2, 0]])   # a second document starts at the last token
+  bias = np.asarray(alibi_bias(2, positions, positions, jnp.float32))
+  assert bias.shape == (1, 2, 4, 4)
+  expected = -np.abs(positions[0][:, None] - positions[0][None, :])
+  np.testing.assert_array_equal(bias[0, 0], expected * 2.0 ** -4)
+  np.testing.assert_array_equal(bias[0, 1], expected * 2.0 ** -8)
+
+
+def test_alibi_sees_distances_only():
+  """Shifting every position by the same amount leaves an ALiBi model's logits as they are
+  (a learned table's change): what lets it run past the lengths it was trained on."""
+  batch = packed_batch([LENGTH])
+  shifted = {**batch, "positions": batch["positions"] + 9}
+  for position, same in (("alibi", True), ("learned", False)):
+    config = small_config(position=position)
+    config.model.max_len = LENGTH + 9   # room in the learned table for the shifted positions
+    _, apply = init_apply(config)
+    before, after = apply(batch)["lm"], apply(shifted)["lm"]
+    assert np.isfinite(after).all()
+    assert np.allclose(before, after, atol=1e-5) == same, position
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])

@@ -18,7 +18,7 @@ class ModelConfig:
   mlp: str = "gelu"              # gelu | gelu_tanh | relu | swiglu | geglu (see MLPS)
   use_bias: bool = True          # biases in attention and MLP (GPT-2, BERT yes; Llama no)
   max_len: int = 128             # size of the learned position table / longest allowed sequence
-  position: str = "learned"      # learned | sinusoidal | rope | relative (T5's bias) | none
+  position: str = "learned"      # learned | sinusoidal | rope | relative (T5's bias) | alibi | none
   rope_base: float = 10000.0
   relative_buckets: int = 32     # T5 relative attention bias: buckets and the distance past
   relative_max_distance: int = 128   # which all offsets share the last bucket

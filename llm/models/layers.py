@@ -92,7 +92,7 @@ class Mlp(nn.Module):
 
 # --- positions ---------------------------------------------------------------------------------
 
-POSITIONS = ("learned", "sinusoidal", "rope", "relative", "none")
+POSITIONS = ("learned", "sinusoidal", "rope", "relative", "alibi", "none")
 
 
 def sinusoidal_table(positions, dim, base=10000.0):
@@ -128,6 +128,28 @@ def relative_bucket(offset, bidirectional, num_buckets, max_distance):
   far = jnp.minimum(exact + (log_ratio * (num_buckets - exact)).astype(offset.dtype),
                     num_buckets - 1)
   return bucket + jnp.where(distance < exact, distance, far)
+
+
+def alibi_slopes(num_heads):
+  """ALiBi's per-head slopes (Press et al. 2022): the geometric sequence 2^(-8/n), 2^(-16/n), ...
+  for n heads, n a power of two; otherwise the largest power of two's, then every other slope
+  of twice as many heads, as the paper's code does."""
+  def powers_of_two(n):
+    return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+  below = 2 ** int(math.floor(math.log2(num_heads)))
+  if below == num_heads:
+    return powers_of_two(num_heads)
+  return powers_of_two(below) + powers_of_two(2 * below)[0::2][:num_heads - below]
+
+
+def alibi_bias(num_heads, q_positions, kv_positions, dtype):
+  """(batch, heads, q_len, kv_len) ALiBi logit bias: minus each head's slope times the distance
+  between query and key positions (past keys in a causal stack; either side, symmetric, in a
+  bidirectional one). No parameters; it depends on distances only, so it extrapolates to
+  sequences longer than training's."""
+  distance = jnp.abs(q_positions[:, :, None] - kv_positions[:, None, :]).astype(jnp.float32)
+  slopes = jnp.asarray(alibi_slopes(num_heads), jnp.float32)
+  return (-slopes[None, :, None, None] * distance[:, None]).astype(dtype)
 
 
 class RelativeBias(nn.Module):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from llm.models.config import ModelConfig
-from llm.models.layers import RelativeBias, attention_mask, constrain, layer_stack
+from llm.models.layers import RelativeBias, alibi_bias, attention_mask, constrain, layer_stack
 from llm.models.layers import norm, param_init, sinusoidal_table
 
 
@@ -81,6 +81,8 @@ class Stack(nn.Module):
     if cfg.position == "relative":
       inputs["bias"] = RelativeBias(cfg, bidirectional=not self.causal,
                                     name="relative_bias")(positions, kv_positions)
+    elif cfg.position == "alibi":
+      inputs["bias"] = alibi_bias(cfg.num_heads, positions, kv_positions, dtype)
     if self.cross:
       # Packed on both sides: target segment k reads only source segment k.
       inputs.update(context=context,
