@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from llm import cli
+from llm import cli, reports
 
 # A member's directory name keeps these characters of "key=value,..." and replaces the others.
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._,=+-]")
@@ -115,22 +115,6 @@ def finished(workdir, member):
   return (pathlib.Path(workdir) / member.name / "checkpoints" / str(member.total_steps)).is_dir()
 
 
-def final_metrics(run_dir):
-  """The eval/ figures of the run's last metrics.jsonl line that has any, or {}."""
-  path = pathlib.Path(run_dir) / "metrics.jsonl"
-  if not path.is_file():
-    return {}
-  for line in reversed(path.read_text().splitlines()):
-    try:
-      row = json.loads(line)
-    except ValueError:
-      continue
-    scores = {k: v for k, v in row.items() if k.startswith("eval/")}
-    if scores:
-      return scores
-  return {}
-
-
 def _duration(seconds):
   minutes, seconds = divmod(int(round(seconds)), 60)
   return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
@@ -148,43 +132,62 @@ def run(spec, workdir, flags, members, parallel=1):
   todo = [m for m in members if not finished(workdir, m)]
   for done, m in enumerate((m for m in members if m not in todo), 1):
     print(f"[{done}/{len(members)}] {m.name}: finished already", flush=True)
-  done, failed, durations, running = len(members) - len(todo), [], [], {}
+  runs = _Runs(workdir, spec, flags, len(members), len(members) - len(todo), parallel)
   try:
-    _run_all(workdir, spec, flags, members, todo, done, failed, durations, running, parallel)
+    while todo or runs.running:
+      while todo and len(runs.running) < parallel:
+        runs.start(todo.pop(0))
+      time.sleep(0.5)
+      runs.collect(waiting=len(todo))
   except KeyboardInterrupt:   # Ctrl-C reached the members too: each saves, then stops
-    for proc, (m, log, _) in running.items():
-      proc.wait()
-      log.close()
+    runs.wait()
     raise SystemExit("stopped; the members that were running saved a checkpoint: rerun the same "
                      "command to continue") from None
-  return failed
+  return runs.failed
 
 
-def _run_all(workdir, spec, flags, members, todo, done, failed, durations, running, parallel):
-  while todo or running:
-    while todo and len(running) < parallel:
-      m = todo.pop(0)
-      log = open(workdir / "logs" / f"{m.name}.log", "w")   # noqa: SIM115 - closed when it ends
-      proc = subprocess.Popen(train_command(spec, workdir, m, flags), stdout=log,
-                              stderr=subprocess.STDOUT, text=True)
-      running[proc] = (m, log, time.monotonic())
-    time.sleep(0.5)
-    for proc in [p for p in running if p.poll() is not None]:
-      m, log, started = running.pop(proc)
+class _Runs:
+  """The member processes running now, and what the ones that ended took."""
+
+  def __init__(self, workdir, spec, flags, total, done, parallel):
+    self.workdir, self.spec, self.flags = workdir, spec, flags
+    self.total, self.done, self.parallel = total, done, parallel
+    self.running = {}   # {process: (member, its log file, when it started)}
+    self.durations, self.failed = [], []
+
+  def log_path(self, member):
+    return self.workdir / "logs" / f"{member.name}.log"
+
+  def start(self, member):
+    log = open(self.log_path(member), "w")   # noqa: SIM115 - closed when the member ends
+    proc = subprocess.Popen(train_command(self.spec, self.workdir, member, self.flags),
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    self.running[proc] = (member, log, time.monotonic())
+
+  def collect(self, waiting):
+    """Prints a line for each member that ended since the last call."""
+    for proc in [p for p in self.running if p.poll() is not None]:
+      member, log, started = self.running.pop(proc)
       log.close()
-      done += 1
-      durations.append(time.monotonic() - started)
-      left = len(todo) + len(running)
-      eta = (f"; ETA {_duration(sum(durations) / len(durations) * -(-left // parallel))}"
-             if left else "")
+      self.done += 1
+      self.durations.append(time.monotonic() - started)
+      left = waiting + len(self.running)
+      mean = sum(self.durations) / len(self.durations)
+      eta = f"; ETA {_duration(mean * -(-left // self.parallel))}" if left else ""
+      head = f"[{self.done}/{self.total}] {member.name}"
       if proc.returncode == 0:
-        scores = final_metrics(workdir / m.name)
+        scores = reports.final_figures(self.workdir / member.name)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in list(scores.items())[:3])
-        print(f"[{done}/{len(members)}] {m.name}: done in {_duration(durations[-1])}"
-              f"{'; ' + shown if shown else ''}{eta}", flush=True)
+        print(f"{head}: done in {_duration(self.durations[-1])}{'; ' + shown if shown else ''}"
+              f"{eta}", flush=True)
       else:
-        lines = (workdir / "logs" / f"{m.name}.log").read_text().splitlines()
+        lines = self.log_path(member).read_text().splitlines()
         last = next((line for line in reversed(lines) if line.strip()), "")
-        failed.append(m.name)
-        print(f"[{done}/{len(members)}] {m.name}: failed (exit {proc.returncode}): {last} "
-              f"(log: {workdir / 'logs' / (m.name + '.log')}){eta}", flush=True)
+        self.failed.append(member.name)
+        print(f"{head}: failed (exit {proc.returncode}): {last} (log: {self.log_path(member)})"
+              f"{eta}", flush=True)
+
+  def wait(self):
+    for proc, (_, log, _) in self.running.items():
+      proc.wait()
+      log.close()
