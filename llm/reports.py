@@ -192,8 +192,8 @@ def write_report(directory, metric="eval/loss"):
   plot_curves(members, directory / "curves.png")
   chart = directory / f"{metric.replace('/', '_')}.png"
   plot_metric(rows, metric, chart)
-  text = (f"# {directory.name}\n\n{len(members)} members (`{directory / 'sweep.json'}`); "
-          f"mean ± sample std over the runs of each setting.\n\n{markdown_table(rows)}\n"
+  text = (f"# {directory.name}\n\n{len(members)} members (`sweep.json`); mean ± sample std "
+          f"over the runs of each setting.\n\n{markdown_table(rows)}\n"
           f"![loss per member](curves.png)\n\n![{metric}]({chart.name})\n")
   (directory / "results.md").write_text(text)
   return text

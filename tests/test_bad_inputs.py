@@ -75,7 +75,7 @@ CONFIG_VALUES = [
     ({"mesh.data": 3, "mesh.fsdp": -1}, "needs a multiple of 3 devices"),
     ({"batch_size": 12}, "batch_size=12 must be divisible by the 8 data-parallel"),
     ({"seq_len": 256}, "seq_len=256 is longer than model.max_len=128"),
-    ({"model.position": "alibi"}, "model.position='alibi'"),
+    ({"model.position": "xpos"}, "model.position='xpos'"),
     ({"model.num_heads": 3}, "model.embed_dim=64 is not divisible by model.num_heads=3"),
     ({"objective": "span"}, "objective='span'"),
 ]
