@@ -170,7 +170,7 @@ def _not_utf8(argv):
   return None
 
 
-def _config_specs(argv):
+def config_specs(argv):
   """Every --config=FILE (or --config FILE) value on the command line."""
   return [a.split("=", 1)[1] if "=" in a else next(iter(argv[i + 1:i + 2]), "")
           for i, a in enumerate(argv) if a == "--config" or a.startswith("--config=")]
@@ -186,7 +186,7 @@ def parse_flags(argv):
   if (bad := _not_utf8(argv[1:])) is not None:
     raise SystemExit(f"error: the argument {bad} is not UTF-8 text (shown with \\x escapes); "
                      f"give flags and texts as UTF-8")
-  specs = _config_specs(argv[1:])
+  specs = config_specs(argv[1:])
   overrides = [a for a in argv[1:] if a.startswith("--config.")]
   if len(specs) > 1:
     raise SystemExit(f"error: --config is given {len(specs)} times ({', '.join(specs)}); give one "

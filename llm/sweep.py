@@ -13,6 +13,7 @@ import shlex
 import sys
 
 from absl import app, flags
+from ml_collections import config_flags
 
 from llm import cli, sweeps
 
@@ -47,8 +48,10 @@ def sweep(spec, workdir, common_flags):
 
 def main(argv):
   cli.no_arguments(argv)
-  spec = next(a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--config="))
-  common_flags = [a for a in sys.argv[1:] if a.startswith("--config.")]
+  spec = next(iter(cli.config_specs(sys.argv[1:])), None)
+  # The --config.KEY=VALUE flags as parsed (either spelling on the command line), for members.
+  common_flags = [f"--config.{k}={v}" for k, v in config_flags.get_override_values(
+      cli.FLAGS["config"]).items()] if spec else []
   cli.run(sweep, spec, cli.FLAGS.workdir, common_flags)
 
 
