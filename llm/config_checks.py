@@ -78,7 +78,9 @@ def check_ranges(config):
 
 
 def check_config(config, num_devices):
-  """One ValueError per problem a user can fix in the config, before anything expensive runs."""
+  """One ValueError per problem a user can fix in the config, before anything expensive runs.
+  num_devices=None: the devices are another process's (llm.sweep's members): the checks that
+  need them (mesh and batch split, cuDNN) are left to that process."""
   check_ranges(config)
   task = tasks.get_task(config.objective)
   if config.model.family not in task.families:
@@ -96,7 +98,8 @@ def check_config(config, num_devices):
            f"set model.max_len >= {config.seq_len + prompt}{smaller_prompt}")
     raise ValueError(f"seq_len={config.seq_len}{with_prompt} is longer than model.max_len="
                      f"{config.model.max_len} (the position table); {fix}")
-  if config.model.attention_impl == "cudnn" and jax.default_backend() != "gpu":
+  if (num_devices is not None and config.model.attention_impl == "cudnn"
+      and jax.default_backend() != "gpu"):
     raise ValueError(f"model.attention_impl='cudnn' needs an NVIDIA GPU, and this run has "
                      f"{jax.default_backend()} devices; use 'auto' or 'xla'")
   if config.tokenizer.kind == "sentencepiece" and config.tokenizer.model_type not in SPM_TYPES:
@@ -109,12 +112,13 @@ def check_config(config, num_devices):
       re.compile(config[section].get(name, ""))
     except re.error as e:
       raise ValueError(f"{key}={config[section][name]!r} is not a valid regex ({e})") from None
-  sizes = parallel.mesh_shape(config.mesh, num_devices)
-  ways = parallel.data_parallel_size(sizes, parallel.axis_rules(config))
-  accum = config.optimizer.grad_accum_steps
-  if config.batch_size % (ways * accum):
-    raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} data-parallel"
-                     f" shards x {accum} accumulation steps = {ways * accum}")
+  if num_devices is not None:
+    sizes = parallel.mesh_shape(config.mesh, num_devices)
+    ways = parallel.data_parallel_size(sizes, parallel.axis_rules(config))
+    accum = config.optimizer.grad_accum_steps
+    if config.batch_size % (ways * accum):
+      raise ValueError(f"batch_size={config.batch_size} must be divisible by the {ways} "
+                       f"data-parallel shards x {accum} accumulation steps = {ways * accum}")
   shards = config.input_shards
   if config.batch_size % shards:
     raise ValueError(f"input_shards={shards} must divide batch_size={config.batch_size} (each "

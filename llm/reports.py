@@ -79,7 +79,8 @@ def setting_value(overrides, run_dir, key):
 def summarize(members):
   """One row per setting of the swept keys: (setting {key: value}, number of runs with figures,
   {metric: (mean, std)}); std is the sample standard deviation (NaN for one run). Members
-  without figures (not run yet) count for nothing."""
+  without figures (not run yet) are not counted: a setting none of whose members has run shows
+  0 runs and no figures."""
   keys = swept_keys(members)
   groups = {}
   for _, overrides, run_dir in members:
@@ -180,7 +181,8 @@ def plot_metric(rows, metric, path):
 
 
 def write_report(directory, metric="eval/loss"):
-  """<directory>/results.md, curves.png and <metric>.png; returns the markdown."""
+  """<directory>/results.md, curves.png and <metric>.png (its "/" written "_": eval_loss.png);
+  returns the markdown."""
   directory = pathlib.Path(directory)
   members = load_sweep(directory)
   rows = summarize(members)

@@ -26,12 +26,10 @@ def sweep(spec, workdir, common_flags):
   f = flags.FLAGS
   if f.parallel < 1:
     raise ValueError(f"--parallel={f.parallel} must be >= 1")
+  if not workdir:
+    raise ValueError("--workdir=DIR is required (the sweep's directory: one per member in it)")
   path, _, arg = spec.partition(":")
-  members = sweeps.plan(path, arg or None, cli.FLAGS.config)
-  if f.member is not None:
-    if not 0 <= f.member < len(members):
-      raise ValueError(f"--member={f.member}: the sweep has members 0 to {len(members) - 1}")
-    members = [members[f.member]]
+  members = sweeps.plan(path, arg or None, cli.FLAGS.config, only=f.member)
   if f.dry_run:
     workdir = cli.workdir_path(workdir, create=False, writable=False) if pathlib.Path(
         workdir).exists() else pathlib.Path(workdir).expanduser().absolute()
@@ -39,6 +37,7 @@ def sweep(spec, workdir, common_flags):
       print(shlex.join(sweeps.train_command(spec, workdir, m, common_flags)))
     return
   workdir = cli.workdir_path(workdir)
+  sweeps.write_plan(workdir, spec, common_flags, path, arg or None)
   failed = sweeps.run(spec, workdir, common_flags, members, f.parallel)
   if failed:
     raise ValueError(f"{len(failed)} of {len(members)} members failed ({', '.join(failed)}); "

@@ -50,7 +50,12 @@ def sweep_overrides(path, arg):
     raise ValueError(f"config file {path} defines no get_sweep(); a sweep is `def "
                      f"get_sweep(arg=None): return [{{'seed': 0}}, {{'seed': 1}}, ...]`, one dict "
                      f"of config overrides per member")
-  members = namespace["get_sweep"](*([arg] if arg else []))
+  try:
+    members = namespace["get_sweep"](*([arg] if arg else []))
+  except Exception as e:  # noqa: BLE001 - whatever the user's code raised, name it in one line
+    call = f"get_sweep({arg!r})" if arg else "get_sweep()"
+    first = str(e).splitlines()[0] if str(e) else ""
+    raise ValueError(f"{call} in {path} raised {type(e).__name__}: {first}") from None
   if not isinstance(members, (list, tuple)) or not members:
     raise ValueError(f"get_sweep() in {path} returned {members!r}; it returns a non-empty list "
                      f"of override dicts, one per member")
@@ -61,15 +66,18 @@ def sweep_overrides(path, arg):
   return [dict(m) for m in members]
 
 
-def plan(path, arg, base):
-  """The sweep's members, each checked as its run would be (every key known and settable from
-  the command line, the values of the right type and inside their ranges), and no two the same
-  or sharing a directory: a ValueError naming the first problem, before anything runs.
-  `base`: get_config(arg) with the sweep's own --config.KEY=VALUE flags, which every member gets
-  before its overrides."""
+def plan(path, arg, base, only=None):
+  """The sweep's members, none the same or sharing a directory, and each (or member `only`
+  alone, which is then all the list holds) checked as its run would be: every key known and
+  settable from the command line, the values of the right type and inside their ranges. A
+  ValueError names the first problem, before anything runs. `base`: get_config(arg) with the
+  sweep's own --config.KEY=VALUE flags, which every member gets before its overrides. The
+  checks that need the members' devices are left to their runs: this process never starts a
+  JAX backend (on a TPU host it would hold the chips its members need)."""
   from llm import config_checks   # JAX: only once a sweep is planned
-  import jax
   listed, by_name, by_items = sweep_overrides(path, arg), {}, {}
+  if only is not None and not 0 <= only < len(listed):
+    raise ValueError(f"--member={only}: the sweep has members 0 to {len(listed) - 1}")
   for i, overrides in enumerate(listed):
     name = member_name(overrides)
     items = tuple(sorted((k, repr(v)) for k, v in overrides.items()))
@@ -83,19 +91,21 @@ def plan(path, arg, base):
     by_items[items], by_name[name] = i, i
   members = []
   for i, overrides in enumerate(listed):
+    if only is not None and i != only:
+      continue
     name = member_name(overrides)
     where = f"member {i} ({name})"
     config = base.copy_and_resolve_references()
     for key, value in overrides.items():
       problem = cli.override_problem(config, key)
-      if not problem and isinstance(value, (dict, list, tuple)):
+      if not problem and (value is None or isinstance(value, (dict, list, tuple))):
         problem = (f"{key}={value!r} is a {type(value).__name__}, which a member cannot pass to "
                    f"llm.train; set it in get_config")
       if problem:
         raise ValueError(f"{where}: {problem}")
     try:
       config.update_from_flattened_dict(overrides)
-      config_checks.resolve_config(config, jax.device_count())
+      config_checks.resolve_config(config, None)
     except (ValueError, TypeError, KeyError, OSError) as e:
       raise ValueError(f"{where}: {e.args[0] if e.args else e}") from None
     members.append(Member(i, name, overrides, config.total_steps))
@@ -120,15 +130,21 @@ def _duration(seconds):
   return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
+def write_plan(workdir, spec, flags, path, arg):
+  """<workdir>/sweep.json: the command's config and flags and every member of the sweep (what
+  llm.report reads), the same whichever members this process runs."""
+  (pathlib.Path(workdir) / "sweep.json").write_text(json.dumps(
+      {"config": spec, "flags": list(flags),
+       "members": [{"name": member_name(o), "overrides": o} for o in sweep_overrides(path, arg)]},
+      indent=2))
+
+
 def run(spec, workdir, flags, members, parallel=1):
-  """Runs the unfinished members, `parallel` at a time, each logging to
-  <workdir>/logs/<name>.log, and prints a line per member as it ends (with the ETA of the rest).
-  Returns the names of the members that failed."""
+  """Runs the unfinished `members`, `parallel` at a time, each logging to
+  <workdir>/logs/<name>.log (appended to by a rerun), and prints a line per member as it ends
+  (with the ETA of the rest). Returns the names of the members that failed."""
   workdir = pathlib.Path(workdir)
   (workdir / "logs").mkdir(parents=True, exist_ok=True)
-  (workdir / "sweep.json").write_text(json.dumps(
-      {"config": spec, "flags": list(flags),
-       "members": [{"name": m.name, "overrides": m.overrides} for m in members]}, indent=2))
   todo = [m for m in members if not finished(workdir, m)]
   for done, m in enumerate((m for m in members if m not in todo), 1):
     print(f"[{done}/{len(members)}] {m.name}: finished already", flush=True)
@@ -159,7 +175,7 @@ class _Runs:
     return self.workdir / "logs" / f"{member.name}.log"
 
   def start(self, member):
-    log = open(self.log_path(member), "w")   # noqa: SIM115 - closed when the member ends
+    log = open(self.log_path(member), "a")   # noqa: SIM115 - closed when the member ends
     proc = subprocess.Popen(train_command(self.spec, self.workdir, member, self.flags),
                             stdout=log, stderr=subprocess.STDOUT, text=True)
     self.running[proc] = (member, log, time.monotonic())
@@ -181,7 +197,7 @@ class _Runs:
         print(f"{head}: done in {_duration(self.durations[-1])}{'; ' + shown if shown else ''}"
               f"{eta}", flush=True)
       else:
-        lines = self.log_path(member).read_text().splitlines()
+        lines = self.log_path(member).read_text(errors="replace").splitlines()
         last = next((line for line in reversed(lines) if line.strip()), "")
         self.failed.append(member.name)
         print(f"{head}: failed (exit {proc.returncode}): {last} (log: {self.log_path(member)})"

@@ -46,11 +46,15 @@ def test_member_names_spell_their_overrides():
     ("[{'seed': 0}, {'optimizer.learning_rate': -1.0}]",
      "member 1 (optimizer.learning_rate=-1.0): optimizer.learning_rate=-1.0 must be > 0"),
     ("[{'seed': 'one'}]", "member 0 (seed=one): Could not override field 'seed'"),
+    ("[{'init': None}]", "init=None is a NoneType, which a member cannot pass to llm.train"),
+    ("[1 / 0]", "get_sweep() in "),
 ])
 def test_bad_sweeps_are_named_before_anything_runs(tmp_path, members, message):
   with pytest.raises(ValueError) as e:
     planned(sweep_file(tmp_path, members))
   assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+  if members == "[1 / 0]":   # the user's own error, named in one line
+    assert str(e.value).endswith("raised ZeroDivisionError: division by zero")
 
 
 def test_a_config_without_a_sweep_is_named():
@@ -69,6 +73,10 @@ def test_members_get_the_sweeps_flags_then_their_own(tmp_path):
   path = sweep_file(tmp_path, "[{'seed': 1}, {'seed': 2, 'total_steps': 7}]")
   members = planned(path, total_steps=5)
   assert [(m.name, m.total_steps) for m in members] == [("seed=1", 5), ("seed=2,total_steps=7", 7)]
+  base = cli.load_config(path, None, total_steps=5)
+  assert [m.index for m in sweeps.plan(path, None, base, only=1)] == [1]
+  with pytest.raises(ValueError, match=r"--member=2: the sweep has members 0 to 1"):
+    sweeps.plan(path, None, base, only=2)
   command = sweeps.train_command(f"{path}:x", tmp_path / "out", members[1],
                                  ["--config.total_steps=5"])
   assert command[1:] == ["-m", "llm.train", f"--config={path}:x",
@@ -112,6 +120,7 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
       "[1/1] seed=1,optimizer.learning_rate=0.003: finished already",
       f"all 1 member of {out} finished"]
   assert {name: (run / "metrics.jsonl").read_text() for name, run in runs.items()} == before
+  assert len(json.loads((out / "sweep.json").read_text())["members"]) == 3   # all, not the one
   proc = run_cli("sweep", path, tmp_path / "dry", *flags, "--dry_run", devices=1)
   assert proc.returncode == 0 and not (tmp_path / "dry").exists(), proc.stderr[-3000:]
   assert [shlex.split(line)[3] for line in proc.stdout.splitlines()] == [

@@ -199,7 +199,7 @@ def dot_product_attention_with_dropout(q, k, v, mask, dropout_rng, rate, bias=No
 class Attention(nn.Module):
   """Multi-head (or grouped-query) attention of `x` over `context` (= x for self-attention).
   RoPE turns queries and keys by `positions` (self-attention only); `mask` says who sees whom;
-  `bias` (batch, heads, q_len, kv_len) is added to the logits (T5's relative positions).
+  `bias` (batch, heads, q_len, kv_len) is added to the logits (T5's relative positions, ALiBi).
 
   With `decode`, self-attention keeps its keys and values in the `cache` collection: a call with
   q_len new tokens writes them at `cache_index` and attends over the whole cache (`mask` is then
