@@ -29,7 +29,8 @@ def sweep(spec, workdir, common_flags):
   if not workdir:
     raise ValueError("--workdir=DIR is required (the sweep's directory: one per member in it)")
   path, _, arg = spec.partition(":")
-  members = sweeps.plan(path, arg or None, cli.FLAGS.config, only=f.member)
+  listed = sweeps.sweep_overrides(path, arg or None)   # get_sweep runs once
+  members = sweeps.plan(listed, cli.FLAGS.config, only=f.member)
   if f.dry_run:
     workdir = cli.workdir_path(workdir, create=False, writable=False) if pathlib.Path(
         workdir).exists() else pathlib.Path(workdir).expanduser().absolute()
@@ -37,7 +38,7 @@ def sweep(spec, workdir, common_flags):
       print(shlex.join(sweeps.train_command(spec, workdir, m, common_flags)))
     return
   workdir = cli.workdir_path(workdir)
-  sweeps.write_plan(workdir, spec, common_flags, path, arg or None)
+  sweeps.write_plan(workdir, spec, common_flags, listed)
   failed = sweeps.run(spec, workdir, common_flags, members, f.parallel)
   if failed:
     raise ValueError(f"{len(failed)} of {len(members)} members failed ({', '.join(failed)}); "

@@ -66,16 +66,16 @@ def sweep_overrides(path, arg):
   return [dict(m) for m in members]
 
 
-def plan(path, arg, base, only=None):
-  """The sweep's members, none the same or sharing a directory, and each (or member `only`
-  alone, which is then all the list holds) checked as its run would be: every key known and
-  settable from the command line, the values of the right type and inside their ranges. A
-  ValueError names the first problem, before anything runs. `base`: get_config(arg) with the
-  sweep's own --config.KEY=VALUE flags, which every member gets before its overrides. The
+def plan(listed, base, only=None):
+  """The members of `listed` (sweep_overrides'), none the same or sharing a directory, and each
+  (or member `only` alone, which is then all the list holds) checked as its run would be: every
+  key known and settable from the command line, the values of the right type and inside their
+  ranges. A ValueError names the first problem, before anything runs. `base`: get_config(arg)
+  with the sweep's own --config.KEY=VALUE flags, which every member gets before its overrides. The
   checks that need the members' devices are left to their runs: this process never starts a
   JAX backend (on a TPU host it would hold the chips its members need)."""
   from llm import config_checks   # JAX: only once a sweep is planned
-  listed, by_name, by_items = sweep_overrides(path, arg), {}, {}
+  by_name, by_items = {}, {}
   if only is not None and not 0 <= only < len(listed):
     raise ValueError(f"--member={only}: the sweep has members 0 to {len(listed) - 1}")
   for i, overrides in enumerate(listed):
@@ -130,13 +130,12 @@ def _duration(seconds):
   return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
-def write_plan(workdir, spec, flags, path, arg):
-  """<workdir>/sweep.json: the command's config and flags and every member of the sweep (what
-  llm.report reads), the same whichever members this process runs."""
+def write_plan(workdir, spec, flags, listed):
+  """<workdir>/sweep.json: the command's config and flags and every member of the sweep (`listed`,
+  what llm.report reads), the same whichever members this process runs."""
   (pathlib.Path(workdir) / "sweep.json").write_text(json.dumps(
       {"config": spec, "flags": list(flags),
-       "members": [{"name": member_name(o), "overrides": o} for o in sweep_overrides(path, arg)]},
-      indent=2))
+       "members": [{"name": member_name(o), "overrides": o} for o in listed]}, indent=2))
 
 
 def run(spec, workdir, flags, members, parallel=1):

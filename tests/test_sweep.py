@@ -22,7 +22,7 @@ def sweep_file(tmp_path, members, name="sweep.py"):
 
 
 def planned(path, **common):
-  return sweeps.plan(path, None, cli.load_config(path, None, **common))
+  return sweeps.plan(sweeps.sweep_overrides(path, None), cli.load_config(path, None, **common))
 
 
 def test_member_names_spell_their_overrides():
@@ -60,11 +60,11 @@ def test_bad_sweeps_are_named_before_anything_runs(tmp_path, members, message):
 def test_a_config_without_a_sweep_is_named():
   bert = ROOT / "configs" / "bert_tiny.py"
   with pytest.raises(ValueError, match="defines no get_sweep"):
-    sweeps.plan(bert, None, cli.load_config(bert))
+    sweeps.plan(sweeps.sweep_overrides(bert, None), cli.load_config(bert))
 
 
 def test_gpt_tiny_sweeps_three_seeds():
-  members = sweeps.plan(GPT_TINY, None, cli.load_config(GPT_TINY))
+  members = sweeps.plan(sweeps.sweep_overrides(GPT_TINY, None), cli.load_config(GPT_TINY))
   assert [(m.name, m.total_steps) for m in members] == [
       ("seed=0", 600), ("seed=1", 600), ("seed=2", 600)]
 
@@ -74,9 +74,10 @@ def test_members_get_the_sweeps_flags_then_their_own(tmp_path):
   members = planned(path, total_steps=5)
   assert [(m.name, m.total_steps) for m in members] == [("seed=1", 5), ("seed=2,total_steps=7", 7)]
   base = cli.load_config(path, None, total_steps=5)
-  assert [m.index for m in sweeps.plan(path, None, base, only=1)] == [1]
+  listed = sweeps.sweep_overrides(path, None)
+  assert [m.index for m in sweeps.plan(listed, base, only=1)] == [1]
   with pytest.raises(ValueError, match=r"--member=2: the sweep has members 0 to 1"):
-    sweeps.plan(path, None, base, only=2)
+    sweeps.plan(listed, base, only=2)
   command = sweeps.train_command(f"{path}:x", tmp_path / "out", members[1],
                                  ["--config.total_steps=5"])
   assert command[1:] == ["-m", "llm.train", f"--config={path}:x",
