@@ -3,6 +3,7 @@ import copy
 
 import ml_collections
 
+from llm.data.mixture import MIXABLE
 from llm.models import heads, presets
 from llm.models.config import ModelConfig
 
@@ -13,7 +14,9 @@ TASK_HEADS = rf"^(pooler|{'|'.join(f'{head}_head' for head in heads.TASK_HEADS)}
 def base_config():
   c = ml_collections.ConfigDict()
   c.objective = "causal_lm"
-  c.corpus = "gensim_text"
+  c.corpus = "gensim_text"        # a builder of llm/data/builders, or "mixture"
+  # corpus="mixture": each corpus's share of the training rows (0 = not in the mixture).
+  c.mixture = dict(weights={name: 0.0 for name in MIXABLE})
   c.data_dir = ""                 # "" = $LLM_DATA_DIR or ~/.cache/llm (TFDS data + tokenizers)
   # Your own files, for corpus="conll" (CoNLL-2003 NER) or "squad" (SQuAD v1.1 JSON).
   c.data_files = dict(train="", validation="", test="")
@@ -121,6 +124,7 @@ RANGES = {
     "optimizer.clip_norm": ("[0, inf)", "0 = no clipping"),
     "optimizer.grad_accum_steps": ("[1, inf)", "1 = no accumulation"),
     "lora.rank": ("[0, inf)", "0 = no LoRA"), "lora.alpha": "(0, inf)",
+    **{f"mixture.weights.{name}": ("[0, inf)", "0 = not in the mixture") for name in MIXABLE},
 }
 
 

@@ -8,6 +8,7 @@ import jax
 
 from llm import parallel, tasks, transfer
 from llm.base_config import all_ranges
+from llm.data import mixture
 from llm.models import heads as heads_lib, model_config
 
 
@@ -83,6 +84,8 @@ def check_config(config, num_devices):
   need them (mesh and batch split, cuDNN) are left to that process."""
   check_ranges(config)
   task = tasks.get_task(config.objective)
+  mixture.check(config, [t.name for t in tasks.all_tasks()
+                         if not (t.labels or t.records or t.score or t.prompts)])
   if config.model.family not in task.families:
     source = f" (init={config.init!r} is one)" if config.init else ""
     raise ValueError(f"objective={config.objective!r} needs a model.family in "

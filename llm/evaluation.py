@@ -38,14 +38,19 @@ def evaluate(eval_step, params, batches, mesh, rules, task, split=None, decode=N
   scores (e.g. entity F1) when the task has `score` (reading `split`, the tasks.EvalSet).
   Generative tasks (task.prompts) score what `decode` (make_decoder) generates from their prompts.
   Returns (metrics, predictions in batch order or None; the tasks match them to examples by
-  the example index they carry)."""
-  totals, predictions = {}, []
-  for batch in batches:
-    sums, predicted = jax.device_get(eval_step(params, put_batch(batch, mesh, rules)))
-    for k, v in sums.items():   # scalars, or per-class count vectors
-      totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
-    if predicted is not None:
-      predictions.append(predicted)
+  the example index they carry).
+
+  A mixture's batches ({corpus: batches}) give each corpus's metrics as `<corpus>/<metric>` and,
+  unprefixed, those of all its batches together (every validation token counts once)."""
+  if isinstance(batches, dict):
+    sums = {name: _sums(eval_step, params, corpus_batches, mesh, rules)[0]
+            for name, corpus_batches in batches.items()}
+    overall = {k: sum(corpus[k] for corpus in sums.values()) for k in next(iter(sums.values()))}
+    result = task.summarize(overall)
+    for name, corpus in sums.items():
+      result.update({f"{name}/{k}": v for k, v in task.summarize(corpus).items()})
+    return result, None
+  totals, predictions = _sums(eval_step, params, batches, mesh, rules)
   result = task.summarize(totals)
   # Arrays, or dicts of arrays (QA), one per batch -> one per split.
   predictions = (jax.tree.map(lambda *rows: np.concatenate(rows), *predictions)
@@ -55,6 +60,18 @@ def evaluate(eval_step, params, batches, mesh, rules, task, split=None, decode=N
   if split is not None and task.score:
     result.update(task.score(predictions, split))
   return result, predictions
+
+
+def _sums(eval_step, params, batches, mesh, rules):
+  """(the metric sums over `batches`, the per-batch predictions)."""
+  totals, predictions = {}, []
+  for batch in batches:
+    sums, predicted = jax.device_get(eval_step(params, put_batch(batch, mesh, rules)))
+    for k, v in sums.items():   # scalars, or per-class count vectors
+      totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
+    if predicted is not None:
+      predictions.append(predicted)
+  return totals, predictions
 
 
 def evaluate_checkpoint(config, workdir, split="validation"):

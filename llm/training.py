@@ -12,7 +12,7 @@ import tqdm
 
 from llm import checkpoint, cli, compatibility, config_checks, lock, optim, parallel, preemption
 from llm import quiet, runlog, state as state_lib, tasks, transfer
-from llm.data import batching, corpora, tokenizer as tokenizer_lib
+from llm.data import batching, corpora, mixture, tokenizer as tokenizer_lib
 from llm.evaluation import evaluate, make_decoder
 from llm.models import build_model
 from llm.steps import jit_eval_step, jit_train_step, put_batch
@@ -44,6 +44,8 @@ def _train(config, workdir):
   task = tasks.get_task(config.objective)
   builder = corpora.prepare_corpus(config)
   tok = tokenizer_lib.load_tokenizer(config, builder)
+  if isinstance(builder, mixture.Mixture) and jax.process_index() == 0:
+    mixture.describe(builder, tok, config, corpora.data_dir(config))
   train_iter = _train_iterator(config, task, tok, builder, mesh, rules)
   eval_batches = batching.eval_batches(
       config, task, tok, builder,
@@ -66,9 +68,10 @@ def _train(config, workdir):
   finished = start == config.total_steps   # a rerun of a finished run: nothing left to train
   if jax.process_index() == 0 and not finished:
     _write_run_files(config, workdir, start, tok)
+  num_eval = sum(map(len, eval_batches.values())) if isinstance(eval_batches, dict) else len(
+      eval_batches)
   runlog.log(f"model: {state_lib.count_params(state['params']):,} parameters; mesh "
-             f"{dict(mesh.shape)}; {len(eval_batches)} validation "
-             f"batch{'es' * (len(eval_batches) != 1)}; "
+             f"{dict(mesh.shape)}; {num_eval} validation batch{'es' * (num_eval != 1)}; "
              + state_lib.describe_trainable(state, config))
 
   train_step = jit_train_step(model, task, optimizer, schedule, config, mesh, shardings)

