@@ -2,6 +2,7 @@
 text for the tasks that score it (summaries, translations); and a saved checkpoint's evaluation,
 what `python -m llm.evaluate` runs."""
 import json
+import re
 
 import jax
 import numpy as np
@@ -74,10 +75,13 @@ def _sums(eval_step, params, batches, mesh, rules):
   return totals, predictions
 
 
-def evaluate_checkpoint(config, workdir, split="validation"):
+def evaluate_checkpoint(config, workdir, split="validation", name=""):
   """Scores the workdir's latest checkpoint (or, with config.init and no checkpoint yet, the init
-  itself) on `split`; writes evaluate[_<corpus>][_<split>].json and, for generative tasks, the
-  predictions file. Returns the metrics."""
+  itself) on `split`; writes evaluate[_<corpus>][_<split>].json (evaluate_<name>.json when
+  named) and, for generative tasks, the predictions file. Returns the metrics."""
+  if name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+    raise ValueError(f"--name={name!r}: it becomes a file name, evaluate_<name>.json; use "
+                     f"letters, digits and . _ - (e.g. len512)")
   config_checks.resolve_config(config, jax.device_count())
   workdir = cli.workdir_path(workdir, create=bool(config.init), writable=True)
   checkpoints = checkpoint.Checkpoints(workdir, config.keep_checkpoints, create=False)
@@ -110,10 +114,12 @@ def evaluate_checkpoint(config, workdir, split="validation"):
     trained = json.loads((workdir / "config.json").read_text()).get("corpus") if (
         workdir / "config.json").is_file() else config.corpus
     corpus = f"_{config.corpus}" if config.corpus != trained else ""
-    (workdir / f"evaluate{corpus}{'' if split == 'validation' else '_' + split}.json").write_text(
+    suffix = f"_{name}" if name else f"{corpus}{'' if split == 'validation' else '_' + split}"
+    (workdir / f"evaluate{suffix}.json").write_text(
         json.dumps({"step": step, "split": split, "corpus": config.corpus, **result}))
     if predictions is not None:   # one JSON line per example, in split order
-      path = workdir / f"predictions{corpus}_{split}.jsonl"
+      path = workdir / (f"predictions_{name}.jsonl" if name else
+                        f"predictions{corpus}_{split}.jsonl")
       rows = task.records(predictions, evaluated)
       path.write_text("".join(json.dumps(row) + "\n" for row in rows))
       runlog.log(f"wrote {len(rows)} predictions to {path}")

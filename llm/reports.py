@@ -180,22 +180,58 @@ def plot_metric(rows, metric, path):
   return fig
 
 
-def write_report(directory, metric="eval/loss"):
-  """<directory>/results.md, curves.png and <metric>.png (its "/" written "_": eval_loss.png);
-  returns the markdown."""
+def plot_against(rows, x, x_label, path):
+  """One line per setting: the mean (± std over seeds) of metric x[v] at each value v (e.g. the
+  perplexity evaluated at each length); returns the figure (saved to `path`)."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  values = sorted(x, key=float)
+  for setting, count, stats in rows:
+    points = [(float(v), *stats[x[v]]) for v in values if x[v] in stats]
+    if not points:
+      continue
+    xs, means, stds = zip(*points)
+    label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "all runs"
+    ax.errorbar(xs, means, yerr=[0.0 if math.isnan(s) else s for s in stds], marker="o",
+                capsize=4, label=f"{label} ({count} run{'s' * (count != 1)})")
+  ax.set_xticks([float(v) for v in values], [str(v) for v in values])
+  ax.set_xlabel(x_label)
+  measured = sorted({x[v].rsplit("/", 1)[-1] for v in values})
+  ax.set_ylabel(", ".join(measured))
+  ax.set_title(f"{', '.join(measured)} against {x_label}: mean ± std over seeds")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize="small")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  return fig
+
+
+def write_report(directory, metric=None):
+  """<directory>/results.md, curves.png and <metric>.png (its "/" written "_": eval_loss.png),
+  and against.png when the sweep's get_report names an "x"; returns the markdown. `metric`:
+  default get_report's, else eval/loss."""
   directory = pathlib.Path(directory)
   members = load_sweep(directory)
+  settings = json.loads((directory / "sweep.json").read_text()).get("report", {})
+  metric = metric or settings.get("metric", "eval/loss")
   rows = summarize(members)
   if not any(count for _, count, _ in rows):
     raise ValueError(f"no member of {directory} has evaluated yet; run llm.sweep first")
   known = sorted({m for _, _, stats in rows for m in stats})
   if metric not in known:
     raise ValueError(f"--metric={metric!r}: the members report {known}")
+  for name in settings.get("x", {}).values():
+    if name not in known:
+      raise ValueError(f"get_report's x metric {name!r}: the members report {known}")
   plot_curves(members, directory / "curves.png")
   chart = directory / f"{metric.replace('/', '_')}.png"
   plot_metric(rows, metric, chart)
+  against = ""
+  if settings.get("x"):
+    plot_against(rows, settings["x"], settings.get("x_label", "value"), directory / "against.png")
+    against = f"\n![against {settings.get('x_label', 'value')}](against.png)\n"
   text = (f"# {directory.name}\n\n{len(members)} members (`sweep.json`); mean ± sample std "
           f"over the runs of each setting.\n\n{markdown_table(rows)}\n"
-          f"![loss per member](curves.png)\n\n![{metric}]({chart.name})\n")
+          f"![loss per member](curves.png)\n\n![{metric}]({chart.name})\n{against}")
   (directory / "results.md").write_text(text)
   return text

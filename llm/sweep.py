@@ -1,5 +1,6 @@
 """Runs every member of a config file's sweep (get_sweep(arg)), each as its own llm.train run in
-<workdir>/<member name>/; rerunning the same command skips finished members and resumes the rest.
+<workdir>/<member name>/, then the evaluations the file's get_evaluations names (llm.evaluate
+--name=NAME); rerunning the same command skips finished members and resumes the rest.
 
   python -m llm.sweep --config=configs/gpt_tiny.py --workdir=sweeps/gpt_seeds [--parallel=2]
       [--member=I] [--dry_run] [--config.key=value]
@@ -30,15 +31,17 @@ def sweep(spec, workdir, common_flags):
     raise ValueError("--workdir=DIR is required (the sweep's directory: one per member in it)")
   path, _, arg = spec.partition(":")
   listed = sweeps.sweep_overrides(path, arg or None)   # get_sweep runs once
-  members = sweeps.plan(listed, cli.FLAGS.config, only=f.member)
+  evaluations, report = sweeps.sweep_settings(path, arg or None)
+  members = sweeps.plan(listed, cli.FLAGS.config, only=f.member, evaluations=evaluations)
   if f.dry_run:
     workdir = cli.workdir_path(workdir, create=False, writable=False) if pathlib.Path(
         workdir).exists() else pathlib.Path(workdir).expanduser().absolute()
     for m in members:
-      print(shlex.join(sweeps.train_command(spec, workdir, m, common_flags)))
+      for command in sweeps.commands(spec, workdir, m, common_flags):
+        print(shlex.join(command))
     return
   workdir = cli.workdir_path(workdir)
-  sweeps.write_plan(workdir, spec, common_flags, listed)
+  sweeps.write_plan(workdir, spec, common_flags, listed, evaluations, report)
   failed = sweeps.run(spec, workdir, common_flags, members, f.parallel)
   if failed:
     raise ValueError(f"{len(failed)} of {len(members)} members failed ({', '.join(failed)}); "

@@ -6,8 +6,18 @@ experiment's members as override dicts, big_vision style (seeds are members too)
 
 Each member is one `llm.train` run of get_config(arg) with its overrides (and the sweep's own
 --config.KEY=VALUE flags, which every member gets first), in <sweep workdir>/<member name>/, the
-name spelled from its overrides ("nsp=False,seed=1"). A member whose final checkpoint exists is
-finished: a rerun of the sweep skips it and continues the others where they stopped.
+name spelled from its overrides ("nsp=False,seed=1"). The file may also name evaluations that
+each member gets once trained, and what its report shows:
+
+  def get_evaluations(arg=None):   # {name: overrides}: llm.evaluate --name=NAME, once trained
+    return {"len256": {"seq_len": 256}, "len512": {"seq_len": 512}}
+
+  def get_report(arg=None):   # llm.report's metric; "x": a plot of metrics against a value
+    return {"metric": "eval/perplexity", "x_label": "evaluation length (tokens)",
+            "x": {128: "eval/perplexity", 256: "evaluate_len256/perplexity"}}
+
+A member whose final checkpoint and named evaluations exist is finished: a rerun of the sweep
+skips it and continues the others where they stopped.
 """
 import dataclasses
 import hashlib
@@ -30,6 +40,7 @@ class Member:
   name: str           # its directory under the sweep workdir
   overrides: dict     # {"key": value} as get_sweep gave them
   total_steps: int    # of its resolved config: the step whose checkpoint means finished
+  evaluations: dict = dataclasses.field(default_factory=dict)   # get_evaluations'
 
 
 def member_name(overrides):
@@ -42,6 +53,15 @@ def member_name(overrides):
   return name
 
 
+def _call(path, namespace, function, arg):
+  try:
+    return namespace[function](*([arg] if arg else []))
+  except Exception as e:  # noqa: BLE001 - whatever the user's code raised, name it in one line
+    call = f"{function}({arg!r})" if arg else f"{function}()"
+    first = str(e).splitlines()[0] if str(e) else ""
+    raise ValueError(f"{call} in {path} raised {type(e).__name__}: {first}") from None
+
+
 def sweep_overrides(path, arg):
   """get_sweep(arg) of the config file at `path`: a list of override dicts, checked for shape."""
   path = pathlib.Path(path)
@@ -50,12 +70,7 @@ def sweep_overrides(path, arg):
     raise ValueError(f"config file {path} defines no get_sweep(); a sweep is `def "
                      f"get_sweep(arg=None): return [{{'seed': 0}}, {{'seed': 1}}, ...]`, one dict "
                      f"of config overrides per member")
-  try:
-    members = namespace["get_sweep"](*([arg] if arg else []))
-  except Exception as e:  # noqa: BLE001 - whatever the user's code raised, name it in one line
-    call = f"get_sweep({arg!r})" if arg else "get_sweep()"
-    first = str(e).splitlines()[0] if str(e) else ""
-    raise ValueError(f"{call} in {path} raised {type(e).__name__}: {first}") from None
+  members = _call(path, namespace, "get_sweep", arg)
   if not isinstance(members, (list, tuple)) or not members:
     raise ValueError(f"get_sweep() in {path} returned {members!r}; it returns a non-empty list "
                      f"of override dicts, one per member")
@@ -66,15 +81,42 @@ def sweep_overrides(path, arg):
   return [dict(m) for m in members]
 
 
-def plan(listed, base, only=None):
+REPORT_KEYS = ("metric", "x", "x_label")
+
+
+def sweep_settings(path, arg):
+  """(get_evaluations(arg), get_report(arg)) of the config file at `path`, each {} when the file
+  does not define it, checked for shape."""
+  path = pathlib.Path(path)
+  namespace = cli.config_namespace(cli.compiled(path), path)
+  evaluations, report = {}, {}
+  if callable(namespace.get("get_evaluations")):
+    evaluations = _call(path, namespace, "get_evaluations", arg)
+    if not isinstance(evaluations, dict) or not all(
+        isinstance(o, dict) and isinstance(n, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*",
+                                                                    n)
+        for n, o in evaluations.items()):
+      raise ValueError(f"get_evaluations() in {path} returned {evaluations!r}; it returns "
+                       f"{{name: overrides}}, names of letters, digits and . _ - (they become "
+                       f"evaluate_<name>.json), e.g. {{'len256': {{'seq_len': 256}}}}")
+  if callable(namespace.get("get_report")):
+    report = _call(path, namespace, "get_report", arg)
+    if not isinstance(report, dict) or set(report) - set(REPORT_KEYS) or not isinstance(
+        report.get("x", {}), dict):
+      raise ValueError(f"get_report() in {path} returned {report!r}; it returns a dict of "
+                       f"{list(REPORT_KEYS)} (x: {{value: metric}})")
+  return evaluations, report
+
+
+def plan(listed, base, only=None, evaluations=None):
   """The members of `listed` (sweep_overrides'), none the same or sharing a directory, and each
-  (or member `only` alone, which is then all the list holds) checked as its run would be: every
-  key known and settable from the command line, the values of the right type and inside their
-  ranges. A ValueError names the first problem, before anything runs. `base`: get_config(arg)
+  (or member `only` alone, which is then all the list holds) checked as its run would be, and
+  as each of its `evaluations` (sweep_settings') would be: every key known and settable from
+  the command line, the values of the right type and inside their ranges. A ValueError names
+  the first problem, before anything runs. `base`: get_config(arg)
   with the sweep's own --config.KEY=VALUE flags, which every member gets before its overrides. The
   checks that need the members' devices are left to their runs: this process never starts a
   JAX backend (on a TPU host it would hold the chips its members need)."""
-  from llm import config_checks   # JAX: only once a sweep is planned
   by_name, by_items = {}, {}
   if only is not None and not 0 <= only < len(listed):
     raise ValueError(f"--member={only}: the sweep has members 0 to {len(listed) - 1}")
@@ -94,22 +136,30 @@ def plan(listed, base, only=None):
     if only is not None and i != only:
       continue
     name = member_name(overrides)
-    where = f"member {i} ({name})"
-    config = base.copy_and_resolve_references()
-    for key, value in overrides.items():
-      problem = cli.override_problem(config, key)
-      if not problem and (value is None or isinstance(value, (dict, list, tuple))):
-        problem = (f"{key}={value!r} is a {type(value).__name__}, which a member cannot pass to "
-                   f"llm.train; set it in get_config")
-      if problem:
-        raise ValueError(f"{where}: {problem}")
-    try:
-      config.update_from_flattened_dict(overrides)
-      config_checks.resolve_config(config, None)
-    except (ValueError, TypeError, KeyError, OSError) as e:
-      raise ValueError(f"{where}: {e.args[0] if e.args else e}") from None
-    members.append(Member(i, name, overrides, config.total_steps))
+    config = _checked(base, overrides, f"member {i} ({name})")
+    for evaluation, more in (evaluations or {}).items():
+      _checked(config, more, f"member {i} ({name}), evaluation {evaluation}")
+    members.append(Member(i, name, overrides, config.total_steps, dict(evaluations or {})))
   return members
+
+
+def _checked(base, overrides, where):
+  """`base` with `overrides`, resolved as a run would; ValueError naming `where` and the problem."""
+  from llm import config_checks
+  config = base.copy_and_resolve_references()
+  for key, value in overrides.items():
+    problem = cli.override_problem(config, key)
+    if not problem and (value is None or isinstance(value, (dict, list, tuple))):
+      problem = (f"{key}={value!r} is a {type(value).__name__}, which a member cannot pass to "
+                 f"llm.train or llm.evaluate; set it in get_config")
+    if problem:
+      raise ValueError(f"{where}: {problem}")
+  try:
+    config.update_from_flattened_dict(overrides)
+    config_checks.resolve_config(config, None)
+  except (ValueError, TypeError, KeyError, OSError) as e:
+    raise ValueError(f"{where}: {e.args[0] if e.args else e}") from None
+  return config
 
 
 def train_command(spec, workdir, member, flags):
@@ -120,9 +170,33 @@ def train_command(spec, workdir, member, flags):
           *(f"--config.{k}={v}" for k, v in member.overrides.items())]
 
 
-def finished(workdir, member):
+def evaluate_command(spec, workdir, member, flags, name):
+  """The llm.evaluate command line of the member's evaluation `name`: the member's config and
+  the evaluation's overrides, its result in evaluate_<name>.json."""
+  return [sys.executable, "-m", "llm.evaluate", f"--config={spec}",
+          f"--workdir={pathlib.Path(workdir) / member.name}", *flags,
+          *(f"--config.{k}={v}" for k, v in {**member.overrides,
+                                              **member.evaluations[name]}.items()),
+          f"--name={name}"]
+
+
+def trained(workdir, member):
   """Whether the member's run saved its final step (its checkpoint directory is committed)."""
   return (pathlib.Path(workdir) / member.name / "checkpoints" / str(member.total_steps)).is_dir()
+
+
+def commands(spec, workdir, member, flags):
+  """The commands the member still needs, in order: its training unless trained, then each
+  evaluation whose file does not exist yet."""
+  todo = [] if trained(workdir, member) else [train_command(spec, workdir, member, flags)]
+  return todo + [evaluate_command(spec, workdir, member, flags, name)
+                 for name in member.evaluations
+                 if not (pathlib.Path(workdir) / member.name / f"evaluate_{name}.json").is_file()]
+
+
+def finished(workdir, member):
+  """Whether the member is trained and has every evaluation it names."""
+  return not commands("", workdir, member, [])
 
 
 def _duration(seconds):
@@ -130,12 +204,16 @@ def _duration(seconds):
   return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
-def write_plan(workdir, spec, flags, listed):
-  """<workdir>/sweep.json: the command's config and flags and every member of the sweep (`listed`,
-  what llm.report reads), the same whichever members this process runs."""
+def write_plan(workdir, spec, flags, listed, evaluations=None, report=None):
+  """<workdir>/sweep.json: the command's config and flags, every member of the sweep (`listed`),
+  the evaluations each gets and the report's settings (what llm.report reads), the same
+  whichever members this process runs."""
   (pathlib.Path(workdir) / "sweep.json").write_text(json.dumps(
       {"config": spec, "flags": list(flags),
-       "members": [{"name": member_name(o), "overrides": o} for o in listed]}, indent=2))
+       "members": [{"name": member_name(o), "overrides": o} for o in listed],
+       "evaluations": evaluations or {},
+       "report": {k: ({str(x): m for x, m in v.items()} if k == "x" else v)
+                  for k, v in (report or {}).items()}}, indent=2))
 
 
 def run(spec, workdir, flags, members, parallel=1):
@@ -173,16 +251,20 @@ class _Runs:
   def log_path(self, member):
     return self.workdir / "logs" / f"{member.name}.log"
 
-  def start(self, member):
-    log = open(self.log_path(member), "a")   # noqa: SIM115 - closed when the member ends
-    proc = subprocess.Popen(train_command(self.spec, self.workdir, member, self.flags),
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
-    self.running[proc] = (member, log, time.monotonic())
+  def start(self, member, todo=None, log=None, started=None):
+    """Runs the member's next command (`todo`: those left; default: all it needs)."""
+    todo = commands(self.spec, self.workdir, member, self.flags) if todo is None else todo
+    log = log or open(self.log_path(member), "a")   # noqa: SIM115 - closed when the member ends
+    proc = subprocess.Popen(todo[0], stdout=log, stderr=subprocess.STDOUT, text=True)
+    self.running[proc] = (member, log, started or time.monotonic(), todo[1:])
 
   def collect(self, waiting):
-    """Prints a line for each member that ended since the last call."""
+    """Starts each ended member's next command; prints a line for each member that is done."""
     for proc in [p for p in self.running if p.poll() is not None]:
-      member, log, started = self.running.pop(proc)
+      member, log, started, todo = self.running.pop(proc)
+      if proc.returncode == 0 and todo:   # trained: its evaluations next, in the same slot
+        self.start(member, todo, log, started)
+        continue
       log.close()
       self.done += 1
       self.durations.append(time.monotonic() - started)
@@ -203,6 +285,6 @@ class _Runs:
               f"{eta}", flush=True)
 
   def wait(self):
-    for proc, (_, log, _) in self.running.items():
+    for proc, (_, log, _, _) in self.running.items():
       proc.wait()
       log.close()

@@ -82,6 +82,39 @@ def test_a_numeric_sweep_is_plotted_against_its_values(tmp_path):
   assert list(x) == [2, 4] and list(y) == [4.0, 3.0]   # sorted by the swept value
 
 
+def test_metrics_against_a_value_are_one_line_per_setting(tmp_path):
+  """get_report's x: perplexity at three evaluation lengths, one line per position kind."""
+  rows = [({"model.position": "rope"}, 3, {"eval/perplexity": (10.0, 1.0),
+                                           "evaluate_len128/perplexity": (12.0, 1.5),
+                                           "evaluate_len256/perplexity": (15.0, 2.0)}),
+          ({"model.position": "learned"}, 1, {"eval/perplexity": (11.0, math.nan),
+                                              "evaluate_len256/perplexity": (90.0, math.nan)})]
+  x = {"64": "eval/perplexity", "256": "evaluate_len256/perplexity",
+       "128": "evaluate_len128/perplexity"}
+  fig = reports.plot_against(rows, x, "evaluation length (tokens)", tmp_path / "against.png")
+  ax = fig.axes[0]
+  lines = [bars.lines[0] for bars in ax.containers]   # each errorbar's data line
+  assert [list(line.get_data()[0]) for line in lines] == [[64, 128, 256], [64, 256]]
+  assert [list(line.get_data()[1]) for line in lines] == [[10.0, 12.0, 15.0], [11.0, 90.0]]
+  assert ax.get_xlabel() == "evaluation length (tokens)" and ax.get_ylabel() == "perplexity"
+  assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+      "model.position=rope (3 runs)", "model.position=learned (1 run)"]
+  with Image.open(tmp_path / "against.png") as image:
+    assert image.format == "PNG"
+
+
+def test_the_sweeps_report_settings_pick_the_metric_and_the_plot_against_a_value(sweep):
+  plan = json.loads((sweep / "sweep.json").read_text())
+  plan["report"] = {"metric": "eval/loss", "x": {"1": "eval/loss"}, "x_label": "one"}
+  (sweep / "sweep.json").write_text(json.dumps(plan))
+  text = reports.write_report(sweep)
+  assert "![against one](against.png)" in text and (sweep / "against.png").is_file()
+  plan["report"]["x"] = {"1": "eval/bleu"}
+  (sweep / "sweep.json").write_text(json.dumps(plan))
+  with pytest.raises(ValueError, match="get_report's x metric 'eval/bleu': the members report"):
+    reports.write_report(sweep)
+
+
 def report(workdir, *args):
   return subprocess.run([sys.executable, "-m", "llm.report", f"--workdir={workdir}", *args],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -12,17 +12,22 @@ from helpers import ROOT, TINY, losses, run_cli
 GPT_TINY = ROOT / "configs" / "gpt_tiny.py"
 
 
-def sweep_file(tmp_path, members, name="sweep.py"):
-  """A config file: gpt_tiny's get_config, and a get_sweep returning `members` (Python source)."""
+def sweep_file(tmp_path, members, name="sweep.py", evaluations=None):
+  """A config file: gpt_tiny's get_config, and a get_sweep returning `members` (Python source)
+  and a get_evaluations returning `evaluations` (source) if given."""
   path = tmp_path / name
   path.write_text(f"from llm import cli\n\n\ndef get_config(arg=None):\n"
                   f"  return cli.load_config({str(GPT_TINY)!r})\n\n\n"
-                  f"def get_sweep(arg=None):\n  return {members}\n")
+                  f"def get_sweep(arg=None):\n  return {members}\n"
+                  + (f"\n\ndef get_evaluations(arg=None):\n  return {evaluations}\n"
+                     if evaluations else ""))
   return path
 
 
 def planned(path, **common):
-  return sweeps.plan(sweeps.sweep_overrides(path, None), cli.load_config(path, None, **common))
+  evaluations, _ = sweeps.sweep_settings(path, None)
+  return sweeps.plan(sweeps.sweep_overrides(path, None), cli.load_config(path, None, **common),
+                     evaluations=evaluations)
 
 
 def test_member_names_spell_their_overrides():
@@ -57,6 +62,35 @@ def test_bad_sweeps_are_named_before_anything_runs(tmp_path, members, message):
     assert str(e.value).endswith("raised ZeroDivisionError: division by zero")
 
 
+@pytest.mark.parametrize("evaluations,message", [
+    ("{'len': {'seq_lne': 64}}", "member 0 (seed=0), evaluation len: unknown config key seq_lne"),
+    ("{'len': {'seq_len': 1}}", "member 0 (seed=0), evaluation len: seq_len=1 must be >= 2"),
+    ("{'a/b': {'seq_len': 64}}", "returned {'a/b': {'seq_len': 64}}; it returns {name: overrides}"),
+    ("[{'seq_len': 64}]", "get_evaluations() in "),
+])
+def test_bad_evaluations_are_named_before_anything_runs(tmp_path, evaluations, message):
+  with pytest.raises(ValueError) as e:
+    planned(sweep_file(tmp_path, "[{'seed': 0}]", evaluations=evaluations))
+  assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_member_needs_its_training_then_each_evaluation_it_lacks(tmp_path):
+  path = sweep_file(tmp_path, "[{'seed': 3}]", evaluations="{'len64': {'seq_len': 64}}")
+  [member] = planned(path, total_steps=5)
+  out = tmp_path / "out"
+  train, evaluate = sweeps.commands(str(path), out, member, ["--config.total_steps=5"])
+  assert train == sweeps.train_command(str(path), out, member, ["--config.total_steps=5"])
+  assert evaluate[1:] == ["-m", "llm.evaluate", f"--config={path}", f"--workdir={out / 'seed=3'}",
+                          "--config.total_steps=5", "--config.seed=3", "--config.seq_len=64",
+                          "--name=len64"]
+  (out / "seed=3" / "checkpoints" / "5").mkdir(parents=True)
+  assert sweeps.commands(str(path), out, member, []) == [
+      sweeps.evaluate_command(str(path), out, member, [], "len64")]
+  assert not sweeps.finished(out, member)
+  (out / "seed=3" / "evaluate_len64.json").write_text("{}")
+  assert sweeps.commands(str(path), out, member, []) == [] and sweeps.finished(out, member)
+
+
 def test_a_config_without_a_sweep_is_named():
   bert = ROOT / "configs" / "bert_tiny.py"
   with pytest.raises(ValueError, match="defines no get_sweep"):
@@ -89,7 +123,8 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
   """Two members train (2 at a time); a third stops on a non-finite loss: it is reported with
   its error and fails the sweep, and the others still finish. A rerun skips finished members."""
   path = sweep_file(tmp_path, "[{'seed': 0}, {'seed': 1, 'optimizer.learning_rate': 3e-3}, "
-                              "{'seed': 2, 'nan_at_step': 1}]")
+                              "{'seed': 2, 'nan_at_step': 1}]",
+                    evaluations="{'len64': {'seq_len': 64}}")
   flags = [f"--config.{k}={v}" for k, v in {**TINY, "total_steps": 2, "eval_batches": 1}.items()]
   out = tmp_path / "out"
   proc = run_cli("sweep", path, out, *flags, "--parallel=2", devices=1)
@@ -106,12 +141,17 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
   runs = {name: out / name for name in ("seed=0", "seed=1,optimizer.learning_rate=0.003")}
   for run in runs.values():
     assert sorted(losses(run)) == [1, 2]
+    # Once trained, each member's named evaluation ran: rows of 64 tokens, not the run's 32.
+    evaluated = json.loads((run / "evaluate_len64.json").read_text())
+    assert evaluated["step"] == 2 and evaluated["perplexity"] > 1
   configs = {name: json.loads((run / "config.json").read_text()) for name, run in runs.items()}
   assert configs["seed=1,optimizer.learning_rate=0.003"]["optimizer"]["learning_rate"] == 3e-3
   assert {c["total_steps"] for c in configs.values()} == {2}
   assert losses(runs["seed=0"]) != losses(runs["seed=1,optimizer.learning_rate=0.003"])
-  assert json.loads((out / "sweep.json").read_text())["members"][2] == {
-      "name": "seed=2,nan_at_step=1", "overrides": {"seed": 2, "nan_at_step": 1}}
+  plan = json.loads((out / "sweep.json").read_text())
+  assert plan["members"][2] == {"name": "seed=2,nan_at_step=1",
+                                "overrides": {"seed": 2, "nan_at_step": 1}}
+  assert plan["evaluations"] == {"len64": {"seq_len": 64}}
   assert (out / "logs" / "seed=0.log").is_file()
 
   before = {name: (run / "metrics.jsonl").read_text() for name, run in runs.items()}
@@ -124,5 +164,5 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
   assert len(json.loads((out / "sweep.json").read_text())["members"]) == 3   # all, not the one
   proc = run_cli("sweep", path, tmp_path / "dry", *flags, "--dry_run", devices=1)
   assert proc.returncode == 0 and not (tmp_path / "dry").exists(), proc.stderr[-3000:]
-  assert [shlex.split(line)[3] for line in proc.stdout.splitlines()] == [
-      f"--config={path}", f"--config={path}", f"--config={path}"]
+  assert [shlex.split(line)[2:4] for line in proc.stdout.splitlines()] == [
+      ["llm.train", f"--config={path}"], ["llm.evaluate", f"--config={path}"]] * 3

@@ -1,0 +1,49 @@
+"""Ablation: position encodings in a GPT (learned, sinusoidal, RoPE, ALiBi (Press et al. 2022),
+none), trained on rows of 64 tokens and evaluated at 64, 128 and 256 tokens: does a model read
+text longer than it was trained on?
+
+  python -m llm.sweep --config=configs/ablation_positions.py --workdir=runs/ablation_positions
+  python -m llm.report --workdir=runs/ablation_positions
+5 encodings x 3 seeds, each trained for 400 steps (410 k tokens of gensim_text) and then
+evaluated at 2x and 4x its length (get_evaluations). Results and what they mean:
+experiments/ablation_positions/.
+"""
+from llm.base_config import base_config
+from llm.models import presets
+
+POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
+TRAIN_LEN = 64
+
+
+def get_config(arg=None):
+  del arg
+  c = base_config()
+  c.objective = "causal_lm"
+  c.model.update(presets.GPT2)
+  # The learned table covers the longest evaluation; its rows past TRAIN_LEN are never trained.
+  c.model.update(num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024, max_len=4 * TRAIN_LEN)
+  c.seq_len = TRAIN_LEN
+  c.total_steps = 400
+  c.batch_size = 16
+  c.log_every = 50
+  c.eval_every = 200
+  c.checkpoint_every = 200
+  return c
+
+
+def get_sweep(arg=None):
+  del arg
+  return [{"model.position": p, "seed": s} for p in POSITIONS for s in (0, 1, 2)]
+
+
+def get_evaluations(arg=None):
+  del arg
+  return {f"len{n}": {"seq_len": n} for n in (2 * TRAIN_LEN, 4 * TRAIN_LEN)}
+
+
+def get_report(arg=None):
+  del arg
+  return {"metric": "eval/perplexity", "x_label": "evaluation length (tokens)",
+          "x": {TRAIN_LEN: "eval/perplexity",
+                **{2 * TRAIN_LEN * k: f"evaluate_len{2 * TRAIN_LEN * k}/perplexity"
+                   for k in (1, 2)}}}
