@@ -6,7 +6,8 @@
       [--member=I] [--dry_run] [--config.key=value]
 
 --config.KEY=VALUE flags go to every member (before its own overrides). --member=I runs member
-I alone (from 0; e.g. a SLURM array task's index), --dry_run prints the commands and runs none.
+I alone (from 0; e.g. a SLURM array task's index), --dry_run prints the commands each member
+still needs ("# member I: name", then its llm.train and llm.evaluate lines) and runs none.
 Each member logs to <workdir>/logs/<member name>.log; <workdir>/sweep.json lists the members.
 """
 import pathlib
@@ -20,7 +21,8 @@ from llm import cli, sweeps
 
 flags.DEFINE_integer("parallel", 1, "How many members run at once.")
 flags.DEFINE_integer("member", None, "Run only this member (its index in get_sweep, from 0).")
-flags.DEFINE_bool("dry_run", False, "Print each member's llm.train command; run nothing.")
+flags.DEFINE_bool("dry_run", False, "Print each member's commands (training, evaluations); run "
+                  "nothing.")
 
 
 def sweep(spec, workdir, common_flags):
@@ -37,6 +39,7 @@ def sweep(spec, workdir, common_flags):
     workdir = cli.workdir_path(workdir, create=False, writable=False) if pathlib.Path(
         workdir).exists() else pathlib.Path(workdir).expanduser().absolute()
     for m in members:
+      print(f"# member {m.index}: {m.name}")
       for command in sweeps.commands(spec, workdir, m, common_flags):
         print(shlex.join(command))
     return

@@ -164,5 +164,8 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
   assert len(json.loads((out / "sweep.json").read_text())["members"]) == 3   # all, not the one
   proc = run_cli("sweep", path, tmp_path / "dry", *flags, "--dry_run", devices=1)
   assert proc.returncode == 0 and not (tmp_path / "dry").exists(), proc.stderr[-3000:]
-  assert [shlex.split(line)[2:4] for line in proc.stdout.splitlines()] == [
+  lines = proc.stdout.splitlines()
+  assert lines[0::3] == ["# member 0: seed=0", "# member 1: seed=1,optimizer.learning_rate=0.003",
+                         "# member 2: seed=2,nan_at_step=1"]
+  assert [shlex.split(line)[2:4] for i, line in enumerate(lines) if i % 3] == [
       ["llm.train", f"--config={path}"], ["llm.evaluate", f"--config={path}"]] * 3
