@@ -28,15 +28,19 @@ def load_rows(path):
 
 
 def final_figures(run_dir):
-  """{metric: value} of a run: its last eval/ figures in metrics.jsonl, and evaluate*.json's."""
+  """{metric: value} of a run: its last eval/ figures in metrics.jsonl with the model/ sizes its
+  first line holds, and evaluate*.json's."""
   run_dir = pathlib.Path(run_dir)
   figures = {}
   if (run_dir / "metrics.jsonl").is_file():
-    for row in reversed(load_rows(run_dir / "metrics.jsonl")):
+    rows = load_rows(run_dir / "metrics.jsonl")
+    for row in reversed(rows):
       scores = {k: v for k, v in row.items() if k.startswith("eval/")}
       if scores:
         figures.update(scores)
         break
+    if figures:   # a run that has evaluated: its size beside its scores
+      figures.update({k: v for row in rows[:1] for k, v in row.items() if k.startswith("model/")})
   for path in sorted(run_dir.glob("evaluate*.json")):
     result = json.loads(path.read_text())
     figures.update({f"{path.stem}/{k}": v for k, v in result.items()
@@ -206,10 +210,82 @@ def plot_against(rows, x, x_label, path):
   return fig
 
 
+def member_value(figures, overrides, run_dir, key):
+  """A member's `key`: one of its figures (a metric), else its setting of that config key."""
+  return figures[key] if key in figures else setting_value(overrides, run_dir, key)
+
+
+def fit_power_law(xs, ys):
+  """Least squares of log y = log c - alpha log x over the points: (alpha, its standard error,
+  c); the error is NaN with fewer than 3 points."""
+  lx, ly = np.log(np.asarray(xs, np.float64)), np.log(np.asarray(ys, np.float64))
+  slope, intercept = np.polyfit(lx, ly, 1)
+  se = math.nan
+  if len(lx) > 2:
+    residuals = ly - (slope * lx + intercept)
+    se = math.sqrt(residuals @ residuals / (len(lx) - 2) / ((lx - lx.mean()) ** 2).sum())
+  return -slope, se, math.exp(intercept)
+
+
+def fit_points(members, x, y, by):
+  """{value of `by`: [(x, y) of each member with that value and both figures]}."""
+  points = {}
+  for _, overrides, run_dir in members:
+    figures = final_figures(run_dir)
+    if y not in figures:
+      continue
+    key = member_value(figures, overrides, run_dir, by)
+    points.setdefault(key, []).append(
+        (float(member_value(figures, overrides, run_dir, x)), float(figures[y])))
+  return dict(sorted(points.items(), key=lambda item: item[0]))
+
+
+def plot_fit(points, fit, path):
+  """`fit["y"]` against `fit["x"]` on log axes, one series per value of `fit["by"]` with its
+  fitted power law; returns (the figure, saved to `path`, and {value: (alpha, se, c, n)})."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.5, 4.5))
+  fits = {}
+  for value, pts in points.items():
+    xs, ys = zip(*sorted(pts))
+    line = ax.plot(xs, ys, "o", label=None)[0]
+    if len(set(xs)) > 1:
+      alpha, se, c = fit_power_law(xs, ys)
+      fits[value] = (alpha, se, c, len(xs))
+      grid = np.geomspace(min(xs), max(xs), 50)
+      ax.plot(grid, c * grid ** -alpha, "-", color=line.get_color(),
+              label=f"{fit['by']}={value}: α = {alpha:.3f} ± {se:.3f}")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel(fit.get("x_label", fit["x"]))
+  ax.set_ylabel(fit.get("y_label", fit["y"]))
+  ax.set_title(f"{fit['y']} ∝ x^-α, fitted per {fit['by']} (least squares in log-log)")
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize="small")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  return fig, fits
+
+
+def _fit_section(members, fit, path):
+  """The markdown of one power-law fit (its plot written to `path`)."""
+  _, fits = plot_fit(fit_points(members, fit["x"], fit["y"], fit["by"]), fit, path)
+  published = fit.get("published")
+  lines = [f"### {fit['y']} against {fit.get('x_label', fit['x'])}", "",
+           f"| {fit['by']} | points | α | c |", "|---|---|---|---|"]
+  for value, (alpha, se, c, n) in fits.items():
+    lines.append(f"| {value} | {n} | {_cell(alpha, se)} | {c:.4g} |")
+  if published:
+    lines += ["", f"Published: α = {published[0]} ({published[1]})."]
+  return "\n".join(lines + ["", f"![{path.stem}]({path.name})", ""])
+
+
 def write_report(directory, metric=None):
   """<directory>/results.md, curves.png and <metric>.png (its "/" written "_": eval_loss.png),
-  and against.png when the sweep's get_report names an "x"; returns the markdown. `metric`:
-  default get_report's, else eval/loss."""
+  against.png when the sweep's get_report names an "x", and fit_<i>.png with a table for each
+  power law it names in "fits" ({"x", "y", "by"} keys or metrics, optional "x_label",
+  "published": [exponent, source]); returns the markdown. `metric`: default get_report's, else
+  eval/loss."""
   directory = pathlib.Path(directory)
   members = load_sweep(directory)
   settings = json.loads((directory / "sweep.json").read_text()).get("report", {})
@@ -230,8 +306,10 @@ def write_report(directory, metric=None):
   if settings.get("x"):
     plot_against(rows, settings["x"], settings.get("x_label", "value"), directory / "against.png")
     against = f"\n![against {settings.get('x_label', 'value')}](against.png)\n"
+  fits = "".join("\n" + _fit_section(members, fit, directory / f"fit_{i}.png")
+                 for i, fit in enumerate(settings.get("fits", [])))
   text = (f"# {directory.name}\n\n{len(members)} members (`sweep.json`); mean ± sample std "
           f"over the runs of each setting.\n\n{markdown_table(rows)}\n"
-          f"![loss per member](curves.png)\n\n![{metric}]({chart.name})\n{against}")
+          f"![loss per member](curves.png)\n\n![{metric}]({chart.name})\n{against}{fits}")
   (directory / "results.md").write_text(text)
   return text

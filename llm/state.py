@@ -64,6 +64,15 @@ def count_params(params):
   return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
 
 
+def parameter_counts(params):
+  """What a run logs of its size: every parameter, and those outside the token and position
+  embedding tables (Kaplan et al. 2020 count these, N, in their scaling laws)."""
+  embedding = sum(int(np.prod(p.shape)) for path, p in jax.tree_util.tree_leaves_with_path(params)
+                  if optim.path_name(path).endswith("embedding"))
+  total = count_params(params)
+  return {"model/parameters": total, "model/non_embedding_parameters": total - embedding}
+
+
 def param_paths(params):
   """'layer_0/mlp/wi/kernel'-style names of every parameter."""
   return [optim.path_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]

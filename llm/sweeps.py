@@ -81,7 +81,7 @@ def sweep_overrides(path, arg):
   return [dict(m) for m in members]
 
 
-REPORT_KEYS = ("metric", "x", "x_label")
+REPORT_KEYS = ("metric", "x", "x_label", "fits")
 
 
 def sweep_settings(path, arg):
@@ -101,10 +101,12 @@ def sweep_settings(path, arg):
                        f"evaluate_<name>.json), e.g. {{'len256': {{'seq_len': 256}}}}")
   if callable(namespace.get("get_report")):
     report = _call(path, namespace, "get_report", arg)
+    fits = report.get("fits", []) if isinstance(report, dict) else None
     if not isinstance(report, dict) or set(report) - set(REPORT_KEYS) or not isinstance(
-        report.get("x", {}), dict):
+        report.get("x", {}), dict) or not isinstance(fits, list) or not all(
+            isinstance(f, dict) and {"x", "y", "by"} <= set(f) for f in fits):
       raise ValueError(f"get_report() in {path} returned {report!r}; it returns a dict of "
-                       f"{list(REPORT_KEYS)} (x: {{value: metric}})")
+                       f"{list(REPORT_KEYS)} (x: {{value: metric}}; fits: [{{x, y, by, ...}}])")
   return evaluations, report
 
 

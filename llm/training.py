@@ -85,7 +85,8 @@ def _train(config, workdir):
                f"its final checkpoint again (a larger --config.total_steps trains on)")
     return run_eval(state["params"])
   return _loop(config, workdir, task, state, start, train_step, run_eval, train_iter,
-               checkpoints, compatibility.tokenizer_record(tok), mesh, rules)
+               checkpoints, compatibility.tokenizer_record(tok), mesh, rules,
+               state_lib.parameter_counts(state["params"]))
 
 
 def _train_iterator(config, task, tok, builder, mesh, rules):
@@ -112,9 +113,10 @@ def _write_run_files(config, workdir, start, tok):
 
 
 def _loop(config, workdir, task, state, start, train_step, run_eval, train_iter, checkpoints,
-          tokenizer, mesh, rules):
+          tokenizer, mesh, rules, sizes):
   """Steps start + 1 .. total_steps, logging, evaluating and saving as the config says; stops
-  early (saved) at stop_at_step or on SIGTERM/SIGINT. Returns the last validation metrics ({}
+  early (saved) at stop_at_step or on SIGTERM/SIGINT. The first metrics line also holds the
+  model's `sizes` (state.parameter_counts). Returns the last validation metrics ({}
   when interrupted)."""
   writer = runlog.MetricWriter(workdir, resume_step=start)
   interval, guard = _Interval(), _NonfiniteGuard(config, checkpoints)
@@ -147,7 +149,8 @@ def _loop(config, workdir, task, state, start, train_step, run_eval, train_iter,
         record.update({f"eval/{k}": v for k, v in result.items()})
         runlog.log(f"step {step}: " + ", ".join(f"eval/{k} {v:.4f}" for k, v in result.items()))
       if record:
-        writer.write(step, record)
+        writer.write(step, {**record, **sizes})
+        sizes = {}
       if saving:
         checkpoints.save(step, state, train_iter, config, tokenizer)
       if stopping:

@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -113,6 +114,43 @@ def test_the_sweeps_report_settings_pick_the_metric_and_the_plot_against_a_value
   (sweep / "sweep.json").write_text(json.dumps(plan))
   with pytest.raises(ValueError, match="get_report's x metric 'eval/bleu': the members report"):
     reports.write_report(sweep)
+
+
+def test_power_law_fits_recover_the_exponent_and_its_error_as_scipy_does():
+  from scipy import stats
+  xs = np.array([1e4, 3e4, 1e5, 3e5, 1e6])
+  alpha, se, c = reports.fit_power_law(xs, 7.0 * xs ** -0.076)
+  assert (alpha, c) == pytest.approx((0.076, 7.0)) and se == pytest.approx(0.0, abs=1e-9)
+  ys = 7.0 * xs ** -0.076 * np.array([1.02, 0.97, 1.01, 1.03, 0.98])
+  alpha, se, _ = reports.fit_power_law(xs, ys)
+  reference = stats.linregress(np.log(xs), np.log(ys))
+  assert alpha == pytest.approx(-reference.slope) and se == pytest.approx(reference.stderr)
+
+
+def test_a_fit_section_plots_each_series_on_log_axes(tmp_path):
+  members = []
+  for steps in (100, 200):
+    for width, params in ((64, 1e4), (128, 4e4), (256, 1.6e5)):
+      name = f"w={width},s={steps}"
+      run = tmp_path / name
+      run.mkdir()
+      loss = 20.0 * params ** (-0.1 if steps == 100 else -0.2)
+      (run / "metrics.jsonl").write_text(
+          json.dumps({"step": 1, "model/non_embedding_parameters": params}) + "\n"
+          + json.dumps({"step": steps, "eval/loss": loss}) + "\n")
+      members.append((name, {"model.embed_dim": width, "total_steps": steps}, run))
+  fit = {"x": "model/non_embedding_parameters", "y": "eval/loss", "by": "total_steps",
+         "x_label": "non-embedding parameters", "published": [0.076, "Kaplan et al. 2020"]}
+  points = reports.fit_points(members, fit["x"], fit["y"], fit["by"])
+  assert sorted(points) == [100, 200] and len(points[100]) == 3
+  fig, fits = reports.plot_fit(points, fit, tmp_path / "fit.png")
+  assert fits[100][:2] == pytest.approx((0.1, 0.0), abs=1e-9)
+  assert fits[200][0] == pytest.approx(0.2)
+  ax = fig.axes[0]
+  assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+  assert ax.get_xlabel() == "non-embedding parameters"
+  text = reports._fit_section(members, fit, tmp_path / "fit_0.png")
+  assert "| 100 | 3 | 0.1 ± " in text and "| 20 |" in text and "Published: α = 0.076 (Kaplan et al. 2020)." in text
 
 
 def report(workdir, *args):
