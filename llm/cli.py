@@ -4,6 +4,7 @@ import difflib
 import errno
 import os
 import pathlib
+import re
 import sys
 import traceback
 
@@ -22,9 +23,16 @@ flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed
                   "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
 
 # What a run keeps in its workdir (True: a directory), beside config.resume-<step>.json, the
-# evaluate*.json / predictions_*.jsonl files and train.lock.
+# evaluate*.json / generate_*.json / predictions_*.jsonl files and train.lock.
 WORKDIR_ENTRIES = {"checkpoints": True, "tensorboard": True, "metrics.jsonl": False,
                    "config.json": False, "tokenizer.model": False}
+
+
+def check_result_name(name, flag="--name"):
+  """ValueError unless `name` can name a result file (evaluate_<name>.json, ...)."""
+  if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+    raise ValueError(f"{flag}={name!r}: it becomes part of a file name (evaluate_<name>.json); "
+                     f"use letters, digits and . _ - (e.g. len512)")
 
 
 def workdir_path(workdir, create=True, writable=None):

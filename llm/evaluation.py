@@ -2,7 +2,6 @@
 text for the tasks that score it (summaries, translations); and a saved checkpoint's evaluation,
 what `python -m llm.evaluate` runs."""
 import json
-import re
 
 import jax
 import numpy as np
@@ -79,9 +78,8 @@ def evaluate_checkpoint(config, workdir, split="validation", name=""):
   """Scores the workdir's latest checkpoint (or, with config.init and no checkpoint yet, the init
   itself) on `split`; writes evaluate[_<corpus>][_<split>].json (evaluate_<name>.json when
   named) and, for generative tasks, the predictions file. Returns the metrics."""
-  if name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-    raise ValueError(f"--name={name!r}: it becomes a file name, evaluate_<name>.json; use "
-                     f"letters, digits and . _ - (e.g. len512)")
+  if name:
+    cli.check_result_name(name)
   config_checks.resolve_config(config, jax.device_count())
   workdir = cli.workdir_path(workdir, create=bool(config.init), writable=True)
   checkpoints = checkpoint.Checkpoints(workdir, config.keep_checkpoints, create=False)

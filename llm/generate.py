@@ -4,7 +4,8 @@
   python -m llm.generate --config=configs/t5_tiny.py --workdir=/tmp/t5 --prompt="A source text"
 Weights: the latest checkpoint in --workdir; without one (or without --workdir) the config's init.
 --temperature=0 (the default) is greedy; --num_beams>1 is beam search. --format=json ends with one
-JSON line: {"samples": [{"prompt", "text", "ids"}], "new_tokens", "decode_tokens_per_sec"}.
+JSON line: {"samples": [{"prompt", "text", "ids"}], "new_tokens", "decode_tokens_per_sec"};
+--name=NAME writes the same to <workdir>/generate_<name>.json (what a sweep's evaluation reads).
 """
 import json
 
@@ -31,6 +32,8 @@ flags.DEFINE_float("length_penalty", 1.0, "Beam score = log-probability / length
 flags.DEFINE_integer("num_samples", 1, "Continuations per prompt.")
 flags.DEFINE_integer("sample_seed", 0, "Random seed for sampling.")
 flags.DEFINE_enum("format", "text", ["text", "json"], "text, or a JSON line at the end.")
+flags.DEFINE_string("name", "", "Also write the samples and the decoding speed to "
+                    "<workdir>/generate_<name>.json.")
 flags.DEFINE_bool("chat", False, "Wrap each prompt as a user turn in the tokenizer's chat "
                   "template (GGUF models such as SmolLM2-Instruct).")
 
@@ -73,6 +76,11 @@ def load_params(config, workdir, model, mesh, tok=None):
 def generate_text(config, workdir):
   f = flags.FLAGS
   decoding.check(settings_from_flags(()))   # bad flags fail before anything loads
+  if f.name:
+    cli.check_result_name(f.name)
+    if not workdir:
+      raise ValueError(f"--name={f.name} writes <workdir>/generate_{f.name}.json: give --workdir")
+    output = cli.workdir_path(workdir, create=False, writable=True) / f"generate_{f.name}.json"
   config_checks.resolve_config(config, jax.device_count())
   family = config.model.family
   if family not in DECODING:
@@ -119,9 +127,11 @@ def generate_text(config, workdir):
   rate = len(prompts) * steps / seconds
   runlog.log(f"{new_tokens} new tokens, {steps} steps in {seconds:.2f} s "
              f"({rate:,.1f} tokens/s decoded, compile excluded)")
+  result = {"samples": samples, "new_tokens": new_tokens, "decode_tokens_per_sec": rate}
   if f.format == "json" and jax.process_index() == 0:
-    print(json.dumps({"samples": samples, "new_tokens": new_tokens,
-                      "decode_tokens_per_sec": rate}), flush=True)
+    print(json.dumps(result), flush=True)
+  if f.name and jax.process_index() == 0:
+    output.write_text(json.dumps(result))
   return samples
 
 

@@ -4,7 +4,8 @@ training and validation loss curves, and a metric against the swept setting with
 
 Reads what llm.sweep and the runs wrote: <sweep>/sweep.json (members and their overrides), each
 member's metrics.jsonl (the last line with eval/ figures is its final evaluation) and its
-evaluate*.json files (llm.evaluate's, as "<file stem>/<metric>"). Needs no JAX."""
+evaluate*.json and generate_*.json files (llm.evaluate's and llm.generate --name's, as
+"<file stem>/<metric>"). Needs no JAX."""
 import json
 import math
 import pathlib
@@ -29,7 +30,7 @@ def load_rows(path):
 
 def final_figures(run_dir):
   """{metric: value} of a run: its last eval/ figures in metrics.jsonl with the model/ sizes its
-  first line holds, and evaluate*.json's."""
+  first line holds, and the numbers of its evaluate*.json and generate_*.json files."""
   run_dir = pathlib.Path(run_dir)
   figures = {}
   if (run_dir / "metrics.jsonl").is_file():
@@ -41,7 +42,7 @@ def final_figures(run_dir):
         break
     if figures:   # a run that has evaluated: its size beside its scores
       figures.update({k: v for row in rows[:1] for k, v in row.items() if k.startswith("model/")})
-  for path in sorted(run_dir.glob("evaluate*.json")):
+  for path in sorted([*run_dir.glob("evaluate*.json"), *run_dir.glob("generate_*.json")]):
     result = json.loads(path.read_text())
     figures.update({f"{path.stem}/{k}": v for k, v in result.items()
                     if isinstance(v, (int, float)) and k != "step"})

@@ -10,7 +10,9 @@ name spelled from its overrides ("nsp=False,seed=1"). The file may also name eva
 each member gets once trained, and what its report shows:
 
   def get_evaluations(arg=None):   # {name: overrides}: llm.evaluate --name=NAME, once trained
-    return {"len256": {"seq_len": 256}, "len512": {"seq_len": 512}}
+    return {"len256": {"seq_len": 256}, "len512": {"seq_len": 512},
+            # "command" picks llm.generate instead, "flags" are its own: its decoding speed
+            "decode": {"command": "generate", "flags": {"max_new_tokens": 64}}}
 
   def get_report(arg=None):   # llm.report's metric; "x": a plot of metrics against a value
     return {"metric": "eval/perplexity", "x_label": "evaluation length (tokens)",
@@ -84,6 +86,22 @@ def sweep_overrides(path, arg):
 REPORT_KEYS = ("metric", "x", "x_label", "fits")
 
 
+# An evaluation's keys that are not config overrides: which command runs it, and its own flags.
+COMMANDS = ("evaluate", "generate")
+
+
+def _evaluation_ok(name, entry):
+  return (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)
+          and isinstance(entry, dict) and entry.get("command", "evaluate") in COMMANDS
+          and isinstance(entry.get("flags", {}), dict))
+
+
+def split_evaluation(entry):
+  """(command, its flags, the config overrides) of a get_evaluations entry."""
+  overrides = {k: v for k, v in entry.items() if k not in ("command", "flags")}
+  return entry.get("command", "evaluate"), dict(entry.get("flags", {})), overrides
+
+
 def sweep_settings(path, arg):
   """(get_evaluations(arg), get_report(arg)) of the config file at `path`, each {} when the file
   does not define it, checked for shape."""
@@ -93,12 +111,11 @@ def sweep_settings(path, arg):
   if callable(namespace.get("get_evaluations")):
     evaluations = _call(path, namespace, "get_evaluations", arg)
     if not isinstance(evaluations, dict) or not all(
-        isinstance(o, dict) and isinstance(n, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*",
-                                                                    n)
-        for n, o in evaluations.items()):
+        _evaluation_ok(n, e) for n, e in evaluations.items()):
       raise ValueError(f"get_evaluations() in {path} returned {evaluations!r}; it returns "
                        f"{{name: overrides}}, names of letters, digits and . _ - (they become "
-                       f"evaluate_<name>.json), e.g. {{'len256': {{'seq_len': 256}}}}")
+                       f"evaluate_<name>.json), e.g. {{'len256': {{'seq_len': 256}}}}; an "
+                       f"entry's 'command' is one of {list(COMMANDS)}, its 'flags' a dict")
   if callable(namespace.get("get_report")):
     report = _call(path, namespace, "get_report", arg)
     fits = report.get("fits", []) if isinstance(report, dict) else None
@@ -139,8 +156,8 @@ def plan(listed, base, only=None, evaluations=None):
       continue
     name = member_name(overrides)
     config = _checked(base, overrides, f"member {i} ({name})")
-    for evaluation, more in (evaluations or {}).items():
-      _checked(config, more, f"member {i} ({name}), evaluation {evaluation}")
+    for evaluation, entry in (evaluations or {}).items():
+      _checked(config, split_evaluation(entry)[2], f"member {i} ({name}), evaluation {evaluation}")
     members.append(Member(i, name, overrides, config.total_steps, dict(evaluations or {})))
   return members
 
@@ -173,13 +190,19 @@ def train_command(spec, workdir, member, flags):
 
 
 def evaluate_command(spec, workdir, member, flags, name):
-  """The llm.evaluate command line of the member's evaluation `name`: the member's config and
-  the evaluation's overrides, its result in evaluate_<name>.json."""
-  return [sys.executable, "-m", "llm.evaluate", f"--config={spec}",
+  """The command line of the member's evaluation `name` (llm.evaluate, or the command it names):
+  the member's config and the evaluation's overrides, its result in <command>_<name>.json."""
+  command, own_flags, overrides = split_evaluation(member.evaluations[name])
+  return [sys.executable, "-m", f"llm.{command}", f"--config={spec}",
           f"--workdir={pathlib.Path(workdir) / member.name}", *flags,
-          *(f"--config.{k}={v}" for k, v in {**member.overrides,
-                                              **member.evaluations[name]}.items()),
-          f"--name={name}"]
+          *(f"--config.{k}={v}" for k, v in {**member.overrides, **overrides}.items()),
+          *(f"--{k}={v}" for k, v in own_flags.items()), f"--name={name}"]
+
+
+def result_file(workdir, member, name):
+  """Where the member's evaluation `name` writes its result."""
+  command = split_evaluation(member.evaluations[name])[0]
+  return pathlib.Path(workdir) / member.name / f"{command}_{name}.json"
 
 
 def trained(workdir, member):
@@ -193,7 +216,7 @@ def commands(spec, workdir, member, flags):
   todo = [] if trained(workdir, member) else [train_command(spec, workdir, member, flags)]
   return todo + [evaluate_command(spec, workdir, member, flags, name)
                  for name in member.evaluations
-                 if not (pathlib.Path(workdir) / member.name / f"evaluate_{name}.json").is_file()]
+                 if not result_file(workdir, member, name).is_file()]
 
 
 def finished(workdir, member):

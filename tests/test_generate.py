@@ -1,5 +1,6 @@
 """llm.generate from the CLI: JSON output, greedy ids against re-running the prefix, bad flags."""
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -18,12 +19,16 @@ def gpt_workdir(trained_gpt):
   return trained_gpt   # generate writes nothing into it (checked below)
 
 
-def test_generate_json_matches_greedy_reference(cli, gpt_workdir):
+def test_generate_json_matches_greedy_reference(cli, gpt_workdir, tmp_path):
+  gpt_workdir = shutil.copytree(gpt_workdir, tmp_path / "run")   # --name writes into it
   prompts = ["The history of", "In 1990 the"]
   proc = cli("generate", "configs/gpt_tiny.py", gpt_workdir, *tiny_overrides(),
-             *[f"--prompt={p}" for p in prompts], "--max_new_tokens=12", "--format=json")
+             *[f"--prompt={p}" for p in prompts], "--max_new_tokens=12", "--format=json",
+             "--name=greedy")
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
+  # --name keeps the same result in the workdir, for a sweep's report.
+  assert json.loads((gpt_workdir / "generate_greedy.json").read_text()) == out
   assert [s["prompt"] for s in out["samples"]] == prompts
   assert out["new_tokens"] == sum(len(s["ids"]) for s in out["samples"])
   assert out["decode_tokens_per_sec"] > 0

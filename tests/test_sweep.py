@@ -67,6 +67,7 @@ def test_bad_sweeps_are_named_before_anything_runs(tmp_path, members, message):
     ("{'len': {'seq_len': 1}}", "member 0 (seed=0), evaluation len: seq_len=1 must be >= 2"),
     ("{'a/b': {'seq_len': 64}}", "returned {'a/b': {'seq_len': 64}}; it returns {name: overrides}"),
     ("[{'seq_len': 64}]", "get_evaluations() in "),
+    ("{'d': {'command': 'plan'}}", "an entry's 'command' is one of ['evaluate', 'generate']"),
 ])
 def test_bad_evaluations_are_named_before_anything_runs(tmp_path, evaluations, message):
   with pytest.raises(ValueError) as e:
@@ -91,10 +92,33 @@ def test_a_member_needs_its_training_then_each_evaluation_it_lacks(tmp_path):
   assert sweeps.commands(str(path), out, member, []) == [] and sweeps.finished(out, member)
 
 
+def test_an_evaluation_may_run_llm_generate_with_its_own_flags(tmp_path):
+  path = sweep_file(tmp_path, "[{'seed': 3}]", evaluations="{'decode': {'command': 'generate', "
+                    "'flags': {'max_new_tokens': 8}, 'model.dropout_rate': 0.0}}")
+  [member] = planned(path)
+  out = tmp_path / "out"
+  command = sweeps.evaluate_command(str(path), out, member, [], "decode")
+  assert command[1:] == ["-m", "llm.generate", f"--config={path}", f"--workdir={out / 'seed=3'}",
+                         "--config.seed=3", "--config.model.dropout_rate=0.0",
+                         "--max_new_tokens=8", "--name=decode"]
+  assert sweeps.result_file(out, member, "decode") == out / "seed=3" / "generate_decode.json"
+
+
 def test_a_config_without_a_sweep_is_named():
   bert = ROOT / "configs" / "bert_tiny.py"
   with pytest.raises(ValueError, match="defines no get_sweep"):
     sweeps.plan(sweeps.sweep_overrides(bert, None), cli.load_config(bert))
+
+
+@pytest.mark.parametrize("name", sorted(
+    p.name for p in (ROOT / "configs").glob("*.py") if "def get_sweep" in p.read_text()))
+def test_every_sweep_in_configs_plans_with_its_evaluations_and_report(name):
+  path = ROOT / "configs" / name
+  evaluations, report = sweeps.sweep_settings(path, None)
+  members = sweeps.plan(sweeps.sweep_overrides(path, None), cli.load_config(path),
+                        evaluations=evaluations)
+  assert len(members) >= 3 and all(m.evaluations == evaluations for m in members)
+  assert set(report) <= set(sweeps.REPORT_KEYS)
 
 
 def test_gpt_tiny_sweeps_three_seeds():
