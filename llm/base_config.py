@@ -32,6 +32,9 @@ def base_config():
   # (config.json + model.safetensors); or "minilm" (all-MiniLM-L6-v2, shipped by a pip package).
   c.init = ""
   c.seq_len = 128
+  # > 0: train on a fixed sample of this many training examples (each seed its own sample), e.g.
+  # a label-count curve; 0 = the whole train split.
+  c.train_examples = 0
   # Each task's own keys, declared in its module (llm/tasks/<objective>.py, Task.config): every
   # config holds every task's, so a config file may set them whatever its objective.
   from llm import tasks   # the task modules import the data layer: only when a config is built
@@ -101,7 +104,7 @@ def base_config():
 RANGES = {
     "vocab_size": "[1, inf)", "extra_ids": "[0, inf)", "seq_len": "[2, inf)",
     "seed": "[0, 4294967296)", "total_steps": "[1, inf)", "batch_size": "[1, inf)",
-    "input_shards": "[1, inf)",
+    "input_shards": "[1, inf)", "train_examples": ("[0, inf)", "0 = the whole train split"),
     "log_every": ("[0, inf)", "0 = only at the end"),
     "eval_every": ("[0, inf)", "0 = only at the end"),
     "checkpoint_every": ("[0, inf)", "0 = only at the end"),

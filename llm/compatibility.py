@@ -9,8 +9,8 @@ from llm.models.config import SHAPE_KEYS
 # Settings that change the data stream or how it is optimised: a resume must keep them (unless
 # allow_changed_config), these and each task's own (Task.stream_keys). total_steps may grow,
 # learning rates and the mesh may change.
-STREAM_KEYS = ("objective", "corpus", "mixture", "data_files", "seed", "batch_size",
-               "input_shards", "seq_len", "vocab_size", "extra_ids", "tokenizer",
+STREAM_KEYS = ("objective", "corpus", "mixture", "data_files", "train_examples", "seed",
+               "batch_size", "input_shards", "seq_len", "vocab_size", "extra_ids", "tokenizer",
                "optimizer.grad_accum_steps")
 
 

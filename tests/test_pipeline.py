@@ -238,3 +238,21 @@ def test_bert_rows_repeat_each_epoch_only_with_static_masking(corpus, masking):
   epochs = [sorted(r["inputs"].tobytes() + r["nsp_labels"].tobytes() for r in take(rows, per_epoch))
             for _ in range(2)]
   assert (epochs[0] == epochs[1]) == (masking == "static")
+
+
+def test_train_examples_is_a_fixed_sample_per_seed_and_all_the_stream_reads():
+  config = load_config("finetune_topic", "init=scratch", train_examples=4, batch_size=8)
+  builder = corpora.prepare_corpus(config)
+  tok = tokenizer_lib.load_tokenizer(config, builder)
+  sample = [batching.training_documents(builder, config)[i][0] for i in range(4)]
+  assert len(set(sample)) == 4 and all(0 <= i < 1777 for i in sample)
+  other_seed = load_config("finetune_topic", "init=scratch", train_examples=4, seed=1)
+  assert [batching.training_documents(builder, other_seed)[i][0] for i in range(4)] != sample
+  # Ten batches of 8 rows read the 4 sampled articles over and over, and nothing else.
+  rows = {tuple(row) for batch in take(train_iterator(config, tok, builder), 10)
+          for row in batch["inputs"]}
+  assert len(rows) == 4
+  with pytest.raises(ValueError, match="train_examples=5000 is more than the 1,777 training "
+                                       "examples of bbc_news"):
+    batching.training_documents(builder, load_config("finetune_topic", "init=scratch",
+                                                     train_examples=5000))

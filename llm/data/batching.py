@@ -40,7 +40,7 @@ def train_iterator(config, task, tok, builder, rows=None):
   the corpora's weights (grain's mix: a fixed pattern, saved with the position).
   """
   corpora_ = builder.members if isinstance(builder, Mixture) else {builder.name: builder}
-  docs = {name: documents(b, "train") for name, b in corpora_.items()}
+  docs = {name: training_documents(b, config) for name, b in corpora_.items()}
   for name, corpus_docs in docs.items():
     if len(corpus_docs) < config.input_shards:
       raise ValueError(f"input_shards={config.input_shards} is more than the {len(corpus_docs)} "
@@ -58,6 +58,21 @@ def train_iterator(config, task, tok, builder, rows=None):
     shards[shard] = rows_.batch(per_shard, drop_remainder=True)
   batches = _SideBySide(shards, config.input_shards, config.batch_size)
   return iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
+
+
+def training_documents(builder, config):
+  """The train split's documents, or with config.train_examples = N > 0 a fixed sample of N of
+  them (the first N in an order seeded by config.seed: each seed a different sample), e.g. to
+  fine-tune on 100 labeled examples."""
+  n = config.train_examples
+  if n <= 0:
+    return documents(builder, "train")
+  total = len(builder.as_data_source("train"))
+  if n > total:
+    raise ValueError(f"train_examples={n} is more than the {total:,} training examples of "
+                     f"{builder.name}; use at most {total}, or 0 for all")
+  order = np.random.default_rng([config.seed, n]).permutation(total)
+  return documents(builder, "train", picked=order[:n])
 
 
 def shards_of(num_shards, batch_size, rows=None):

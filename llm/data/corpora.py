@@ -184,14 +184,31 @@ def decode_example(example):
   return out
 
 
-def documents(builder, split):
-  """(doc_index, example) pairs of a split, as a random-access dataset.
+def documents(builder, split, picked=None):
+  """(doc_index, example) pairs of a split (or of its documents at the indices `picked`), as a
+  random-access dataset.
 
   Text features are decoded to str; everything else is as TFDS stores it. The index is the
   document's own in every epoch: grain hands a repeated dataset's map the index counted over
   all epochs (i + epoch x length), which seeded static masks and NSP pairs differently in each
   epoch and let NSP draw a document's own sentences as its random partner."""
   source = builder.as_data_source(split)
+  if picked is not None:
+    return grain.MapDataset.source(_Picked(source, picked))
   num_docs = len(source)
   return grain.MapDataset.source(source).map_with_index(
       lambda i, ex: (i % num_docs, decode_example(ex)))
+
+
+class _Picked:
+  """Some documents of a data source: (their index in the split, example) pairs. A source, so
+  that grain reads index i of a repeated stream as i mod the count, as for the whole split."""
+
+  def __init__(self, source, indices):
+    self._source, self._indices = source, [int(i) for i in indices]
+
+  def __len__(self):
+    return len(self._indices)
+
+  def __getitem__(self, i):
+    return self._indices[i], decode_example(self._source[self._indices[i]])
