@@ -45,10 +45,14 @@ def sweep(spec, workdir, common_flags):
     return
   workdir = cli.workdir_path(workdir)
   sweeps.write_plan(workdir, spec, common_flags, listed, evaluations, report)
-  failed = sweeps.run(spec, workdir, common_flags, members, f.parallel)
+  failed, stopped = sweeps.run(spec, workdir, common_flags, members, f.parallel)
   if failed:
     raise ValueError(f"{len(failed)} of {len(members)} members failed ({', '.join(failed)}); "
                      f"their logs are in {workdir / 'logs'}; rerun the same command to retry them")
+  if stopped:
+    raise ValueError(f"{len(stopped)} of {len(members)} members were stopped before their last "
+                     f"step ({', '.join(stopped)}) and saved; rerun the same command to continue "
+                     f"them")
   print(f"all {len(members)} member{'s' * (len(members) != 1)} of {workdir} finished")
 
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -211,12 +212,14 @@ def trained(workdir, member):
 
 
 def commands(spec, workdir, member, flags):
-  """The commands the member still needs, in order: its training unless trained, then each
+  """The commands the member still needs, in order: its training and then every evaluation
+  while it is not trained (a file written before, of an earlier step, is redone), else each
   evaluation whose file does not exist yet."""
-  todo = [] if trained(workdir, member) else [train_command(spec, workdir, member, flags)]
-  return todo + [evaluate_command(spec, workdir, member, flags, name)
-                 for name in member.evaluations
-                 if not result_file(workdir, member, name).is_file()]
+  if not trained(workdir, member):
+    return [train_command(spec, workdir, member, flags)] + [
+        evaluate_command(spec, workdir, member, flags, name) for name in member.evaluations]
+  return [evaluate_command(spec, workdir, member, flags, name) for name in member.evaluations
+          if not result_file(workdir, member, name).is_file()]
 
 
 def finished(workdir, member):
@@ -244,24 +247,39 @@ def write_plan(workdir, spec, flags, listed, evaluations=None, report=None):
 def run(spec, workdir, flags, members, parallel=1):
   """Runs the unfinished `members`, `parallel` at a time, each logging to
   <workdir>/logs/<name>.log (appended to by a rerun), and prints a line per member as it ends
-  (with the ETA of the rest). Returns the names of the members that failed."""
+  (with the ETA of the rest). Returns (the names of the members that failed, of those whose
+  training a signal stopped before its last step: saved, not evaluated)."""
   workdir = pathlib.Path(workdir)
   (workdir / "logs").mkdir(parents=True, exist_ok=True)
   todo = [m for m in members if not finished(workdir, m)]
   for done, m in enumerate((m for m in members if m not in todo), 1):
     print(f"[{done}/{len(members)}] {m.name}: finished already", flush=True)
   runs = _Runs(workdir, spec, flags, len(members), len(members) - len(todo), parallel)
+  # SIGTERM (a scheduler's, or kill) is passed on to the members; Ctrl-C's SIGINT reaches them
+  # from the terminal. Either way each saves, then stops, and so does the sweep.
+  previous = signal.signal(signal.SIGTERM, _interrupt)
   try:
     while todo or runs.running:
       while todo and len(runs.running) < parallel:
         runs.start(todo.pop(0))
       time.sleep(0.5)
       runs.collect(waiting=len(todo))
-  except KeyboardInterrupt:   # Ctrl-C reached the members too: each saves, then stops
-    runs.wait()
+  except (KeyboardInterrupt, _Terminated) as e:
+    runs.wait(signal.SIGTERM if isinstance(e, _Terminated) else None)
     raise SystemExit("stopped; the members that were running saved a checkpoint: rerun the same "
                      "command to continue") from None
-  return runs.failed
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  return runs.failed, runs.stopped
+
+
+class _Terminated(Exception):
+  """The sweep received SIGTERM."""
+
+
+def _interrupt(sig, frame):
+  del sig, frame
+  raise _Terminated()
 
 
 class _Runs:
@@ -270,8 +288,8 @@ class _Runs:
   def __init__(self, workdir, spec, flags, total, done, parallel):
     self.workdir, self.spec, self.flags = workdir, spec, flags
     self.total, self.done, self.parallel = total, done, parallel
-    self.running = {}   # {process: (member, its log file, when it started)}
-    self.durations, self.failed = [], []
+    self.running = {}   # {process: (member, its log, when it started, commands left)}
+    self.durations, self.failed, self.stopped = [], [], []
 
   def log_path(self, member):
     return self.workdir / "logs" / f"{member.name}.log"
@@ -287,7 +305,8 @@ class _Runs:
     """Starts each ended member's next command; prints a line for each member that is done."""
     for proc in [p for p in self.running if p.poll() is not None]:
       member, log, started, todo = self.running.pop(proc)
-      if proc.returncode == 0 and todo:   # trained: its evaluations next, in the same slot
+      stopped = proc.args[2] == "llm.train" and not trained(self.workdir, member)
+      if proc.returncode == 0 and todo and not stopped:   # its evaluations next, in its slot
         self.start(member, todo, log, started)
         continue
       log.close()
@@ -297,7 +316,11 @@ class _Runs:
       mean = sum(self.durations) / len(self.durations)
       eta = f"; ETA {_duration(mean * -(-left // self.parallel))}" if left else ""
       head = f"[{self.done}/{self.total}] {member.name}"
-      if proc.returncode == 0:
+      if proc.returncode == 0 and stopped:   # a signal stopped its training: not evaluated
+        self.stopped.append(member.name)
+        print(f"{head}: stopped before total_steps={member.total_steps} (saved; a rerun "
+              f"continues it){eta}", flush=True)
+      elif proc.returncode == 0:
         scores = reports.final_figures(self.workdir / member.name)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in list(scores.items())[:3])
         print(f"{head}: done in {_duration(self.durations[-1])}{'; ' + shown if shown else ''}"
@@ -309,7 +332,11 @@ class _Runs:
         print(f"{head}: failed (exit {proc.returncode}): {last} (log: {self.log_path(member)})"
               f"{eta}", flush=True)
 
-  def wait(self):
+  def wait(self, forward=None):
+    """Waits for the running members (after sending each the signal `forward`, if given)."""
+    for proc in self.running:
+      if forward is not None:
+        proc.send_signal(forward)
     for proc, (_, log, _, _) in self.running.items():
       proc.wait()
       log.close()

@@ -1,13 +1,18 @@
 """Sweeps: members from get_sweep, checked before anything runs, each one llm.train run in its
 own directory; a rerun skips finished members; a failing member fails the sweep, not the others."""
 import json
+import os
 import shlex
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from llm import cli, sweeps
 
-from helpers import ROOT, TINY, losses, run_cli
+from helpers import ROOT, TINY, losses, run_cli, xla_flags
 
 GPT_TINY = ROOT / "configs" / "gpt_tiny.py"
 
@@ -145,19 +150,23 @@ def test_members_get_the_sweeps_flags_then_their_own(tmp_path):
 
 def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
   """Two members train (2 at a time); a third stops on a non-finite loss: it is reported with
-  its error and fails the sweep, and the others still finish. A rerun skips finished members."""
+  its error and fails the sweep, and the others still finish; a fourth stops early (as a signal
+  would stop it) and is not evaluated. A rerun skips finished members."""
   path = sweep_file(tmp_path, "[{'seed': 0}, {'seed': 1, 'optimizer.learning_rate': 3e-3}, "
-                              "{'seed': 2, 'nan_at_step': 1}]",
+                              "{'seed': 2, 'nan_at_step': 1}, {'seed': 3, 'stop_at_step': 1}]",
                     evaluations="{'len64': {'seq_len': 64}}")
   flags = [f"--config.{k}={v}" for k, v in {**TINY, "total_steps": 2, "eval_batches": 1}.items()]
   out = tmp_path / "out"
   proc = run_cli("sweep", path, out, *flags, "--parallel=2", devices=1)
   assert proc.returncode == 1, proc.stderr[-3000:]
   assert proc.stderr.strip().splitlines() == [
-      f"error: 1 of 3 members failed (seed=2,nan_at_step=1); their logs are in {out / 'logs'}; "
+      f"error: 1 of 4 members failed (seed=2,nan_at_step=1); their logs are in {out / 'logs'}; "
       f"rerun the same command to retry them"], proc.stderr[-3000:]
   lines = proc.stdout.splitlines()
-  assert [line.split("]")[0] for line in lines] == ["[1/3", "[2/3", "[3/3"], proc.stdout
+  assert [line.split("]")[0] for line in lines] == ["[1/4", "[2/4", "[3/4", "[4/4"], proc.stdout
+  assert any("] seed=3,stop_at_step=1: stopped before total_steps=2 (saved; a rerun continues "
+             "it)" in line for line in lines), proc.stdout
+  assert not (out / "seed=3,stop_at_step=1" / "evaluate_len64.json").exists()
   assert any(line.startswith("[") and "seed=2,nan_at_step=1: failed (exit 1): error: the loss "
              "or gradient norm is not finite at step 1" in line for line in lines), proc.stdout
   done = [line for line in lines if ": done in " in line]
@@ -185,11 +194,45 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
       "[1/1] seed=1,optimizer.learning_rate=0.003: finished already",
       f"all 1 member of {out} finished"]
   assert {name: (run / "metrics.jsonl").read_text() for name, run in runs.items()} == before
-  assert len(json.loads((out / "sweep.json").read_text())["members"]) == 3   # all, not the one
+  assert len(json.loads((out / "sweep.json").read_text())["members"]) == 4   # all, not the one
   proc = run_cli("sweep", path, tmp_path / "dry", *flags, "--dry_run", devices=1)
   assert proc.returncode == 0 and not (tmp_path / "dry").exists(), proc.stderr[-3000:]
   lines = proc.stdout.splitlines()
   assert lines[0::3] == ["# member 0: seed=0", "# member 1: seed=1,optimizer.learning_rate=0.003",
-                         "# member 2: seed=2,nan_at_step=1"]
+                         "# member 2: seed=2,nan_at_step=1", "# member 3: seed=3,stop_at_step=1"]
   assert [shlex.split(line)[2:4] for i, line in enumerate(lines) if i % 3] == [
-      ["llm.train", f"--config={path}"], ["llm.evaluate", f"--config={path}"]] * 3
+      ["llm.train", f"--config={path}"], ["llm.evaluate", f"--config={path}"]] * 4
+
+
+@pytest.mark.fault
+def test_sigterm_stops_the_sweep_and_its_member_which_is_then_not_evaluated(tmp_path):
+  """SIGTERM to the sweep alone (as kill or a scheduler sends it) reaches the running member:
+  it saves and stops, the sweep exits 1 saying so, and the stopped member is not evaluated; an
+  evaluation file from before is redone once it is trained."""
+  path = sweep_file(tmp_path, "[{'seed': 0}]", evaluations="{'len64': {'seq_len': 64}}")
+  flags = [f"--config.{k}={v}" for k, v in {**TINY, "total_steps": 100000,
+                                            "eval_batches": 1}.items()]
+  out = tmp_path / "out"
+  stale = out / "seed=0" / "evaluate_len64.json"
+  stale.parent.mkdir(parents=True)
+  stale.write_text('{"step": 1}')   # as an evaluation of an earlier, unfinished run left it
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "llm.sweep", f"--config={path}", f"--workdir={out}", *flags],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env={**os.environ, "XLA_FLAGS": xla_flags(1)})
+  log = out / "logs" / "seed=0.log"
+  deadline = time.monotonic() + 300
+  while not (log.is_file() and "step 2:" in log.read_text()) and time.monotonic() < deadline:
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 1 and stderr.strip().splitlines() == [
+      "stopped; the members that were running saved a checkpoint: rerun the same command to "
+      "continue"], stderr[-3000:]
+  saved = [int(p.name) for p in (out / "seed=0" / "checkpoints").iterdir() if p.name.isdigit()]
+  assert saved and max(saved) < 100000 and "SIGTERM" in log.read_text()
+  assert json.loads(stale.read_text()) == {"step": 1}   # not evaluated
+  # Untrained, the member needs its training and then its evaluation again.
+  dry = run_cli("sweep", path, out, *flags, "--dry_run", devices=1)
+  assert [shlex.split(line)[2] for line in dry.stdout.splitlines()[1:]] == [
+      "llm.train", "llm.evaluate"], dry.stdout
