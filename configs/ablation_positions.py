@@ -4,9 +4,10 @@ text longer than it was trained on?
 
   python -m llm.sweep --config=configs/ablation_positions.py --workdir=runs/ablation_positions
   python -m llm.report --workdir=runs/ablation_positions
-5 encodings x 3 seeds, each trained for 400 steps (410 k tokens of gensim_text) and then
-evaluated at 2x and 4x its length (get_evaluations). Results and what they mean:
-experiments/ablation_positions/.
+5 encodings x 3 seeds: a 2-layer GPT of width 128 with a 2,000-piece vocabulary (small, so that
+it learns to use its context within the budget), 1,000 steps of 32 x 64 tokens of gensim_text
+(2 M tokens, ~3 min each here), then evaluated at 2x and 4x its training length
+(get_evaluations). Results and what they mean: experiments/ablation_positions/.
 """
 from llm.base_config import base_config
 from llm.models import presets
@@ -21,13 +22,14 @@ def get_config(arg=None):
   c.objective = "causal_lm"
   c.model.update(presets.GPT2)
   # The learned table covers the longest evaluation; its rows past TRAIN_LEN are never trained.
-  c.model.update(num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024, max_len=4 * TRAIN_LEN)
+  c.model.update(num_layers=2, embed_dim=128, num_heads=4, mlp_dim=512, max_len=4 * TRAIN_LEN)
+  c.vocab_size = 2000
   c.seq_len = TRAIN_LEN
-  c.total_steps = 400
-  c.batch_size = 16
-  c.log_every = 50
-  c.eval_every = 200
-  c.checkpoint_every = 200
+  c.total_steps = 1000
+  c.batch_size = 32
+  c.log_every = 100
+  c.eval_every = 500
+  c.checkpoint_every = 500
   return c
 
 
