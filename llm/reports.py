@@ -28,9 +28,10 @@ def load_rows(path):
   return rows
 
 
-def final_figures(run_dir):
+def final_figures(run_dir, nested=True):
   """{metric: value} of a run: its last eval/ figures in metrics.jsonl with the model/ sizes its
-  first line holds, and the numbers of its evaluate*.json and generate_*.json files."""
+  first line holds, and the numbers of its evaluate*.json and generate_*.json files; and those
+  of the runs in its subdirectories (a sweep's downstream fine-tunes) as "<subdirectory>/..."."""
   run_dir = pathlib.Path(run_dir)
   figures = {}
   if (run_dir / "metrics.jsonl").is_file():
@@ -46,6 +47,10 @@ def final_figures(run_dir):
     result = json.loads(path.read_text())
     figures.update({f"{path.stem}/{k}": v for k, v in result.items()
                     if isinstance(v, (int, float)) and k != "step"})
+  for sub in sorted(p for p in run_dir.iterdir() if (p / "config.json").is_file()) if (
+      nested and run_dir.is_dir()) else []:
+    figures.update({f"{sub.name}/{k}": v for k, v in final_figures(sub, nested=False).items()
+                    if not k.startswith("model/")})
   return figures
 
 

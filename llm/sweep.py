@@ -17,7 +17,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from llm import cli, sweeps
+from llm import cli, sweep_runs, sweeps
 
 flags.DEFINE_integer("parallel", 1, "How many members run at once.")
 flags.DEFINE_integer("member", None, "Run only this member (its index in get_sweep, from 0).")
@@ -45,7 +45,7 @@ def sweep(spec, workdir, common_flags):
     return
   workdir = cli.workdir_path(workdir)
   sweeps.write_plan(workdir, spec, common_flags, listed, evaluations, report)
-  failed, stopped = sweeps.run(spec, workdir, common_flags, members, f.parallel)
+  failed, stopped = sweep_runs.run(spec, workdir, common_flags, members, f.parallel)
   if failed:
     raise ValueError(f"{len(failed)} of {len(members)} members failed ({', '.join(failed)}); "
                      f"their logs are in {workdir / 'logs'}; rerun the same command to retry them")

@@ -12,26 +12,26 @@ each member gets once trained, and what its report shows:
   def get_evaluations(arg=None):   # {name: overrides}: llm.evaluate --name=NAME, once trained
     return {"len256": {"seq_len": 256}, "len512": {"seq_len": 512},
             # "command" picks llm.generate instead, "flags" are its own: its decoding speed
-            "decode": {"command": "generate", "flags": {"max_new_tokens": 64}}}
+            "decode": {"command": "generate", "flags": {"max_new_tokens": 64}},
+            # a downstream fine-tune from the member into <member>/topic/, scored on test
+            "topic": {"command": "train", "config": "configs/finetune_topic.py",
+                      "split": "test", "total_steps": 200}}
 
   def get_report(arg=None):   # llm.report's metric; "x": a plot of metrics against a value
     return {"metric": "eval/perplexity", "x_label": "evaluation length (tokens)",
             "x": {128: "eval/perplexity", 256: "evaluate_len256/perplexity"}}
 
 A member whose final checkpoint and named evaluations exist is finished: a rerun of the sweep
-skips it and continues the others where they stopped.
+skips it and continues the others where they stopped (llm/sweep_runs.py runs them).
 """
 import dataclasses
 import hashlib
 import json
 import pathlib
 import re
-import signal
-import subprocess
 import sys
-import time
 
-from llm import cli, reports
+from llm import cli
 
 # A member's directory name keeps these characters of "key=value,..." and replaces the others.
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._,=+-]")
@@ -87,20 +87,33 @@ def sweep_overrides(path, arg):
 REPORT_KEYS = ("metric", "x", "x_label", "fits")
 
 
-# An evaluation's keys that are not config overrides: which command runs it, and its own flags.
-COMMANDS = ("evaluate", "generate")
+# What an evaluation entry may hold besides config overrides: the command that runs it, its own
+# flags, and for a downstream fine-tune ("train"), its config file and the split it is scored on.
+COMMANDS = ("evaluate", "generate", "train")
+ENTRY_KEYS = ("command", "flags", "config", "split")
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  command: str        # evaluate | generate | train (a fine-tune from the member, then scored)
+  flags: dict         # the command's own flags
+  overrides: dict     # config overrides: of the member's config, or of `config` for train
+  config: str = ""    # train: the downstream config file[:arg]
+  split: str = "validation"   # train: the split its fine-tuned model is scored on
 
 
 def _evaluation_ok(name, entry):
   return (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)
           and isinstance(entry, dict) and entry.get("command", "evaluate") in COMMANDS
-          and isinstance(entry.get("flags", {}), dict))
+          and isinstance(entry.get("flags", {}), dict)
+          and (entry.get("command") == "train") == bool(entry.get("config")))
 
 
 def split_evaluation(entry):
-  """(command, its flags, the config overrides) of a get_evaluations entry."""
-  overrides = {k: v for k, v in entry.items() if k not in ("command", "flags")}
-  return entry.get("command", "evaluate"), dict(entry.get("flags", {})), overrides
+  """The Evaluation a get_evaluations entry describes."""
+  return Evaluation(entry.get("command", "evaluate"), dict(entry.get("flags", {})),
+                    {k: v for k, v in entry.items() if k not in ENTRY_KEYS},
+                    entry.get("config", ""), entry.get("split", "validation"))
 
 
 def sweep_settings(path, arg):
@@ -116,7 +129,8 @@ def sweep_settings(path, arg):
       raise ValueError(f"get_evaluations() in {path} returned {evaluations!r}; it returns "
                        f"{{name: overrides}}, names of letters, digits and . _ - (they become "
                        f"evaluate_<name>.json), e.g. {{'len256': {{'seq_len': 256}}}}; an "
-                       f"entry's 'command' is one of {list(COMMANDS)}, its 'flags' a dict")
+                       f"entry's 'command' is one of {list(COMMANDS)}, its 'flags' a dict, and "
+                       f"'train' (a downstream fine-tune) names its 'config' file")
   if callable(namespace.get("get_report")):
     report = _call(path, namespace, "get_report", arg)
     fits = report.get("fits", []) if isinstance(report, dict) else None
@@ -158,7 +172,17 @@ def plan(listed, base, only=None, evaluations=None):
     name = member_name(overrides)
     config = _checked(base, overrides, f"member {i} ({name})")
     for evaluation, entry in (evaluations or {}).items():
-      _checked(config, split_evaluation(entry)[2], f"member {i} ({name}), evaluation {evaluation}")
+      e = split_evaluation(entry)
+      where = f"member {i} ({name}), evaluation {evaluation}"
+      if e.command == "train":   # its own config; the init (the member's run) does not exist yet
+        downstream_path, _, downstream_arg = e.config.partition(":")
+        try:
+          downstream = cli.load_config(downstream_path, downstream_arg or None)
+        except (ValueError, OSError) as error:
+          raise ValueError(f"{where}: {error.args[0] if error.args else error}") from None
+        _checked(downstream, e.overrides, where)
+      else:
+        _checked(config, e.overrides, where)
     members.append(Member(i, name, overrides, config.total_steps, dict(evaluations or {})))
   return members
 
@@ -190,25 +214,50 @@ def train_command(spec, workdir, member, flags):
           *(f"--config.{k}={v}" for k, v in member.overrides.items())]
 
 
-def evaluate_command(spec, workdir, member, flags, name):
-  """The command line of the member's evaluation `name` (llm.evaluate, or the command it names):
-  the member's config and the evaluation's overrides, its result in <command>_<name>.json."""
-  command, own_flags, overrides = split_evaluation(member.evaluations[name])
-  return [sys.executable, "-m", f"llm.{command}", f"--config={spec}",
-          f"--workdir={pathlib.Path(workdir) / member.name}", *flags,
-          *(f"--config.{k}={v}" for k, v in {**member.overrides, **overrides}.items()),
-          *(f"--{k}={v}" for k, v in own_flags.items()), f"--name={name}"]
+def evaluation_commands(spec, workdir, member, flags, name):
+  """The command lines of the member's evaluation `name`: llm.evaluate (or the command it names)
+  on the member's config and the evaluation's overrides, its result in <command>_<name>.json;
+  for a downstream fine-tune, llm.train of its config from the member's run into
+  <member>/<name>/ and llm.evaluate of that on its split."""
+  e = split_evaluation(member.evaluations[name])
+  run = pathlib.Path(workdir) / member.name
+  own = [f"--{k}={v}" for k, v in e.flags.items()]
+  if e.command == "train":
+    common = [f"--config={e.config}", f"--workdir={run / name}", f"--config.init={run}",
+              *(f"--config.{k}={v}" for k, v in e.overrides.items())]
+    return [[sys.executable, "-m", "llm.train", *common, *own],
+            [sys.executable, "-m", "llm.evaluate", *common, f"--split={e.split}"]]
+  return [[sys.executable, "-m", f"llm.{e.command}", f"--config={spec}", f"--workdir={run}",
+           *flags, *(f"--config.{k}={v}" for k, v in {**member.overrides, **e.overrides}.items()),
+           *own, f"--name={name}"]]
 
 
 def result_file(workdir, member, name):
   """Where the member's evaluation `name` writes its result."""
-  command = split_evaluation(member.evaluations[name])[0]
-  return pathlib.Path(workdir) / member.name / f"{command}_{name}.json"
+  e = split_evaluation(member.evaluations[name])
+  run = pathlib.Path(workdir) / member.name
+  if e.command == "train":
+    return run / name / ("evaluate.json" if e.split == "validation" else f"evaluate_{e.split}.json")
+  return run / f"{e.command}_{name}.json"
+
+
+def downstream_runs(workdir, member):
+  """The member's downstream fine-tune directories that exist."""
+  return [pathlib.Path(workdir) / member.name / name for name, entry in member.evaluations.items()
+          if split_evaluation(entry).command == "train"
+          and (pathlib.Path(workdir) / member.name / name).exists()]
 
 
 def trained(workdir, member):
   """Whether the member's run saved its final step (its checkpoint directory is committed)."""
   return (pathlib.Path(workdir) / member.name / "checkpoints" / str(member.total_steps)).is_dir()
+
+
+def run_finished(run_dir):
+  """Whether the run in `run_dir` saved the final step its config.json names."""
+  config = pathlib.Path(run_dir) / "config.json"
+  return config.is_file() and (pathlib.Path(run_dir) / "checkpoints" / str(
+      json.loads(config.read_text())["total_steps"])).is_dir()
 
 
 def commands(spec, workdir, member, flags):
@@ -217,19 +266,16 @@ def commands(spec, workdir, member, flags):
   evaluation whose file does not exist yet."""
   if not trained(workdir, member):
     return [train_command(spec, workdir, member, flags)] + [
-        evaluate_command(spec, workdir, member, flags, name) for name in member.evaluations]
-  return [evaluate_command(spec, workdir, member, flags, name) for name in member.evaluations
-          if not result_file(workdir, member, name).is_file()]
+        command for name in member.evaluations
+        for command in evaluation_commands(spec, workdir, member, flags, name)]
+  return [command for name in member.evaluations
+          if not result_file(workdir, member, name).is_file()
+          for command in evaluation_commands(spec, workdir, member, flags, name)]
 
 
 def finished(workdir, member):
   """Whether the member is trained and has every evaluation it names."""
   return not commands("", workdir, member, [])
-
-
-def _duration(seconds):
-  minutes, seconds = divmod(int(round(seconds)), 60)
-  return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
 def write_plan(workdir, spec, flags, listed, evaluations=None, report=None):
@@ -242,101 +288,3 @@ def write_plan(workdir, spec, flags, listed, evaluations=None, report=None):
        "evaluations": evaluations or {},
        "report": {k: ({str(x): m for x, m in v.items()} if k == "x" else v)
                   for k, v in (report or {}).items()}}, indent=2))
-
-
-def run(spec, workdir, flags, members, parallel=1):
-  """Runs the unfinished `members`, `parallel` at a time, each logging to
-  <workdir>/logs/<name>.log (appended to by a rerun), and prints a line per member as it ends
-  (with the ETA of the rest). Returns (the names of the members that failed, of those whose
-  training a signal stopped before its last step: saved, not evaluated)."""
-  workdir = pathlib.Path(workdir)
-  (workdir / "logs").mkdir(parents=True, exist_ok=True)
-  todo = [m for m in members if not finished(workdir, m)]
-  for done, m in enumerate((m for m in members if m not in todo), 1):
-    print(f"[{done}/{len(members)}] {m.name}: finished already", flush=True)
-  runs = _Runs(workdir, spec, flags, len(members), len(members) - len(todo), parallel)
-  # SIGTERM (a scheduler's, or kill) is passed on to the members; Ctrl-C's SIGINT reaches them
-  # from the terminal. Either way each saves, then stops, and so does the sweep.
-  previous = signal.signal(signal.SIGTERM, _interrupt)
-  try:
-    while todo or runs.running:
-      while todo and len(runs.running) < parallel:
-        runs.start(todo.pop(0))
-      time.sleep(0.5)
-      runs.collect(waiting=len(todo))
-  except (KeyboardInterrupt, _Terminated) as e:
-    runs.wait(signal.SIGTERM if isinstance(e, _Terminated) else None)
-    raise SystemExit("stopped; the members that were running saved a checkpoint: rerun the same "
-                     "command to continue") from None
-  finally:
-    signal.signal(signal.SIGTERM, previous)
-  return runs.failed, runs.stopped
-
-
-class _Terminated(Exception):
-  """The sweep received SIGTERM."""
-
-
-def _interrupt(sig, frame):
-  del sig, frame
-  raise _Terminated()
-
-
-class _Runs:
-  """The member processes running now, and what the ones that ended took."""
-
-  def __init__(self, workdir, spec, flags, total, done, parallel):
-    self.workdir, self.spec, self.flags = workdir, spec, flags
-    self.total, self.done, self.parallel = total, done, parallel
-    self.running = {}   # {process: (member, its log, when it started, commands left)}
-    self.durations, self.failed, self.stopped = [], [], []
-
-  def log_path(self, member):
-    return self.workdir / "logs" / f"{member.name}.log"
-
-  def start(self, member, todo=None, log=None, started=None):
-    """Runs the member's next command (`todo`: those left; default: all it needs)."""
-    todo = commands(self.spec, self.workdir, member, self.flags) if todo is None else todo
-    log = log or open(self.log_path(member), "a")   # noqa: SIM115 - closed when the member ends
-    proc = subprocess.Popen(todo[0], stdout=log, stderr=subprocess.STDOUT, text=True)
-    self.running[proc] = (member, log, started or time.monotonic(), todo[1:])
-
-  def collect(self, waiting):
-    """Starts each ended member's next command; prints a line for each member that is done."""
-    for proc in [p for p in self.running if p.poll() is not None]:
-      member, log, started, todo = self.running.pop(proc)
-      stopped = proc.args[2] == "llm.train" and not trained(self.workdir, member)
-      if proc.returncode == 0 and todo and not stopped:   # its evaluations next, in its slot
-        self.start(member, todo, log, started)
-        continue
-      log.close()
-      self.done += 1
-      self.durations.append(time.monotonic() - started)
-      left = waiting + len(self.running)
-      mean = sum(self.durations) / len(self.durations)
-      eta = f"; ETA {_duration(mean * -(-left // self.parallel))}" if left else ""
-      head = f"[{self.done}/{self.total}] {member.name}"
-      if proc.returncode == 0 and stopped:   # a signal stopped its training: not evaluated
-        self.stopped.append(member.name)
-        print(f"{head}: stopped before total_steps={member.total_steps} (saved; a rerun "
-              f"continues it){eta}", flush=True)
-      elif proc.returncode == 0:
-        scores = reports.final_figures(self.workdir / member.name)
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in list(scores.items())[:3])
-        print(f"{head}: done in {_duration(self.durations[-1])}{'; ' + shown if shown else ''}"
-              f"{eta}", flush=True)
-      else:
-        lines = self.log_path(member).read_text(errors="replace").splitlines()
-        last = next((line for line in reversed(lines) if line.strip()), "")
-        self.failed.append(member.name)
-        print(f"{head}: failed (exit {proc.returncode}): {last} (log: {self.log_path(member)})"
-              f"{eta}", flush=True)
-
-  def wait(self, forward=None):
-    """Waits for the running members (after sending each the signal `forward`, if given)."""
-    for proc in self.running:
-      if forward is not None:
-        proc.send_signal(forward)
-    for proc, (_, log, _, _) in self.running.items():
-      proc.wait()
-      log.close()

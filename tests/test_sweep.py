@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from llm import cli, sweeps
+from llm import cli, reports, sweeps
 
 from helpers import ROOT, TINY, losses, run_cli, xla_flags
 
@@ -72,7 +72,11 @@ def test_bad_sweeps_are_named_before_anything_runs(tmp_path, members, message):
     ("{'len': {'seq_len': 1}}", "member 0 (seed=0), evaluation len: seq_len=1 must be >= 2"),
     ("{'a/b': {'seq_len': 64}}", "returned {'a/b': {'seq_len': 64}}; it returns {name: overrides}"),
     ("[{'seq_len': 64}]", "get_evaluations() in "),
-    ("{'d': {'command': 'plan'}}", "an entry's 'command' is one of ['evaluate', 'generate']"),
+    ("{'d': {'command': 'plan'}}", "an entry's 'command' is one of ['evaluate', 'generate', "
+                                   "'train']"),
+    ("{'d': {'command': 'train'}}", "'train' (a downstream fine-tune) names its 'config' file"),
+    ("{'d': {'command': 'train', 'config': 'configs/finetune_topic.py', 'seq_lne': 32}}",
+     "member 0 (seed=0), evaluation d: unknown config key seq_lne; did you mean seq_len?"),
 ])
 def test_bad_evaluations_are_named_before_anything_runs(tmp_path, evaluations, message):
   with pytest.raises(ValueError) as e:
@@ -91,7 +95,7 @@ def test_a_member_needs_its_training_then_each_evaluation_it_lacks(tmp_path):
                           "--name=len64"]
   (out / "seed=3" / "checkpoints" / "5").mkdir(parents=True)
   assert sweeps.commands(str(path), out, member, []) == [
-      sweeps.evaluate_command(str(path), out, member, [], "len64")]
+      *sweeps.evaluation_commands(str(path), out, member, [], "len64")]
   assert not sweeps.finished(out, member)
   (out / "seed=3" / "evaluate_len64.json").write_text("{}")
   assert sweeps.commands(str(path), out, member, []) == [] and sweeps.finished(out, member)
@@ -102,7 +106,7 @@ def test_an_evaluation_may_run_llm_generate_with_its_own_flags(tmp_path):
                     "'flags': {'max_new_tokens': 8}, 'model.dropout_rate': 0.0}}")
   [member] = planned(path)
   out = tmp_path / "out"
-  command = sweeps.evaluate_command(str(path), out, member, [], "decode")
+  [command] = sweeps.evaluation_commands(str(path), out, member, [], "decode")
   assert command[1:] == ["-m", "llm.generate", f"--config={path}", f"--workdir={out / 'seed=3'}",
                          "--config.seed=3", "--config.model.dropout_rate=0.0",
                          "--max_new_tokens=8", "--name=decode"]
@@ -164,7 +168,7 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
       f"rerun the same command to retry them"], proc.stderr[-3000:]
   lines = proc.stdout.splitlines()
   assert [line.split("]")[0] for line in lines] == ["[1/4", "[2/4", "[3/4", "[4/4"], proc.stdout
-  assert any("] seed=3,stop_at_step=1: stopped before total_steps=2 (saved; a rerun continues "
+  assert any("] seed=3,stop_at_step=1: stopped before its last step (saved; a rerun continues "
              "it)" in line for line in lines), proc.stdout
   assert not (out / "seed=3,stop_at_step=1" / "evaluate_len64.json").exists()
   assert any(line.startswith("[") and "seed=2,nan_at_step=1: failed (exit 1): error: the loss "
@@ -236,3 +240,36 @@ def test_sigterm_stops_the_sweep_and_its_member_which_is_then_not_evaluated(tmp_
   dry = run_cli("sweep", path, out, *flags, "--dry_run", devices=1)
   assert [shlex.split(line)[2] for line in dry.stdout.splitlines()[1:]] == [
       "llm.train", "llm.evaluate"], dry.stdout
+
+
+def test_a_downstream_fine_tune_starts_from_the_member_and_is_scored_on_its_split(tmp_path):
+  """get_evaluations' "train" entry: once a bert_tiny member is trained, finetune_topic starts
+  from it in <member>/<name>/ and is scored on the test split; the report reads its figures."""
+  path = tmp_path / "sweep.py"
+  topic = {**{k: v for k, v in TINY.items() if not k.startswith("model.")}, "total_steps": 2,
+           "eval_batches": 1, "optimizer.warmup_steps": 1}
+  path.write_text(
+      f"from llm import cli\n\n\ndef get_config(arg=None):\n"
+      f"  return cli.load_config({str(ROOT / 'configs' / 'bert_tiny.py')!r})\n\n\n"
+      f"def get_sweep(arg=None):\n  return [{{'seed': 0}}]\n\n\n"
+      f"def get_evaluations(arg=None):\n  return {{'topic': {{'command': 'train', "
+      f"'config': 'configs/finetune_topic.py', 'split': 'test', **{topic!r}}}}}\n")
+  [member] = planned(path)
+  out = tmp_path / "out"
+  train, evaluate = sweeps.evaluation_commands(str(path), out, member, [], "topic")
+  run = out / "seed=0"
+  assert train[2:6] == ["llm.train", "--config=configs/finetune_topic.py",
+                        f"--workdir={run / 'topic'}", f"--config.init={run}"]
+  assert evaluate[2] == "llm.evaluate" and evaluate[-1] == "--split=test"
+  assert sweeps.result_file(out, member, "topic") == run / "topic" / "evaluate_test.json"
+  flags = [f"--config.{k}={v}" for k, v in {**TINY, "total_steps": 2, "eval_batches": 1}.items()]
+  proc = run_cli("sweep", path, out, *flags, devices=1)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads((run / "topic" / "config.json").read_text())["init"] == str(run)
+  figures = reports.final_figures(run)
+  assert 0 <= figures["topic/evaluate_test/accuracy"] <= 1 and "topic/eval/accuracy" in figures
+  assert "eval/mlm_accuracy" in figures   # the member's own
+  # Retrained (a longer sweep), a member with an old fine-tune is refused, nothing deleted.
+  proc = run_cli("sweep", path, out, *flags, "--config.total_steps=3", devices=1)
+  assert proc.returncode == 1 and "its downstream run" in proc.stderr, proc.stderr[-2000:]
+  assert (run / "topic" / "evaluate_test.json").is_file()
