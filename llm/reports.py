@@ -115,14 +115,28 @@ def _cell(mean, std):
   return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"
 
 
-def markdown_table(rows, metrics=None):
-  """The table of `summarize`'s rows: swept keys, runs, then mean ± std of each metric."""
+def setting_sizes(members):
+  """{setting (as summarize's rows hold it, items in order): how many members it has}."""
+  keys = swept_keys(members)
+  sizes = {}
+  for _, overrides, run_dir in members:
+    setting = tuple((k, setting_value(overrides, run_dir, k)) for k in keys)
+    sizes[setting] = sizes.get(setting, 0) + 1
+  return sizes
+
+
+def markdown_table(rows, metrics=None, sizes=None):
+  """The table of `summarize`'s rows: swept keys, runs, then mean ± std of each metric. With
+  `sizes` (setting_sizes'), a setting some of whose members have no figures (not run yet, or
+  failed: a diverged run) shows "runs of members"."""
   keys = list(rows[0][0]) if rows else []
   metrics = metrics or sorted({m for _, _, stats in rows for m in stats})
   lines = ["| " + " | ".join([*keys, "runs", *metrics]) + " |",
            "|" + "---|" * (len(keys) + 1 + len(metrics))]
   for setting, count, stats in rows:
-    cells = [str(setting[k]) for k in keys] + [str(count)]
+    size = (sizes or {}).get(tuple(setting.items()), count)
+    cells = [str(setting[k]) for k in keys] + [f"{count} of {size}" if size > count
+                                               else str(count)]
     cells += [_cell(*stats[m]) if m in stats else "–" for m in metrics]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
@@ -315,7 +329,8 @@ def write_report(directory, metric=None):
   fits = "".join("\n" + _fit_section(members, fit, directory / f"fit_{i}.png")
                  for i, fit in enumerate(settings.get("fits", [])))
   text = (f"# {directory.name}\n\n{len(members)} members (`sweep.json`); mean ± sample std "
-          f"over the runs of each setting.\n\n{markdown_table(rows)}\n"
+          f"over the runs of each setting (runs: those with figures, of the setting's "
+          f"members).\n\n{markdown_table(rows, sizes=setting_sizes(members))}\n"
           f"![loss per member](curves.png)\n\n![{metric}]({chart.name})\n{against}{fits}")
   (directory / "results.md").write_text(text)
   return text

@@ -162,6 +162,7 @@ def test_the_report_command_writes_the_table_and_plots(sweep):
   proc = report(sweep, "--metric=eval/loss")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "| True | 3 | 2 ± 1 |" in proc.stdout
+  assert "| False | 2 of 3 | 5 ± 1.4 |" in proc.stdout   # its third seed has not run
   assert "| True | 3 | 2 ± 1 |" in (sweep / "results.md").read_text()
   assert (sweep / "curves.png").is_file() and (sweep / "eval_loss.png").is_file()
   proc = report(sweep, "--metric=eval/bleu")
