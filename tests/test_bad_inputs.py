@@ -79,7 +79,8 @@ CONFIG_VALUES = [
     ({"model.num_heads": 3}, "model.embed_dim=64 is not divisible by model.num_heads=3"),
     ({"objective": "span"}, "objective='span'"),
     ({"corpus": "mixture"}, "corpus='mixture' needs a positive weight for at least one corpus"),
-    ({"mixture.weights.sotu": -1.0}, "mixture.weights.sotu=-1.0 must be >= 0 (0 = not in the mixture)"),
+    ({"mixture.weights.sotu": -1.0},
+     "mixture.weights.sotu=-1.0 must be >= 0 (0 = not in the mixture)"),
     ({"corpus": "mixture", "mixture.weights.sotu": 1.0, "objective": "classification"},
      "corpus='mixture' is for pretraining: objective='classification' reads labels"),
 ]

@@ -248,6 +248,8 @@ def test_train_examples_is_a_fixed_sample_per_seed_and_all_the_stream_reads():
   assert len(set(sample)) == 4 and all(0 <= i < 1777 for i in sample)
   other_seed = load_config("finetune_topic", "init=scratch", train_examples=4, seed=1)
   assert [batching.training_documents(builder, other_seed)[i][0] for i in range(4)] != sample
+  larger = load_config("finetune_topic", "init=scratch", train_examples=10)
+  assert set(sample) < {batching.training_documents(builder, larger)[i][0] for i in range(10)}
   # Ten batches of 8 rows read the 4 sampled articles over and over, and nothing else.
   rows = {tuple(row) for batch in take(train_iterator(config, tok, builder), 10)
           for row in batch["inputs"]}

@@ -57,6 +57,22 @@ def test_one_run_has_no_std_and_unswept_keys_are_not_columns(tmp_path):
   assert reports.swept_keys(members) == []
 
 
+def test_a_run_stopped_before_its_last_step_has_no_final_figures(tmp_path):
+  """Its last evaluation (step 2 of 4) is not a result; a resume to a larger total_steps
+  (config.resume-4.json) moves the goal."""
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "config.json").write_text('{"total_steps": 4}')
+  (run / "metrics.jsonl").write_text('{"step": 2, "eval/loss": 3.0}\n')
+  (run / "evaluate_len64.json").write_text('{"step": 2, "loss": 3.5}')
+  assert reports.final_figures(run) == {}
+  (run / "metrics.jsonl").write_text('{"step": 2, "eval/loss": 3.0}\n'
+                                     '{"step": 4, "eval/loss": 2.0}\n')
+  assert reports.final_figures(run)["eval/loss"] == 2.0
+  (run / "config.resume-4.json").write_text('{"total_steps": 6}')
+  assert reports.final_figures(run) == {}
+
+
 def test_plots_have_a_series_per_member_and_are_png_files(sweep):
   members = reports.load_sweep(sweep)
   fig = reports.plot_curves(members, sweep / "curves.png")
@@ -150,7 +166,8 @@ def test_a_fit_section_plots_each_series_on_log_axes(tmp_path):
   assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
   assert ax.get_xlabel() == "non-embedding parameters"
   text = reports._fit_section(members, fit, tmp_path / "fit_0.png")
-  assert "| 100 | 3 | 0.1 ± " in text and "| 20 |" in text and "Published: α = 0.076 (Kaplan et al. 2020)." in text
+  assert "| 100 | 3 | 0.1 ± " in text and "| 20 |" in text
+  assert "Published: α = 0.076 (Kaplan et al. 2020)." in text
 
 
 def report(workdir, *args):

@@ -75,6 +75,10 @@ def test_bad_sweeps_are_named_before_anything_runs(tmp_path, members, message):
     ("{'d': {'command': 'plan'}}", "an entry's 'command' is one of ['evaluate', 'generate', "
                                    "'train']"),
     ("{'d': {'command': 'train'}}", "'train' (a downstream fine-tune) names its 'config' file"),
+    ("{'checkpoints': {'command': 'train', 'config': 'configs/finetune_topic.py'}}",
+     "names other than ['checkpoints'"),
+    ("{'test': {'seq_len': 64}}", "names other than ['checkpoints'"),
+    ("{'d': {'seq_len': 64, 'split': 'test'}}", "(and alone takes a 'split')"),
     ("{'d': {'command': 'train', 'config': 'configs/finetune_topic.py', 'seq_lne': 32}}",
      "member 0 (seed=0), evaluation d: unknown config key seq_lne; did you mean seq_len?"),
 ])

@@ -4,6 +4,7 @@ config.mixture.weights: rows are full, packed sequences, so a weight is a share 
 trained on. Validation runs per corpus (metrics `<corpus>/loss`, ...) and over all corpora's
 validation rows together (`loss`, ...)."""
 import json
+import os
 import pathlib
 
 from llm import runlog
@@ -101,7 +102,7 @@ def _token_counts(builder, tok, folder, name, corpora):
     counts[f"{split}_documents"] = len(texts)
     counts[f"{split}_tokens"] = sum(len(ids) for ids in tok.encode_batch(texts))
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
+  tmp = path.with_suffix(f".{os.getpid()}.tmp")   # runs started together write their own
   tmp.write_text(json.dumps(counts))
   tmp.replace(path)
   return counts

@@ -15,8 +15,8 @@ class Fortunes(TextCorpus):
   HOMEPAGE = "https://packages.debian.org/bookworm/fortunes"
 
   def documents(self):
-    folders = [installed("fortunes", "fortunes and fortunes-min (apt)", "/" + FORTUNES,
-                         f"apt/{package}/{FORTUNES}") for package in ("fortunes-min", "fortunes")]
+    folders = [installed("fortunes", "fortunes and fortunes-min (apt)", f"apt/{package}/{FORTUNES}",
+                         "/" + FORTUNES) for package in ("fortunes-min", "fortunes")]
     files = {p.name: p for folder in folders for p in folder.iterdir()
              if p.is_file() and not p.suffix}   # .dat indexes and .u8 links are not text
     for name, path in sorted(files.items()):

