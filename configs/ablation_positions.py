@@ -35,7 +35,11 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   del arg
-  return [{"model.position": p, "seed": s} for p in POSITIONS for s in (0, 1, 2)]
+  # Sinusoids (amplitude 1) swamp GPT-2's token embeddings (std 0.02): the original Transformer
+  # scales the token embeddings by sqrt(embed_dim) under them, and so does this member.
+  scale = {"sinusoidal": {"model.embed_scale": True}}
+  return [{"model.position": p, **scale.get(p, {}), "seed": s} for p in POSITIONS
+          for s in (0, 1, 2)]
 
 
 def get_evaluations(arg=None):
