@@ -70,13 +70,16 @@ def final_figures(run_dir, nested=True):
 
 
 def load_sweep(directory):
-  """[(member name, overrides, its run directory)] of <directory>/sweep.json."""
+  """[(member name, its settings, its run directory)] of <directory>/sweep.json: a member's
+  settings are its overrides and its values of the keys other members override (recorded when
+  the sweep started), so that a member that has not run yet still has its place in a table."""
   directory = pathlib.Path(directory)
   if not (directory / "sweep.json").is_file():
     raise FileNotFoundError(f"{directory} has no sweep.json: give the --workdir of an llm.sweep "
                             f"run")
   members = json.loads((directory / "sweep.json").read_text())["members"]
-  return [(m["name"], m["overrides"], directory / m["name"]) for m in members]
+  return [(m["name"], {**m.get("settings", {}), **m["overrides"]}, directory / m["name"])
+          for m in members]
 
 
 def swept_keys(members):

@@ -44,7 +44,7 @@ def sweep(spec, workdir, common_flags):
         print(shlex.join(command))
     return
   workdir = cli.workdir_path(workdir)
-  sweeps.write_plan(workdir, spec, common_flags, listed, evaluations, report)
+  sweeps.write_plan(workdir, spec, common_flags, listed, evaluations, report, cli.FLAGS.config)
   failed, stopped = sweep_runs.run(spec, workdir, common_flags, members, f.parallel)
   if failed:
     raise ValueError(f"{len(failed)} of {len(members)} members failed ({', '.join(failed)}); "

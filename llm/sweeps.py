@@ -287,13 +287,31 @@ def finished(workdir, member):
   return not commands("", workdir, member, [])
 
 
-def write_plan(workdir, spec, flags, listed, evaluations=None, report=None):
-  """<workdir>/sweep.json: the command's config and flags, every member of the sweep (`listed`),
-  the evaluations each gets and the report's settings (what llm.report reads), the same
-  whichever members this process runs."""
+def member_settings(listed, base):
+  """For each member of `listed`, its value of every key some member overrides (what the report
+  groups by), read from `base` with its overrides; {} for a member whose overrides do not
+  apply (plan names that problem)."""
+  keys = list(dict.fromkeys(k for overrides in listed for k in overrides))
+  settings = []
+  for overrides in listed:
+    config = base.copy_and_resolve_references()
+    try:
+      config.update_from_flattened_dict(overrides)
+      settings.append({k: config[k] for k in keys})
+    except (ValueError, TypeError, KeyError, AttributeError):
+      settings.append({})
+  return settings
+
+
+def write_plan(workdir, spec, flags, listed, evaluations=None, report=None, base=None):
+  """<workdir>/sweep.json: the command's config and flags, every member of the sweep (`listed`)
+  with its settings (member_settings of `base`), the evaluations each gets and the report's
+  settings (what llm.report reads), the same whichever members this process runs."""
+  settings = member_settings(listed, base) if base is not None else [{}] * len(listed)
   (pathlib.Path(workdir) / "sweep.json").write_text(json.dumps(
       {"config": spec, "flags": list(flags),
-       "members": [{"name": member_name(o), "overrides": o} for o in listed],
+       "members": [{"name": member_name(o), "overrides": o, "settings": s}
+                   for o, s in zip(listed, settings)],
        "evaluations": evaluations or {},
        "report": {k: ({str(x): m for x, m in v.items()} if k == "x" else v)
                   for k, v in (report or {}).items()}}, indent=2))

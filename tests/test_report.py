@@ -57,6 +57,26 @@ def test_one_run_has_no_std_and_unswept_keys_are_not_columns(tmp_path):
   assert reports.swept_keys(members) == []
 
 
+def test_a_member_not_run_yet_is_grouped_by_its_recorded_settings(tmp_path):
+  """Only the sinusoidal members override embed_scale; the others' value comes from the
+  settings sweep.json recorded, not from a config.json they do not have yet."""
+  members = []
+  for position, scale in (("sinusoidal", True), ("alibi", False), ("alibi", False)):
+    seed = len(members)
+    overrides = {"model.position": position, **({"model.embed_scale": True} if scale else {}),
+                 "seed": seed}
+    members.append({"name": f"m{seed}", "overrides": overrides,
+                    "settings": {"model.position": position, "model.embed_scale": scale,
+                                 "seed": seed}})
+  (tmp_path / "m1").mkdir()
+  (tmp_path / "m1" / "metrics.jsonl").write_text('{"step": 1, "eval/loss": 2.0}\n')
+  (tmp_path / "sweep.json").write_text(json.dumps({"members": members}))
+  loaded = reports.load_sweep(tmp_path)
+  table = reports.markdown_table(reports.summarize(loaded), sizes=reports.setting_sizes(loaded))
+  assert table.splitlines()[2:] == ["| sinusoidal | True | 0 of 1 | – |",
+                                    "| alibi | False | 1 of 2 | 2 |"]
+
+
 def test_a_run_stopped_before_its_last_step_has_no_final_figures(tmp_path):
   """Its last evaluation (step 2 of 4) is not a result; a resume to a larger total_steps
   (config.resume-4.json) moves the goal."""

@@ -190,8 +190,10 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
   assert {c["total_steps"] for c in configs.values()} == {2}
   assert losses(runs["seed=0"]) != losses(runs["seed=1,optimizer.learning_rate=0.003"])
   plan = json.loads((out / "sweep.json").read_text())
-  assert plan["members"][2] == {"name": "seed=2,nan_at_step=1",
-                                "overrides": {"seed": 2, "nan_at_step": 1}}
+  assert plan["members"][2] == {   # its settings: the keys any member overrides
+      "name": "seed=2,nan_at_step=1", "overrides": {"seed": 2, "nan_at_step": 1},
+      "settings": {"seed": 2, "optimizer.learning_rate": 1e-3, "nan_at_step": 1,
+                   "stop_at_step": 0}}
   assert plan["evaluations"] == {"len64": {"seq_len": 64}}
   assert (out / "logs" / "seed=0.log").is_file()
 
