@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from PIL import Image
 
 from llm import cli, reports, sweeps
 
@@ -196,6 +197,17 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
                    "stop_at_step": 0}}
   assert plan["evaluations"] == {"len64": {"seq_len": 64}}
   assert (out / "logs" / "seed=0.log").is_file()
+  # The report of these runs: a row per setting (the failed and the stopped member without
+  # figures), a curve per member that logged a step.
+  table = reports.write_report(out).split("\n\n")[2].splitlines()
+  assert table[0].startswith("| optimizer.learning_rate | nan_at_step | stop_at_step | runs |")
+  assert [row.split(" | ")[:4] for row in table[2:]] == [
+      ["| 0.001", "0", "0", "1"], ["| 0.003", "0", "0", "1"], ["| 0.001", "1", "0", "0 of 1"],
+      ["| 0.001", "0", "1", "0 of 1"]], table
+  with Image.open(out / "curves.png") as image:
+    assert image.format == "PNG"
+  train_axis = reports.plot_curves(reports.load_sweep(out), tmp_path / "c.png").axes[0]
+  assert len(train_axis.get_lines()) == 3   # seed 3 stopped at step 1: one point, still a line
 
   before = {name: (run / "metrics.jsonl").read_text() for name, run in runs.items()}
   proc = run_cli("sweep", path, out, *flags, "--member=1", devices=1)
