@@ -36,8 +36,8 @@ def train_iterator(config, task, tok, builder, rows=None):
   whatever the number of processes and however the mesh spreads over them, so a run resumes
   exactly on another process count. With one shard every process builds the whole batch.
 
-  A mixture's shard builds each corpus's rows so and interleaves them in the proportions of
-  the corpora's weights (grain's mix: a fixed pattern, saved with the position).
+  A mixture's shard builds each corpus's rows that way and interleaves them in the proportions
+  of the corpora's weights (grain's mix: a fixed pattern, saved with the position).
   """
   corpora_ = builder.members if isinstance(builder, Mixture) else {builder.name: builder}
   docs = {name: training_documents(b, config) for name, b in corpora_.items()}

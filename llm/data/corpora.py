@@ -40,8 +40,7 @@ def corpus_builder(config, corpus=None):
   config.data_files."""
   corpus = corpus or config.corpus
   if corpus == "mixture":
-    weights = mixture.weights(config)
-    return mixture.Mixture({name: corpus_builder(config, name) for name in weights}, weights)
+    return mixture.of(config, corpus_builder)
   kwargs = dict(data_dir=str(data_dir(config) / "tfds"), file_format="array_record")
   if corpus in FILE_BUILDERS:
     paths = {split: path for split, path in config.data_files.items() if path}
@@ -75,8 +74,7 @@ def prepare_corpus(config):
   """The TFDS builder for config.corpus (a mixture.Mixture of them for "mixture"), built from
   local files on first use."""
   if config.corpus == "mixture":
-    weights = mixture.weights(config)
-    return mixture.Mixture({name: _prepared(config, name) for name in weights}, weights)
+    return mixture.of(config, _prepared)
   return _prepared(config, config.corpus)
 
 

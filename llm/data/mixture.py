@@ -20,6 +20,12 @@ def weights(config):
   return {name: float(w) for name, w in sorted(config.mixture.weights.items()) if w > 0}
 
 
+def of(config, member):
+  """The Mixture of config's weighted corpora, each the builder `member(config, name)` gives."""
+  corpus_weights = weights(config)
+  return Mixture({name: member(config, name) for name in corpus_weights}, corpus_weights)
+
+
 def check(config, pretraining_objectives):
   """ValueError for a mixture that cannot run: no weight set, or an objective that reads labels
   or evaluation records (the mixture has neither). The weights' range is base_config's."""
