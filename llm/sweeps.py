@@ -44,7 +44,8 @@ class Member:
   name: str           # its directory under the sweep workdir
   overrides: dict     # {"key": value} as get_sweep gave them
   total_steps: int    # of its resolved config: the step whose checkpoint means finished
-  evaluations: dict = dataclasses.field(default_factory=dict)   # get_evaluations'
+  # {name: Evaluation} of get_evaluations' entries
+  evaluations: dict = dataclasses.field(default_factory=dict)
 
 
 def member_name(overrides):
@@ -161,6 +162,7 @@ def plan(listed, base, only=None, evaluations=None):
   checks that need the members' devices are left to their runs: this process never starts a
   JAX backend (on a TPU host it would hold the chips its members need)."""
   by_name, by_items = {}, {}
+  parsed = {name: split_evaluation(entry) for name, entry in (evaluations or {}).items()}
   if only is not None and not 0 <= only < len(listed):
     raise ValueError(f"--member={only}: the sweep has members 0 to {len(listed) - 1}")
   for i, overrides in enumerate(listed):
@@ -180,8 +182,7 @@ def plan(listed, base, only=None, evaluations=None):
       continue
     name = member_name(overrides)
     config = _checked(base, overrides, f"member {i} ({name})")
-    for evaluation, entry in (evaluations or {}).items():
-      e = split_evaluation(entry)
+    for evaluation, e in parsed.items():
       where = f"member {i} ({name}), evaluation {evaluation}"
       if e.command == "train":   # its own config; the init (the member's run) does not exist yet
         downstream_path, _, downstream_arg = e.config.partition(":")
@@ -192,7 +193,7 @@ def plan(listed, base, only=None, evaluations=None):
         _checked(downstream, e.overrides, where)
       else:
         _checked(config, e.overrides, where)
-    members.append(Member(i, name, overrides, config.total_steps, dict(evaluations or {})))
+    members.append(Member(i, name, overrides, config.total_steps, parsed))
   return members
 
 
@@ -228,7 +229,7 @@ def evaluation_commands(spec, workdir, member, flags, name):
   on the member's config and the evaluation's overrides, its result in <command>_<name>.json;
   for a downstream fine-tune, llm.train of its config from the member's run into
   <member>/<name>/ and llm.evaluate of that on its split."""
-  e = split_evaluation(member.evaluations[name])
+  e = member.evaluations[name]
   run = pathlib.Path(workdir) / member.name
   own = [f"--{k}={v}" for k, v in e.flags.items()]
   if e.command == "train":
@@ -243,7 +244,7 @@ def evaluation_commands(spec, workdir, member, flags, name):
 
 def result_file(workdir, member, name):
   """Where the member's evaluation `name` writes its result."""
-  e = split_evaluation(member.evaluations[name])
+  e = member.evaluations[name]
   run = pathlib.Path(workdir) / member.name
   if e.command == "train":
     return run / name / ("evaluate.json" if e.split == "validation" else f"evaluate_{e.split}.json")
@@ -252,8 +253,8 @@ def result_file(workdir, member, name):
 
 def downstream_runs(workdir, member):
   """The member's downstream fine-tune directories that exist."""
-  return [pathlib.Path(workdir) / member.name / name for name, entry in member.evaluations.items()
-          if split_evaluation(entry).command == "train"
+  return [pathlib.Path(workdir) / member.name / name for name, e in member.evaluations.items()
+          if e.command == "train"
           and (pathlib.Path(workdir) / member.name / name).exists()]
 
 

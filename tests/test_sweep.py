@@ -131,7 +131,8 @@ def test_every_sweep_in_configs_plans_with_its_evaluations_and_report(name):
   evaluations, report = sweeps.sweep_settings(path, None)
   members = sweeps.plan(sweeps.sweep_overrides(path, None), cli.load_config(path),
                         evaluations=evaluations)
-  assert len(members) >= 3 and all(m.evaluations == evaluations for m in members)
+  parsed = {name: sweeps.split_evaluation(entry) for name, entry in evaluations.items()}
+  assert len(members) >= 3 and all(m.evaluations == parsed for m in members)
   assert set(report) <= set(sweeps.REPORT_KEYS)
 
 
