@@ -7,12 +7,12 @@
 #   --dry-run       print the commands instead of running them
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dry=0 processes=1 devices=""
+dry=0 processes=1 devices="" devices_given=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1; shift ;;
     --processes=*) processes=${1#*=}; shift ;;
-    --devices=*) devices=${1#*=}; shift ;;
+    --devices=*) devices=${1#*=} devices_given=1; shift ;;
     -*) echo "error: unknown option $1 (expected --dry-run, --processes=N, --devices=D)" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -21,8 +21,12 @@ if [ $# -lt 2 ]; then
   echo "error: usage: launch/local.sh [--dry-run] [--processes=N] [--devices=D] CONFIG WORKDIR [--config.key=value ...]" >&2
   exit 2
 fi
-case "$processes" in ''|*[!0-9]*|0) echo "error: --processes=$processes must be a positive integer" >&2; exit 2 ;; esac
-case "$devices" in *[!0-9]*|0) echo "error: --devices=$devices must be a positive integer" >&2; exit 2 ;; esac
+# A whole number from 1 to $2, without leading zeros (bash would read 08 as octal).
+counts() { case "$1" in ''|*[!0-9]*|0*) return 1 ;; esac; [ "${#1}" -le 5 ] && [ "$1" -le "$2" ]; }
+counts "$processes" 256 || { echo "error: --processes=$processes must be a positive integer, at most 256 (processes on this machine)" >&2; exit 2; }
+if [ "$devices_given" = 1 ] && ! counts "$devices" 4096; then
+  echo "error: --devices=$devices must be a positive integer, at most 4096 (fake CPU devices per process)" >&2; exit 2
+fi
 config=$1 workdir=$2; shift 2
 python=${PYTHON:-.venv/bin/python}
 quoted=""; if [ $# -gt 0 ]; then quoted=$(printf ' %q' "$@"); fi

@@ -11,11 +11,11 @@
 # checkpoints are written by all hosts together. Object-store URLs (gs://) are not supported yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dry=0 create="" delete=0
+dry=0 create="" create_given=0 delete=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1; shift ;;
-    --create=*) create=${1#*=}; shift ;;
+    --create=*) create=${1#*=} create_given=1; shift ;;
     --delete) delete=1; shift ;;
     -*) echo "error: unknown option $1 (expected --dry-run, --create=TYPE, --delete)" >&2; exit 2 ;;
     *) break ;;
@@ -29,7 +29,7 @@ name=$1 zone=$2 config=$3 workdir=$4; shift 4
 
 # gcloud's accelerator type and the TPU VM image it runs.
 accelerator="" version=""
-if [ -n "$create" ]; then
+if [ "$create_given" = 1 ]; then
   generation=${create%-*} size=${create##*-}
   case "$size" in ''|*[!0-9]*|0*) size="" ;; esac
   case "$generation" in

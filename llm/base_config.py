@@ -194,10 +194,14 @@ def classification_config(corpus, arg, total_steps, seq_len=128, objective="clas
 
 def parse_arg(arg, **defaults):
   """'size=base,foo=1' -> dict with defaults filled in (big_vision-style config args)."""
-  out = dict(defaults)
+  out, seen = dict(defaults), set()
   for item in filter(None, (arg or "").split(",")):
     key, _, value = item.partition("=")
     if key not in defaults:
       raise ValueError(f"config arg {key!r}: expected one of {sorted(defaults)}")
+    if not value or key in seen:   # `init` alone, `init=`, or a key given twice
+      raise ValueError(f"config arg {item!r}: give each of {sorted(defaults)} at most once, as "
+                       f"KEY=VALUE (e.g. {key}={defaults[key] or 'VALUE'})")
     out[key] = value
+    seen.add(key)
   return out

@@ -30,9 +30,9 @@ WORKDIR_ENTRIES = {"checkpoints": True, "tensorboard": True, "metrics.jsonl": Fa
 
 def check_result_name(name, flag="--name"):
   """ValueError unless `name` can name a result file (evaluate_<name>.json, ...)."""
-  if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+  if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", name):
     raise ValueError(f"{flag}={name!r}: it becomes part of a file name (evaluate_<name>.json); "
-                     f"use letters, digits and . _ - (e.g. len512)")
+                     f"use letters, digits and . _ - (e.g. len512), at most 200 of them")
 
 
 def workdir_path(workdir, create=True, writable=None):
@@ -40,7 +40,15 @@ def workdir_path(workdir, create=True, writable=None):
   (default: as `create`): checked to take new files before anything is computed for it."""
   if not workdir:
     raise ValueError("--workdir=DIR is required")
-  path = pathlib.Path(workdir).expanduser().absolute()
+  try:
+    path = pathlib.Path(workdir).expanduser().absolute()
+    path.exists()   # a name too long for the file system, say
+  except (OSError, RuntimeError) as e:   # RuntimeError: ~user of no such user
+    raise ValueError(f"workdir {workdir} cannot be used ({getattr(e, 'strerror', None) or e}); "
+                     f"choose another --workdir") from None
+  if path.is_symlink() and not path.exists():
+    raise ValueError(f"workdir {path} is a symbolic link to {os.readlink(path)}, which does not "
+                     f"exist; choose another --workdir or create its target")
   if path.exists() and not path.is_dir():
     raise ValueError(f"workdir {path} is a file, not a directory; choose another --workdir")
   if not create and not path.is_dir():
@@ -84,7 +92,7 @@ class NotAConfig(TypeError):
 
 def compiled(path):
   """The config file's code (SyntaxError, UnicodeDecodeError: the file itself is bad)."""
-  return compile(path.read_text(encoding="utf-8"), str(path), "exec")
+  return compile(path.read_text(encoding="utf-8-sig"), str(path), "exec")   # a BOM is fine
 
 
 def config_namespace(code, path):
@@ -118,6 +126,9 @@ def load_config(path, arg=None, **overrides):
 def _load_config_file(spec):
   """load_config of `configs/NAME.py[:arg]`, or SystemExit with one line on what is wrong."""
   path, _, arg = spec.partition(":")
+  if not path or path.startswith("-"):   # --config= or --config --workdir=...
+    raise SystemExit(f"error: --config needs a config file, e.g. --config=configs/gpt_tiny.py"
+                     f"{f' (not {spec})' if spec else ''}")
   path = pathlib.Path(path)
   if path.is_dir():
     raise SystemExit(f"error: --config={spec} is a directory; name a config file in it, e.g. "
@@ -127,7 +138,8 @@ def _load_config_file(spec):
   try:
     code = compiled(path)
   except SyntaxError as e:
-    raise SystemExit(f"error: config file {path}, line {e.lineno}: {e.msg}") from None
+    line = f", line {e.lineno}" if e.lineno else ""
+    raise SystemExit(f"error: config file {path}{line}: {e.msg}") from None
   except UnicodeDecodeError as e:
     raise SystemExit(f"error: config file {path} is not UTF-8 text ({e.reason})") from None
   try:
@@ -205,7 +217,8 @@ def parse_flags(argv):
   config = _load_config_file(specs[0]) if specs else None
   if config is not None:
     for arg in overrides:
-      problem = override_problem(config, arg[len("--config."):].split("=", 1)[0])
+      key, has_value, value = arg[len("--config."):].partition("=")
+      problem = override_problem(config, key, value if has_value else None)
       if problem:
         raise SystemExit(f"error: {problem}")
   try:
@@ -214,12 +227,43 @@ def parse_flags(argv):
     if os.environ.get("LLM_TRACEBACK"):
       raise
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    raise SystemExit(f"error: {' '.join(lines)}")
+    raise SystemExit(f"error: {_flag_value_problem(e, argv) or ' '.join(lines)}")
 
 
-def override_problem(config, key):
+# absl's parsers of the flag types a value can be wrong for, and what each takes, in words.
+_PARSERS = {"int": (flags.IntegerParser(), "a whole number"),
+            "float": (flags.FloatParser(), "a number"),
+            "bool": (flags.BooleanParser(), "true or false")}
+
+
+def value_problem(flag, value, kind, note):
+  """'FLAG=VALUE: expected a whole number (NOTE)' if `value` does not parse as `kind` (int,
+  float or bool, as absl parses them), else None."""
+  if kind not in _PARSERS:
+    return None
+  parser, words = _PARSERS[kind]
+  try:
+    parser.parse(value)
+  except (ValueError, TypeError):
+    return f"{flag}={value}: expected {words} ({note})"
+  return None
+
+
+def _flag_value_problem(error, argv):
+  """An entry point's flag given a value of the wrong type, in words (absl's own message shows
+  Python's: "invalid literal for int() with base 10"), or None."""
+  found = re.match(r"flag --([\w.]+)=", str(error))
+  if not isinstance(error, flags.IllegalFlagValueError) or not found or found[1] not in FLAGS:
+    return None
+  flag = FLAGS[found[1]]
+  given = [a.split("=", 1)[1] for a in argv if a.startswith(f"--{flag.name}=")]
+  note = f"the default is {flag.default!r}" if flag.default is not None else flag.help.rstrip(".")
+  return bool(given) and value_problem(f"--{flag.name}", given[-1], flag.flag_type(), note)
+
+
+def override_problem(config, key, value=None):
   """Why --config.KEY=VALUE cannot be set on `config` (an unknown key, with the nearest known
-  one; a list), or None."""
+  one; a list; a group of keys; a `value` (text, if given) of the wrong type), or None."""
   keys = _config_keys(config)
   parents = [k for k in keys if key.startswith(k + ".")]
   if key not in keys and not any(_is_open_dict(config, k) for k in parents):
@@ -229,7 +273,17 @@ def override_problem(config, key):
   if key in keys and isinstance(_node(config, key), list):
     return (f"--config.{key} is a list, which the command line cannot set; set it in a config "
             f"file (configs/*.py)")
-  return None
+  if key not in keys or value is None:
+    return None
+  current = _node(config, key)
+  if isinstance(current, ml_collections.ConfigDict) and not value.lstrip().startswith("{"):
+    names = list(current)
+    return (f"--config.{key}={value}: {key} is a group of keys ({', '.join(names[:4])}"
+            f"{', ...' * (len(names) > 4)}); set one of them, e.g. --config.{key}."
+            f"{next(iter(names), 'KEY')}=VALUE")
+  kind = next((name for name, t in (("bool", bool), ("int", int), ("float", float))
+               if isinstance(current, t)), None)
+  return value_problem(f"--config.{key}", value, kind, f"the config has {current!r}")
 
 
 def no_arguments(argv):
@@ -254,8 +308,8 @@ def _is_open_dict(config, key):
 
 def run(fn, *args, needs_config=True):
   """Calls fn; user mistakes (ValueError), failed reads and writes (OSError: a full disk, a
-  missing file) and failed saves end in one line and exit code 1. Set LLM_TRACEBACK=1 to see
-  the full traceback instead."""
+  missing file), failed saves and running out of memory end in one line and exit code 1. Set
+  LLM_TRACEBACK=1 to see the full traceback instead."""
   if needs_config and FLAGS.config is None:
     raise SystemExit("error: --config=configs/NAME.py is required")
   if not FLAGS["verbosity"].present:
@@ -277,11 +331,16 @@ def run(fn, *args, needs_config=True):
     FLAGS.logtostderr = True
   try:
     return fn(*args)
-  except (ValueError, OSError, checkpoint.SaveFailed) as e:
-    if os.environ.get("LLM_TRACEBACK"):
+  except (ValueError, OSError, checkpoint.SaveFailed, MemoryError, RuntimeError) as e:
+    out_of_memory = isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e)
+    if os.environ.get("LLM_TRACEBACK") or (isinstance(e, RuntimeError) and not out_of_memory):
       raise
     # An OSError of ours carries only a message; one from a write or a library, its errno.
     text = describe_os_error(e) if isinstance(e, OSError) and e.errno else str(e)
+    if out_of_memory:   # host (numpy) or device (XLA) memory
+      text = (f"out of memory ({text.splitlines()[0] if text else type(e).__name__}); use a "
+              f"smaller batch_size, seq_len or model (python -m llm.plan shows what a config "
+              f"needs per device)")
     # sys.__stderr__: a failed checkpoint restore leaves sys.stderr muted (see quiet.muted_reads).
     print(f"error: {text}", file=sys.__stderr__, flush=True)
     restore_stdout()

@@ -6,7 +6,7 @@ import re
 
 import jax
 
-from llm import parallel, tasks, transfer
+from llm import optim, parallel, tasks, transfer
 from llm.base_config import all_ranges
 from llm.data import mixture
 from llm.models import heads as heads_lib, model_config
@@ -18,6 +18,30 @@ SPM_TYPES = ("unigram", "bpe", "char", "word")
 
 # What a run does when a step's loss or gradient norm is not finite (see train.py).
 NONFINITE_POLICIES = ("stop", "skip")
+
+
+def choices():
+  """{key: the values it may take} of the settings that name one of a few things (the model's
+  own are checked with the model: models.model_config)."""
+  from llm.data import corpora, tokenizer   # the data layer: only when a config is checked
+  return {"objective": tasks.names(), "corpus": corpora.corpus_names(),
+          "masking": ("static", "dynamic"), "on_nonfinite": NONFINITE_POLICIES,
+          "optimizer.decay": optim.DECAYS, "tokenizer.kind": tuple(tokenizer.LOADERS),
+          "tokenizer.model_type": SPM_TYPES}
+
+
+def check_choices(config):
+  """Every key of choices() set to one of its values (checked for every objective: a typo in
+  a key this run does not read would wait for the run that does)."""
+  for key, options in choices().items():
+    section, _, name = key.rpartition(".")
+    value = (config.get(section) or {} if section else config).get(name)
+    if value not in options:
+      raise ValueError(f"{key}={value!r}: expected one of {list(options)}")
+  if config.tokenizer.kind != "sentencepiece" and not config.tokenizer.path:
+    raise ValueError(f"tokenizer.kind={config.tokenizer.kind!r} reads tokenizer.path, which is "
+                     f"empty: set --config.tokenizer.path (a Hugging Face BERT folder for "
+                     f"wordpiece, a .gguf file for gguf) or use kind='sentencepiece'")
 
 
 def resolve_config(config, num_devices):
@@ -68,7 +92,7 @@ def check_ranges(config):
   for key, spec in all_ranges().items():
     interval, meaning = spec if isinstance(spec, tuple) else (spec, "")
     section, _, name = key.rpartition(".")
-    node = config[section] if section else config
+    node = config.get(section) or {} if section else config
     if name not in node:
       continue
     value = node[name]
@@ -83,6 +107,7 @@ def check_config(config, num_devices):
   num_devices=None: the devices are another process's (llm.sweep's members): the checks that
   need them (mesh and batch split, cuDNN) are left to that process."""
   check_ranges(config)
+  check_choices(config)
   task = tasks.get_task(config.objective)
   mixture.check(config, [t.name for t in tasks.all_tasks()
                          if not (t.labels or t.records or t.score or t.prompts)])
@@ -105,9 +130,6 @@ def check_config(config, num_devices):
       and jax.default_backend() != "gpu"):
     raise ValueError(f"model.attention_impl='cudnn' needs an NVIDIA GPU, and this run has "
                      f"{jax.default_backend()} devices; use 'auto' or 'xla'")
-  if config.tokenizer.kind == "sentencepiece" and config.tokenizer.model_type not in SPM_TYPES:
-    raise ValueError(f"tokenizer.model_type={config.tokenizer.model_type!r}: expected one of "
-                     f"{list(SPM_TYPES)}")
   for key in ("optimizer.freeze", "optimizer.train_only", "optimizer.no_decay", "lora.targets",
               "lora.train_also"):
     section, name = key.split(".")
@@ -138,8 +160,3 @@ def check_config(config, num_devices):
     if config[key] > config.total_steps:
       raise ValueError(f"{key}={config[key]} is past total_steps={config.total_steps}, so it "
                        f"would never happen")
-  if config.masking not in ("static", "dynamic"):   # checked for every objective: a typo waits
-    raise ValueError(f"masking={config.masking!r}: expected 'static' or 'dynamic'")
-  if config.on_nonfinite not in NONFINITE_POLICIES:
-    raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of "
-                     f"{list(NONFINITE_POLICIES)}")

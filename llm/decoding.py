@@ -52,6 +52,8 @@ def check(settings):
     raise ValueError(f"--top_p={s.top_p} must be in (0, 1]")
   if s.num_beams < 1:
     raise ValueError(f"--num_beams={s.num_beams} must be >= 1")
+  if not 0 <= s.seed < 2**32:   # as config.seed: what jax.random.PRNGKey takes
+    raise ValueError(f"--sample_seed={s.seed} must be in [0, {2**32})")
   if s.num_beams > 1 and (s.temperature > 0 or s.top_k or s.top_p < 1):
     raise ValueError(f"--num_beams={s.num_beams} is beam search, which does not sample: drop "
                      f"--temperature/--top_k/--top_p or use --num_beams=1")

@@ -4,6 +4,9 @@ import re
 import jax
 import optax
 
+# The learning rate's decay after warmup (optimizer.decay).
+DECAYS = ("cosine", "linear", "constant")
+
 
 def learning_rate_schedule(cfg, total_steps):
   """Linear warmup to cfg.learning_rate, then `cfg.decay` down to learning_rate * end_lr_ratio."""
@@ -17,7 +20,7 @@ def learning_rate_schedule(cfg, total_steps):
   elif cfg.decay == "constant":
     decay = optax.constant_schedule(peak)
   else:
-    raise ValueError(f"optimizer.decay={cfg.decay!r}: expected 'cosine', 'linear' or 'constant'")
+    raise ValueError(f"optimizer.decay={cfg.decay!r}: expected one of {list(DECAYS)}")
   if not warmup:
     return decay
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
@@ -50,7 +53,15 @@ def trainable_mask(params, config):
     if lora_on:
       return path.startswith("lora/") or bool(also and also.search(path))
     return True
-  return jax.tree_util.tree_map_with_path(trainable, params)
+  mask = jax.tree_util.tree_map_with_path(trainable, params)
+  if not any(jax.tree.leaves(mask)):   # a run that trains nothing would look like one that does
+    settings = [f"{key}={value!r}" for key, value in (
+        ("optimizer.freeze", config.optimizer.freeze),
+        ("optimizer.train_only", config.optimizer.get("train_only")),
+        ("lora.train_also", config.lora.train_also if lora_on else "")) if value]
+    raise ValueError(f"no parameter would train with {' and '.join(settings)}; parameter paths "
+                     f"look like 'decoder/layer_0/mlp/wi/kernel'")
+  return mask
 
 
 def make_optimizer(config):

@@ -6,7 +6,6 @@ decides the model's shape and tokenizer; every tensor the new model shares with 
 same shape) is loaded, and heads the source lacks (e.g. a classifier) keep their fresh
 initialisation.
 """
-import json
 import pathlib
 
 import jax
@@ -17,7 +16,7 @@ from llm import convert, gguf_files, runlog, state as state_lib, weights
 from llm.convert import gguf_llama, hf_bert
 from llm.models import model_config
 # The layer layout is not among them: params convert to the run's own model.scan_layers.
-from llm.models.config import ARCHITECTURE_KEYS
+from llm.models.config import ARCHITECTURE_KEYS, ModelConfig
 
 
 def resolve_init(config):
@@ -26,22 +25,22 @@ def resolve_init(config):
     return config
   path = pathlib.Path(config.init).expanduser()
   if weights.is_workdir(path):
-    try:
-      source = json.loads((path / "config.json").read_text())
-    except ValueError as e:
-      raise ValueError(f"init={config.init!r}: its config.json is not readable JSON ({e}); the "
-                       f"workdir is damaged") from None
+    source = weights.saved_config(path, f"init={config.init!r}")
     if "family" not in source["model"]:
       raise ValueError(f"init={config.init!r} was trained before model families existed (its "
                        f"parameter names differ); retrain it")
     config.vocab_size = source["vocab_size"]
     config.extra_ids = source.get("extra_ids", 0)
-    for key in ARCHITECTURE_KEYS:
-      config.model[key] = source["model"][key]
+    for key in ARCHITECTURE_KEYS:   # a key added since the init was trained: its default
+      config.model[key] = source["model"].get(key, ModelConfig.defaults()[key])
     if (path / "tokenizer.model").is_file():
       config.tokenizer.update(kind="sentencepiece", path=str(path / "tokenizer.model"))
     else:
-      config.tokenizer.update(kind=source["tokenizer"]["kind"], path=source["tokenizer"]["path"])
+      tokenizer = source.get("tokenizer")
+      if not isinstance(tokenizer, dict) or not tokenizer.get("path"):
+        raise ValueError(f"init={config.init!r} holds no tokenizer.model and its config.json "
+                         f"names no tokenizer.path; the workdir is damaged")
+      config.tokenizer.update(kind=tokenizer.get("kind", "sentencepiece"), path=tokenizer["path"])
     return config
   if config.init not in ("minilm", "smollm2") and not path.exists():
     raise FileNotFoundError(f"init={config.init!r} does not exist; init is one of our workdirs, "

@@ -16,6 +16,26 @@ def is_workdir(path):
   return (path / "checkpoints").is_dir() and (path / "config.json").is_file()
 
 
+def saved_config(path, what):
+  """The config.json of our workdir `path` as a dict; ValueError naming `what` (e.g. the init)
+  if it is missing, not JSON, or not a run's config."""
+  file = pathlib.Path(path) / "config.json"
+  if not file.is_file():
+    raise ValueError(f"{what} holds no config.json, so it is not a trained workdir of ours; "
+                     f"train it with llm.train first")
+  try:
+    source = json.loads(file.read_text())
+  except ValueError as e:   # UnicodeDecodeError included
+    raise ValueError(f"{what}: its config.json is not readable JSON ({e}); the workdir is "
+                     f"damaged") from None
+  missing = [key for key, kind in (("model", dict), ("vocab_size", int))
+             if not isinstance(source, dict) or not isinstance(source.get(key), kind)]
+  if missing:
+    raise ValueError(f"{what}: its config.json has no {' or '.join(missing)}, so it is not a "
+                     f"run's config; the workdir is damaged or not one of ours")
+  return source
+
+
 def placed_in_layout(params, config, mesh):
   """`params` in config's layer layout (model.scan_layers), on the shardings config gives them."""
   if convert.layout_of(params) in (None, bool(config.model.scan_layers)):
@@ -46,7 +66,7 @@ def workdir_params(path, mesh):
   """(params, the config they were saved with, step) of the latest checkpoint in one of our
   workdirs, in the layout it was saved in. The step's files are read and checked once."""
   path = pathlib.Path(path).expanduser().absolute()
-  source = from_saved(json.loads((path / "config.json").read_text()))
+  source = from_saved(saved_config(path, f"workdir {path}"))
   checkpoints = checkpoint.Checkpoints(path, source.keep_checkpoints, create=False)
   step = checkpoints.require_latest_step()
   saved = from_saved(checkpoints.saved_config(step))

@@ -85,7 +85,7 @@ BAD_VALUES = [
      "optimizer.learning_rate=nan must be finite and > 0"),
     ({"optimizer.learning_rate": -1e-3}, "optimizer.learning_rate=-0.001 must be > 0"),
     ({"eval_batches": 0}, "eval_batches=0 must be -1 (the whole validation split) or a positive"),
-    ({"on_nonfinite": "ignore"}, "on_nonfinite='ignore' must be one of ['stop', 'skip']"),
+    ({"on_nonfinite": "ignore"}, "on_nonfinite='ignore': expected one of ['stop', 'skip']"),
     ({"input_shards": 3}, "input_shards=3 must divide batch_size=16"),
     ({"input_shards": 0}, "input_shards=0 must be >= 1"),
 ]

@@ -101,8 +101,39 @@ def test_slurm_sweep_runs_the_array_tasks_member():
      "--create=v4-0 is not a TPU type this launcher knows"),
     ("slurm.sbatch", ["--dry-run"], "usage: sbatch"),
     ("slurm_sweep.sbatch", ["--dry-run", "c", "w"], "SLURM_ARRAY_TASK_ID is not set"),
+    ("local.sh", ["--dry-run", "--processes=abc", "c", "w"], "--processes=abc must be a positive"),
+    ("local.sh", ["--dry-run", "--processes=08", "c", "w"], "--processes=08 must be a positive "
+                                                            "integer, at most 256"),
+    # Once a loop of 10^20 commands: the launcher never answered.
+    ("local.sh", ["--dry-run", "--processes=99999999999999999999", "c", "w"],
+     "--processes=99999999999999999999 must be a positive integer, at most 256"),
+    ("local.sh", ["--dry-run", "--processes=257", "c", "w"], "at most 256 (processes on this "
+                                                             "machine)"),
+    ("local.sh", ["--dry-run", "--devices=", "c", "w"], "--devices= must be a positive integer"),
+    ("local.sh", ["--dry-run", "--devices=-4", "c", "w"], "--devices=-4 must be a positive"),
+    ("local.sh", ["--dry-run", "--devices=99999", "c", "w"], "--devices=99999 must be a positive "
+                                                             "integer, at most 4096"),
+    ("local.sh", ["--dry-run", "c"], "usage: launch/local.sh"),
+    ("tpu_pod.sh", ["--dry-run", "--create=", "p", "z", "c", "w"],
+     "--create= is not a TPU type this launcher knows"),
+    ("tpu_pod.sh", ["--dry-run", "--create=v4", "p", "z", "c", "w"],
+     "--create=v4 is not a TPU type this launcher knows"),
+    ("tpu_pod.sh", ["--dry-run", "--create=v4-08", "p", "z", "c", "w"],
+     "--create=v4-08 is not a TPU type"),
+    ("tpu_pod.sh", ["--dry-run", "--zone=z", "p", "z", "c", "w"], "unknown option --zone=z"),
+    ("slurm.sbatch", ["--gpus=8", "c", "w"], "unknown option --gpus=8 (expected --dry-run, "
+                                             "--per-gpu)"),
+    ("slurm_sweep.sbatch", ["--member=1", "c", "w"], "unknown option --member=1"),
 ])
 def test_bad_launcher_options_are_one_line(script, args, message):
   proc = launch(script, *args)
   assert proc.returncode != 0
   assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.fault
+def test_an_array_index_that_is_no_member_index_is_one_line():
+  proc = launch("slurm_sweep.sbatch", "--dry-run", "c", "w", env={"SLURM_ARRAY_TASK_ID": "abc"})
+  assert proc.returncode != 0
+  assert proc.stderr.startswith("error: SLURM_ARRAY_TASK_ID=abc is not a member index (0, 1, "
+                                "...)") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

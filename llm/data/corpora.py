@@ -52,8 +52,12 @@ def corpus_builder(config, corpus=None):
     return FILE_BUILDERS[corpus](paths=paths, **kwargs)
   if corpus in BUILDERS:
     return BUILDERS[corpus](**kwargs)
-  raise ValueError(f"corpus={corpus!r}: expected one of "
-                   f"{sorted(BUILDERS) + sorted(FILE_BUILDERS) + ['mixture']}")
+  raise ValueError(f"corpus={corpus!r}: expected one of {corpus_names()}")
+
+
+def corpus_names():
+  """What config.corpus may name: a packaged corpus, one of your files' formats, or a mixture."""
+  return sorted(BUILDERS) + sorted(FILE_BUILDERS) + ["mixture"]
 
 
 def cache_name(config, builder):

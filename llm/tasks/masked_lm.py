@@ -137,12 +137,18 @@ def summarize(sums):
   return out
 
 
+def check(config):
+  if config.nsp and config.seq_len < 5:
+    raise ValueError(f"seq_len={config.seq_len} with nsp=True leaves no room for a pair: "
+                     f"[CLS] A [SEP] B [SEP] needs seq_len >= 5 (or set nsp=False)")
+
+
 # nsp: next-sentence prediction (BERT); False = packed documents (RoBERTa). masking: dynamic
 # (RoBERTa: new masks each epoch) | static (BERT: one set of masks per row).
 CONFIG = {"nsp": True, "masking": "dynamic", "mask_prob": 0.15}
 
 TASK = Task(name="masked_lm", families=("encoder",),
             heads=lambda config: ("mlm", "nsp") if config.nsp else ("mlm",), rows=rows,
-            normalizers=normalizers, loss_fn=loss_fn, summarize=summarize,
+            normalizers=normalizers, loss_fn=loss_fn, summarize=summarize, check=check,
             export_class=lambda config: "BertForPreTraining" if config.nsp else "BertForMaskedLM",
             config=CONFIG, ranges={"mask_prob": "(0, 1)"}, stream_keys=tuple(CONFIG))
