@@ -9,12 +9,12 @@ each pretrained model fine-tuned on BBC News topics and scored on its test split
 so static masks repeat), then 200 fine-tuning steps (get_evaluations). Results and what they
 mean: experiments/ablation_nsp/.
 """
-from llm.base_config import base_config
+from llm.base_config import base_config, parse_arg
 from llm.models import presets
 
 
 def get_config(arg=None):
-  del arg
+  parse_arg(arg)   # these configs take no arg: refuse one
   c = base_config()
   c.objective = "masked_lm"
   c.model.update(presets.BERT)

