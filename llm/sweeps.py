@@ -206,6 +206,8 @@ def _checked(base, overrides, where):
     if not problem and (value is None or isinstance(value, (dict, list, tuple))):
       problem = (f"{key}={value!r} is a {type(value).__name__}, which a member cannot pass to "
                  f"llm.train or llm.evaluate; set it in get_config")
+    if not problem:
+      problem = _type_problem(config, key, value)
     if problem:
       raise ValueError(f"{where}: {problem}")
   try:
@@ -214,6 +216,24 @@ def _checked(base, overrides, where):
   except (ValueError, TypeError, KeyError, OSError) as e:
     raise ValueError(f"{where}: {e.args[0] if e.args else e}") from None
   return config
+
+
+def _type_problem(config, key, value):
+  """'KEY=VALUE is text; the config holds a whole number (1)' where a member's value has another type
+  than the config's (an int where a float is, the command line's way, is fine), else None."""
+  current = config
+  for part in key.split("."):
+    if not hasattr(current, "get") or part not in current:
+      return None   # a new key of an open dict (mixture.weights.<corpus>)
+    current = current[part]
+  kind = type(current)
+  fits = (isinstance(value, kind) and (kind is bool) == isinstance(value, bool)) or (
+      kind is float and isinstance(value, int) and not isinstance(value, bool))
+  if current is None or hasattr(current, "items") or fits:
+    return None
+  words = {bool: "True or False", int: "a whole number", float: "a number", str: "text"}
+  said = lambda t: words.get(t, f"a {t.__name__}")
+  return f"{key}={value!r} is {said(type(value))}; the config holds {said(kind)} ({current!r})"
 
 
 def train_command(spec, workdir, member, flags):

@@ -56,7 +56,11 @@ def test_member_names_spell_their_overrides():
     ("[{'mesh': {'data': 2}}]", "mesh={'data': 2} is a dict, which a member cannot pass"),
     ("[{'seed': 0}, {'optimizer.learning_rate': -1.0}]",
      "member 1 (optimizer.learning_rate=-1.0): optimizer.learning_rate=-1.0 must be > 0"),
-    ("[{'seed': 'one'}]", "member 0 (seed=one): Could not override field 'seed'"),
+    ("[{'seed': 'one'}]", "member 0 (seed=one): seed='one' is text; the config holds a whole "
+                          "number (0)"),
+    ("[{'corpus': 1}]", "member 0 (corpus=1): corpus=1 is a whole number; the config holds text"),
+    ("[{'nsp': 1}]", "nsp=1 is a whole number; the config holds True or False (True)"),
+    ("[{'optimizer.learning_rate': True}]", "is True or False; the config holds a number"),
     ("[{'init': None}]", "init=None is a NoneType, which a member cannot pass to llm.train"),
     ("[1 / 0]", "get_sweep() in "),
 ])
