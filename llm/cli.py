@@ -333,7 +333,8 @@ def run(fn, *args, needs_config=True):
     return fn(*args)
   except (ValueError, OSError, checkpoint.SaveFailed, MemoryError, RuntimeError) as e:
     out_of_memory = isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e)
-    if os.environ.get("LLM_TRACEBACK") or (isinstance(e, RuntimeError) and not out_of_memory):
+    other = isinstance(e, RuntimeError) and not isinstance(e, checkpoint.SaveFailed)
+    if os.environ.get("LLM_TRACEBACK") or (other and not out_of_memory):   # a bug: its traceback
       raise
     # An OSError of ours carries only a message; one from a write or a library, its errno.
     text = describe_os_error(e) if isinstance(e, OSError) and e.errno else str(e)
