@@ -536,6 +536,10 @@ def test_files_a_config_names_are_checked(tmp_path):
   with pytest.raises(ValueError, match="training a 5-piece SentencePiece model failed: it must "
                                        r"hold the corpus' \d+ characters"):
     tokenizer_lib.train(["some text to learn from"] * 10, 5, "unigram", tmp_path / "t.model")
+  with pytest.raises(ValueError, match="failed: no line of the text is shorter than "
+                                       "SentencePiece's limit of 4,192 bytes; the corpus needs "
+                                       "line breaks"):
+    tokenizer_lib.train(["word " * 1000] * 3, 50, "unigram", tmp_path / "t.model")
 
 
 def test_a_tokenizer_file_that_does_not_exist_is_named():

@@ -47,6 +47,10 @@ class Tokenizer:
     return "".join(text + [self.sp.decode(run)])
 
 
+# SentencePiece's max_sentence_length (its default): longer lines are left out of training.
+MAX_LINE_BYTES = 4192
+
+
 def train(texts, vocab_size, model_type, path):
   """Trains a SentencePiece model on an iterable of strings and writes it atomically to `path`."""
   path = pathlib.Path(path)
@@ -60,11 +64,14 @@ def train(texts, vocab_size, model_type, path):
           sentence_iterator=lines, model_prefix=prefix, vocab_size=vocab_size,
           model_type=model_type, character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS,
           eos_id=EOS, user_defined_symbols=list(SPECIAL_PIECES), num_threads=os.cpu_count(),
-          minloglevel=2)
+          max_sentence_length=MAX_LINE_BYTES, minloglevel=2)
     except RuntimeError as e:   # a vocabulary larger than the corpus supports, or too small
       small = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(e))
       why = (f"it must hold the corpus' {small.group(1)} characters and the special pieces"
-             if small else str(e).split("] ")[-1])
+             if small else str(e).split("] ")[-1].strip())
+      if "sentences_.empty()" in str(e):   # every line skipped: none under its length limit
+        why = (f"no line of the text is shorter than SentencePiece's limit of "
+               f"{MAX_LINE_BYTES:,} bytes; the corpus needs line breaks")
       raise ValueError(f"training a {vocab_size}-piece SentencePiece model failed: {why} (set "
                        f"--config.vocab_size)") from e
     os.replace(prefix + ".model", path)
