@@ -20,6 +20,7 @@ def get_config(arg=None):
   c.objective = "causal_lm"
   c.model.update(presets.GPT2)
   c.model.update(num_layers=6, embed_dim=128, num_heads=4, mlp_dim=512, max_len=64)
+  c.vocab_size = 2000   # the position ablation's: models this small learn to read context
   c.seq_len = 64
   c.batch_size = 16
   c.total_steps = 300
