@@ -219,8 +219,8 @@ def _checked(base, overrides, where):
 
 
 def _type_problem(config, key, value):
-  """'KEY=VALUE is text; the config holds a whole number (1)' where a member's value has another type
-  than the config's (an int where a float is, the command line's way, is fine), else None."""
+  """'KEY=VALUE is text; the config holds a whole number (1)' where a member's value has another
+  type than the config's (an int where a float is, the command line's way, is fine), else None."""
   current = config
   for part in key.split("."):
     if not hasattr(current, "get") or part not in current:
