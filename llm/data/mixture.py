@@ -9,10 +9,12 @@ import pathlib
 
 from llm import runlog
 
-# The corpora a mixture may hold: those whose examples are documents with a `text` (the
-# labeled ones lend their train and validation text, never their test split).
+# The corpora a mixture may hold: the unlabeled ones and the labeled ones that lend the running
+# text of their train and validation examples (never their test split, never their labels):
+# twitter_ner its tweets, aclsum_qa its papers (each once, not once per question).
 MIXABLE = ("gensim_text", "linux_docs", "python_docs", "fortunes", "sotu", "moby_dick",
-           "web_bible", "bbc_news", "tweet_sentiment", "spam_assassin")
+           "web_bible", "bbc_news", "tweet_sentiment", "spam_assassin", "twitter_ner",
+           "aclsum_qa")
 
 
 def weights(config):
@@ -23,7 +25,34 @@ def weights(config):
 def of(config, member):
   """The Mixture of config's weighted corpora, each the builder `member(config, name)` gives."""
   corpus_weights = weights(config)
-  return Mixture({name: member(config, name) for name in corpus_weights}, corpus_weights)
+  return Mixture({name: _as_documents(member(config, name)) for name in corpus_weights},
+                 corpus_weights)
+
+
+def _as_documents(builder):
+  """The builder itself when its examples have a `text`; else a view of its examples' running
+  text as documents ({"id", "text"}), each distinct text once."""
+  if "text" in builder.info.features:
+    return builder
+  return _TextView(builder)
+
+
+class _TextView:
+  """A labeled corpus (tokens, or QA contexts) seen as documents of text: what the pretraining
+  objectives read. Everything but the splits' contents is the builder's."""
+
+  def __init__(self, builder):
+    self._builder = builder
+
+  def __getattr__(self, name):
+    return getattr(self._builder, name)
+
+  def as_data_source(self, split):
+    from llm.data import corpora
+    source = self._builder.as_data_source(split)
+    texts = dict.fromkeys(corpora.as_text(corpora.text_of(source[i])) for i in range(len(source)))
+    return [{"id": f"{self._builder.name}-{split}-{i}", "text": text}
+            for i, text in enumerate(texts)]
 
 
 def check(config, pretraining_objectives):
