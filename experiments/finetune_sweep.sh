@@ -4,22 +4,25 @@
 #   bash experiments/finetune_sweep.sh RUNS_DIR [NAME ...]   (no names = all, in the order below)
 # Each run is `python -m llm.train` in RUNS_DIR/<name>_s<seed>; a finished run is not rerun. Each
 # finished run is then scored on the test split (test_metrics.py -> results/finetune_test.jsonl).
-# BERT_WORKDIR (our bert_tiny pretraining, default RUNS_DIR/bert_tiny) is trained first if missing.
+# BERT_WORKDIR (our bert_tiny pretraining, default RUNS_DIR/bert_tiny) and RECIPE_WORKDIR
+# (configs/recipe_bert.py, default RUNS_DIR/recipe_bert) are trained first if a run needs them
+# and they are missing; the results files name them by these placeholders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:?usage: finetune_sweep.sh RUNS_DIR [NAME ...]}; shift
 bert=${BERT_WORKDIR:-$runs/bert_tiny}
+recipe=${RECIPE_WORKDIR:-$runs/recipe_bert}
 results=experiments/results/finetune.jsonl
 mkdir -p "$runs" experiments/results
 
 declare -A RUN=(   # name -> config[:arg] and overrides
   [topic_scratch]="configs/finetune_topic.py:init=scratch"
-  [topic_ours]="configs/finetune_topic.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [topic_ours]="configs/finetune_topic.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4"
   [topic_minilm]="configs/finetune_topic.py"
   [topic_minilm_lora]="configs/finetune_topic.py:tuning=lora"
   [topic_minilm_prompt]="configs/finetune_topic.py:tuning=prompt"
   [topic_minilm_probe]="configs/finetune_topic.py --config.optimizer.train_only=^(classify_out|pooler)/ --config.optimizer.learning_rate=3e-3"
-  [topic_cloze_ours]="configs/cloze_topic.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [topic_cloze_ours]="configs/cloze_topic.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4"
   [sentiment_minilm]="configs/finetune_sentiment.py"
   [spam_minilm]="configs/finetune_spam.py"
   [ner_minilm]="configs/finetune_ner.py --config.optimizer.learning_rate=1e-4"
@@ -27,21 +30,28 @@ declare -A RUN=(   # name -> config[:arg] and overrides
   [qa_minilm]="configs/finetune_qa.py"
   [qa_minilm_lr1e-4]="configs/finetune_qa.py --config.optimizer.learning_rate=1e-4"
   [sentiment_scratch]="configs/finetune_sentiment.py:init=scratch"
-  [sentiment_ours]="configs/finetune_sentiment.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [sentiment_ours]="configs/finetune_sentiment.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4"
   [sentiment_minilm_lora]="configs/finetune_sentiment.py:tuning=lora"
   [spam_scratch]="configs/finetune_spam.py:init=scratch"
-  [spam_ours]="configs/finetune_spam.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [spam_ours]="configs/finetune_spam.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4"
   [spam_minilm_lora]="configs/finetune_spam.py:tuning=lora"
   [ner_scratch]="configs/finetune_ner.py:init=scratch"
-  [ner_ours]="configs/finetune_ner.py:init=$bert --config.optimizer.learning_rate=5e-4"
+  [ner_ours]="configs/finetune_ner.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4"
   [ner_minilm_lora]="configs/finetune_ner.py:tuning=lora"
   # From scratch or from bert_tiny, 300 steps only ever predict O (from scratch the loss sits near
   # 0.35 until step ~650), so these rows train 5x longer.
   [ner_scratch_1500]="configs/finetune_ner.py:init=scratch --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
-  [ner_ours_1500]="configs/finetune_ner.py:init=$bert --config.optimizer.learning_rate=5e-4 --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
+  [ner_ours_1500]="configs/finetune_ner.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4 --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
   # bert_tiny's position table has 128 entries, so its QA windows are 128 pieces (stride 64).
-  [qa_ours]="configs/finetune_qa.py:init=$bert --config.optimizer.learning_rate=5e-4 --config.seq_len=128 --config.qa.doc_stride=64"
+  [qa_ours]="configs/finetune_qa.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4 --config.seq_len=128 --config.qa.doc_stride=64"
   [qa_minilm_lora]="configs/finetune_qa.py:tuning=lora"
+  # From configs/recipe_bert.py (about an hour of pretraining), at the scratch runs' steps.
+  [topic_recipe]="configs/finetune_topic.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4"
+  [sentiment_recipe]="configs/finetune_sentiment.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4"
+  [spam_recipe]="configs/finetune_spam.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4"
+  [ner_recipe]="configs/finetune_ner.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4"
+  [ner_recipe_1500]="configs/finetune_ner.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4 --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
+  [qa_recipe]="configs/finetune_qa.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4"
 )
 ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_scratch:0
        topic_scratch:1 topic_scratch:2 topic_minilm_lora:0 topic_minilm_lora:1 topic_minilm_lora:2
@@ -52,19 +62,29 @@ ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_s
        spam_minilm_lora:0 qa_minilm_lora:0 sentiment_scratch:1 sentiment_scratch:2 sentiment_ours:1
        sentiment_ours:2 spam_scratch:1 spam_scratch:2 spam_ours:1 spam_ours:2 sentiment_minilm_lora:1
        sentiment_minilm_lora:2 ner_scratch_1500:1 ner_scratch_1500:2 ner_ours_1500:1 ner_ours_1500:2
-       qa_ours:1 qa_ours:2 qa_scratch:1 qa_scratch:2)
+       qa_ours:1 qa_ours:2 qa_scratch:1 qa_scratch:2
+       topic_recipe:0 sentiment_recipe:0 qa_recipe:0 spam_recipe:0 ner_recipe:0 ner_recipe_1500:0
+       topic_recipe:1 topic_recipe:2 sentiment_recipe:1 sentiment_recipe:2 qa_recipe:1 qa_recipe:2
+       spam_recipe:1 spam_recipe:2 ner_recipe_1500:1 ner_recipe_1500:2)
 [ $# -gt 0 ] && ORDER=("$@")
 
-if [ ! -f "$bert/config.json" ]; then
+needs() { for item in "${ORDER[@]}"; do [[ ${RUN[${item%%:*}]} == *$1* ]] && return 0; done; return 1; }
+if needs BERT_WORKDIR && [ ! -f "$bert/config.json" ]; then
   .venv/bin/python -m llm.train --config=configs/bert_tiny.py --workdir="$bert" > "$bert.log" 2>&1
+fi
+# An interrupted pretraining resumes; a finished one is marked, so it is not re-evaluated.
+if needs RECIPE_WORKDIR && [ ! -f "$recipe.finished" ]; then
+  .venv/bin/python -m llm.train --config=configs/recipe_bert.py --workdir="$recipe" \
+    > "$recipe.log" 2>&1 && touch "$recipe.finished"
 fi
 for item in "${ORDER[@]}"; do
   name=${item%%:*}; seed=${item##*:}; dir=$runs/${name}_s$seed
   [ -f "$dir/done.json" ] && continue
   read -r config overrides <<< "${RUN[$name]}"
+  run_config=${config//BERT_WORKDIR/$bert}; run_config=${run_config//RECIPE_WORKDIR/$recipe}
   start=$(date +%s)
   # shellcheck disable=SC2086
-  .venv/bin/python -m llm.train --config="$config" --workdir="$dir" --config.seed="$seed" \
+  .venv/bin/python -m llm.train --config="$run_config" --workdir="$dir" --config.seed="$seed" \
     $overrides > "$dir.log" 2>&1 || { echo "$name seed $seed failed: see $dir.log"; continue; }
   seconds=$(( $(date +%s) - start ))
   .venv/bin/python - "$name" "$seed" "$seconds" "$dir" "$config $overrides" >> "$results" <<'PY'
@@ -80,5 +100,5 @@ print(json.dumps(line))
 PY
   echo "$name seed $seed: ${seconds}s"
   # Score it on the test split now, so the table does not depend on the workdir surviving.
-  .venv/bin/python experiments/test_metrics.py "$runs" "$bert"
+  .venv/bin/python experiments/test_metrics.py "$runs" "$bert" "$recipe"
 done

@@ -1,7 +1,7 @@
 """Evaluates every finished sweep run on the test split and appends one JSON line per run to
 experiments/results/finetune_test.jsonl (same fields as finetune.jsonl, test figures as eval/*).
 
-  python experiments/test_metrics.py RUNS_DIR [BERT_WORKDIR]
+  python experiments/test_metrics.py RUNS_DIR [BERT_WORKDIR [RECIPE_WORKDIR]]
 Runs already in the results file (on a line not marked `superseded`) are skipped;
 summarize.py reads the file like finetune.jsonl.
 """
@@ -15,7 +15,7 @@ import time
 RESULTS = pathlib.Path("experiments/results/finetune_test.jsonl")
 
 
-def main(runs, bert_workdir=None):
+def main(runs, bert_workdir=None, recipe_workdir=None):
   done = set()
   if RESULTS.exists():
     # Lines marked `superseded` are earlier runs of a name and seed that is being rerun.
@@ -25,7 +25,8 @@ def main(runs, bert_workdir=None):
     run = json.loads(marker.read_text())
     if run.get("skipped") or (run["name"], run["seed"]) in done:
       continue
-    command = run["command"].replace("BERT_WORKDIR", bert_workdir or "BERT_WORKDIR")
+    command = run["command"].replace("BERT_WORKDIR", bert_workdir or "BERT_WORKDIR").replace(
+        "RECIPE_WORKDIR", recipe_workdir or "RECIPE_WORKDIR")
     args = shlex.split(command)[3:]   # drop "python -m llm.train"
     start = time.time()
     proc = subprocess.run([sys.executable, "-m", "llm.evaluate", *args, "--split=test",
@@ -36,8 +37,9 @@ def main(runs, bert_workdir=None):
     result = json.loads((marker.parent / "evaluate_test.json").read_text())
     line = {"name": run["name"], "seed": run["seed"], "seconds": run["seconds"],
             "eval_seconds": round(time.time() - start), "split": "test", "step": result["step"],
-            "command": command.replace("llm.train", "llm.evaluate", 1) + " --split=test",
-            **{f"eval/{k}": v for k, v in result.items() if k not in ("step", "split")}}
+            "command": run["command"].replace("llm.train", "llm.evaluate", 1) + " --split=test",
+            **{f"eval/{k}": v for k, v in result.items()
+               if k not in ("step", "split", "corpus")}}
     with RESULTS.open("a") as f:
       f.write(json.dumps(line) + "\n")
     print(f"{run['name']} seed {run['seed']}: " + ", ".join(

@@ -313,8 +313,8 @@ COMMAND_LINES = [
     ([CONFIG, "--config.tokenizer=foo"], "error: --config.tokenizer=foo: tokenizer is a group of "
                                          "keys (kind, model_type, path); set one of them, e.g. "
                                          "--config.tokenizer.kind=VALUE"),
-    ([CONFIG, "--config.mixture.weights=1"], "mixture.weights is a group of keys (bbc_news, "
-                                             "fortunes, gensim_text, linux_docs, ...)"),
+    ([CONFIG, "--config.mixture.weights=1"], "mixture.weights is a group of keys (aclsum_qa, "
+                                             "bbc_news, fortunes, gensim_text, ...)"),
     # The entry points' own flags (absl parses them; the words are ours).
     ([CONFIG, "--distributed=maybe"],
      "error: --distributed=maybe: expected true or false (the default is False)"),

@@ -142,3 +142,30 @@ def test_a_mixture_run_reports_validation_per_corpus_and_overall(tmp_path):
   assert (tmp_path / "tokenizer.model").is_file()
   logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert "eval/moby_dick/perplexity" in logged[-1]
+
+
+def test_labeled_corpora_lend_the_running_text_of_train_and_validation_each_once():
+  from llm.data.builders import aclsum_qa
+  config = load_config("bert_tiny", corpus="mixture", nsp=True, seq_len=64, batch_size=4,
+                       **{"mixture.weights.twitter_ner": 1, "mixture.weights.aclsum_qa": 1})
+  mixture = corpora.prepare_corpus(config)
+  tweets = corpora.prepare_corpus(load_config("bert_tiny", corpus="twitter_ner"))
+  for split in ("train", "validation"):
+    papers = [doc["text"] for doc in mixture.members["aclsum_qa"].as_data_source(split)]
+    contexts = [ex["context"] for ex in aclsum_qa.synthesize(split)]   # 3 questions a paper
+    assert sorted(papers) == sorted(set(contexts)) and len(contexts) == 3 * len(papers)
+    texts = [doc["text"] for doc in mixture.members["twitter_ner"].as_data_source(split)]
+    words = [" ".join(corpora.as_text(w) for w in ex["tokens"]) for ex in examples(tweets, split)]
+    assert sorted(texts) == sorted(set(words))
+  assert len(papers) == 50 and len(texts) == 236   # validation: 50 papers, 236 distinct tweets
+  test_contexts = {ex["context"] for ex in aclsum_qa.synthesize("test")}
+  train_papers = {doc["text"] for doc in mixture.members["aclsum_qa"].as_data_source("train")}
+  assert not test_contexts & train_papers
+  # The pretraining objectives read them as documents (NSP draws partners across documents).
+  base = load_config("gpt_tiny")
+  tok = tokenizer_lib.load_tokenizer(base, corpora.prepare_corpus(base))
+  config = load_config("bert_tiny", corpus="mixture", seq_len=64, batch_size=4,
+                       **{"tokenizer.path": tok.path, "mixture.weights.twitter_ner": 1,
+                          "mixture.weights.aclsum_qa": 1})
+  batch = next(batching.train_iterator(config, tasks.get_task("masked_lm"), tok, mixture))
+  assert batch["inputs"].shape == (4, 64) and batch["nsp_labels"].shape == (4,)
