@@ -192,9 +192,11 @@ def plot_curves(members, path):
   return fig
 
 
-def plot_metric(rows, metric, path):
-  """`metric`'s mean (± std over seeds) for each setting: against the swept value when one
-  numeric key is swept, else one bar per setting; returns the figure (saved to `path`)."""
+def plot_metric(rows, metric, path, along=None, log_x=False):
+  """`metric`'s mean (± std over seeds) for each setting: with `along` (a numeric swept key),
+  against its values with one line per setting of the other keys (on a log x axis with
+  `log_x`); against the swept value when one numeric key is swept; else one bar per setting.
+  Returns the figure (saved to `path`)."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   rows = [r for r in rows if metric in r[2]]
@@ -203,7 +205,11 @@ def plot_metric(rows, metric, path):
   keys = list(rows[0][0]) if rows else []
   numeric = len(keys) == 1 and all(isinstance(r[0][keys[0]], (int, float))
                                     and not isinstance(r[0][keys[0]], bool) for r in rows)
-  if numeric:
+  if along:
+    _lines_along(ax, rows, means, stds, along)
+    ax.set_xscale("log" if log_x else "linear")
+    ax.set_xlabel(along)
+  elif numeric:
     order = np.argsort([r[0][keys[0]] for r in rows])
     ax.errorbar([rows[i][0][keys[0]] for i in order], [means[i] for i in order],
                 yerr=[stds[i] for i in order], marker="o", capsize=4)
@@ -220,6 +226,21 @@ def plot_metric(rows, metric, path):
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   return fig
+
+
+def _lines_along(ax, rows, means, stds, along):
+  """One error-bar line per setting of the keys other than `along`, over `along`'s values."""
+  lines = {}
+  for (setting, _, _), mean, std in zip(rows, means, stds):
+    if along not in setting:
+      raise ValueError(f"get_report's along={along!r}: the sweep does not set it; "
+                       f"it sets {sorted(setting)}")
+    rest = ", ".join(f"{k}={v}" for k, v in setting.items() if k != along) or "all runs"
+    lines.setdefault(rest, []).append((setting[along], mean, std))
+  for label, points in lines.items():
+    xs, ys, errors = zip(*sorted(points))
+    ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=4, label=label)
+  ax.legend(fontsize="small")
 
 
 def plot_against(rows, x, x_label, path):
@@ -325,8 +346,9 @@ def write_report(directory, metric=None):
   """<directory>/results.md, curves.png and <metric>.png (its "/" written "_": eval_loss.png),
   against.png when the sweep's get_report names an "x", and fit_<i>.png with a table for each
   power law it names in "fits" ({"x", "y", "by"} keys or metrics, optional "x_label",
-  "published": [exponent, source]); returns the markdown. `metric`: default get_report's, else
-  eval/loss."""
+  "published": [exponent, source]); <metric>.png is drawn against the swept key get_report
+  names as "along" (on a log axis with "log_x": true). Returns the markdown. `metric`: default
+  get_report's, else eval/loss."""
   directory = pathlib.Path(directory)
   members = load_sweep(directory)
   settings = json.loads((directory / "sweep.json").read_text()).get("report", {})
@@ -342,7 +364,8 @@ def write_report(directory, metric=None):
       raise ValueError(f"get_report's x metric {name!r}: the members report {known}")
   plot_curves(members, directory / "curves.png")
   chart = directory / f"{metric.replace('/', '_')}.png"
-  plot_metric(rows, metric, chart)
+  plot_metric(rows, metric, chart, along=settings.get("along"),
+              log_x=settings.get("log_x", False))
   against = ""
   if settings.get("x"):
     plot_against(rows, settings["x"], settings.get("x_label", "value"), directory / "against.png")

@@ -20,6 +20,8 @@ each member gets once trained, and what its report shows:
   def get_report(arg=None):   # llm.report's metric; "x": a plot of metrics against a value
     return {"metric": "eval/perplexity", "x_label": "evaluation length (tokens)",
             "x": {128: "eval/perplexity", 256: "evaluate_len256/perplexity"}}
+    # or "along": "train_examples" (and "log_x": True): the metric against that swept key,
+    # one line per setting of the others
 
 A member whose final checkpoint and named evaluations exist is finished: a rerun of the sweep
 skips it and continues the others where they stopped (llm/sweep_runs.py runs them).
@@ -86,7 +88,7 @@ def sweep_overrides(path, arg):
   return [dict(m) for m in members]
 
 
-REPORT_KEYS = ("metric", "x", "x_label", "fits")
+REPORT_KEYS = ("metric", "x", "x_label", "fits", "along", "log_x")
 
 
 # What an evaluation entry may hold besides config overrides: the command that runs it, its own

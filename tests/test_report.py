@@ -119,6 +119,25 @@ def test_a_numeric_sweep_is_plotted_against_its_values(tmp_path):
   assert list(x) == [2, 4] and list(y) == [4.0, 3.0]   # sorted by the swept value
 
 
+def test_a_metric_along_a_swept_key_is_one_line_per_other_setting(tmp_path):
+  """get_report's along: accuracy against the label count, one line per start."""
+  rows = [({"init": "minilm", "train_examples": 1000}, 3, {"acc": (0.9, 0.01)}),
+          ({"init": "minilm", "train_examples": 100}, 3, {"acc": (0.6, 0.05)}),
+          ({"init": "", "train_examples": 100}, 3, {"acc": (0.3, 0.1)}),
+          ({"init": "", "train_examples": 1000}, 2, {"acc": (0.5, float("nan"))})]
+  fig = reports.plot_metric(rows, "acc", tmp_path / "labels.png", along="train_examples",
+                            log_x=True)
+  ax = fig.axes[0]
+  assert ax.get_xlabel() == "train_examples" and ax.get_xscale() == "log"
+  lines = {bars.get_label(): bars.lines[0] for bars in ax.containers}
+  assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == sorted(lines)
+  assert set(lines) == {"init=minilm", "init="}
+  assert [list(v) for v in lines["init=minilm"].get_data()] == [[100, 1000], [0.6, 0.9]]
+  assert [list(v) for v in lines["init="].get_data()] == [[100, 1000], [0.3, 0.5]]
+  with pytest.raises(ValueError, match="along='seed'"):
+    reports.plot_metric(rows, "acc", tmp_path / "x.png", along="seed")
+
+
 def test_metrics_against_a_value_are_one_line_per_setting(tmp_path):
   """get_report's x: perplexity at three evaluation lengths, one line per position kind."""
   rows = [({"model.position": "rope"}, 3, {"eval/perplexity": (10.0, 1.0),
