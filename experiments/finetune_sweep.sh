@@ -55,6 +55,10 @@ declare -A RUN=(   # name -> config[:arg] and overrides
   # From scratch in the recipe's own layout (pre-LN, no dropout): the same-architecture baseline.
   [topic_scratch_preln]="configs/finetune_topic.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
   [sentiment_scratch_preln]="configs/finetune_sentiment.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
+  [spam_scratch_preln]="configs/finetune_spam.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
+  [ner_scratch_preln]="configs/finetune_ner.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
+  [ner_scratch_preln_1500]="configs/finetune_ner.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0 --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
+  [qa_scratch_preln]="configs/finetune_qa.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
 )
 ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_scratch:0
        topic_scratch:1 topic_scratch:2 topic_minilm_lora:0 topic_minilm_lora:1 topic_minilm_lora:2
@@ -71,7 +75,9 @@ ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_s
        spam_recipe:1 spam_recipe:2 ner_recipe_1500:1 ner_recipe_1500:2 ner_recipe:1 ner_recipe:2
        ner_scratch:1 ner_scratch:2 topic_scratch_preln:0 topic_scratch_preln:1
        topic_scratch_preln:2 sentiment_scratch_preln:0 sentiment_scratch_preln:1
-       sentiment_scratch_preln:2)
+       sentiment_scratch_preln:2 spam_scratch_preln:0 spam_scratch_preln:1 spam_scratch_preln:2
+       qa_scratch_preln:0 qa_scratch_preln:1 qa_scratch_preln:2 ner_scratch_preln:0
+       ner_scratch_preln_1500:0 ner_scratch_preln_1500:1 ner_scratch_preln_1500:2)
 [ $# -gt 0 ] && ORDER=("$@")
 
 needs() { for item in "${ORDER[@]}"; do [[ ${RUN[${item%%:*}]} == *$1* ]] && return 0; done; return 1; }
