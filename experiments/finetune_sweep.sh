@@ -15,6 +15,8 @@ recipe=${RECIPE_WORKDIR:-$runs/recipe_bert}
 results=experiments/results/finetune.jsonl
 mkdir -p "$runs" experiments/results
 
+# The recipe's layout (pre-LN, no dropout) for from-scratch runs beside it.
+PRELN="--config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
 declare -A RUN=(   # name -> config[:arg] and overrides
   [topic_scratch]="configs/finetune_topic.py:init=scratch"
   [topic_ours]="configs/finetune_topic.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4"
@@ -53,12 +55,12 @@ declare -A RUN=(   # name -> config[:arg] and overrides
   [ner_recipe_1500]="configs/finetune_ner.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4 --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
   [qa_recipe]="configs/finetune_qa.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4"
   # From scratch in the recipe's own layout (pre-LN, no dropout): the same-architecture baseline.
-  [topic_scratch_preln]="configs/finetune_topic.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
-  [sentiment_scratch_preln]="configs/finetune_sentiment.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
-  [spam_scratch_preln]="configs/finetune_spam.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
-  [ner_scratch_preln]="configs/finetune_ner.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
-  [ner_scratch_preln_1500]="configs/finetune_ner.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0 --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
-  [qa_scratch_preln]="configs/finetune_qa.py:init=scratch --config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
+  [topic_scratch_preln]="configs/finetune_topic.py:init=scratch $PRELN"
+  [sentiment_scratch_preln]="configs/finetune_sentiment.py:init=scratch $PRELN"
+  [spam_scratch_preln]="configs/finetune_spam.py:init=scratch $PRELN"
+  [ner_scratch_preln]="configs/finetune_ner.py:init=scratch $PRELN"
+  [ner_scratch_preln_1500]="configs/finetune_ner.py:init=scratch $PRELN --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
+  [qa_scratch_preln]="configs/finetune_qa.py:init=scratch $PRELN"
 )
 ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_scratch:0
        topic_scratch:1 topic_scratch:2 topic_minilm_lora:0 topic_minilm_lora:1 topic_minilm_lora:2
