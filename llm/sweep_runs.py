@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from llm import reports
+from llm import sweep_results
 from llm.sweeps import commands, downstream_runs, finished, run_finished, trained
 
 
@@ -99,7 +99,7 @@ class _Runs:
         print(f"{head}: stopped before its last step (saved; a rerun continues it){eta}",
               flush=True)
       elif proc.returncode == 0:
-        scores = reports.final_figures(self.workdir / member.name)
+        scores = sweep_results.final_figures(self.workdir / member.name)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in list(scores.items())[:3])
         print(f"{head}: done in {_duration(self.durations[-1])}{'; ' + shown if shown else ''}"
               f"{eta}", flush=True)

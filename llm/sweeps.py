@@ -34,7 +34,7 @@ import re
 import sys
 
 from llm import cli
-from llm.reports import latest_config
+from llm.sweep_results import latest_config
 
 # A member's directory name keeps these characters of "key=value,..." and replaces the others.
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._,=+-]")

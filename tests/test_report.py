@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llm import reports
+from llm import reports, sweep_results
 
 from helpers import ROOT
 
@@ -37,7 +37,7 @@ def sweep(tmp_path):
 
 
 def test_means_and_stds_over_seeds_are_the_hand_computed_ones(sweep):
-  rows = reports.summarize(reports.load_sweep(sweep))
+  rows = sweep_results.summarize(sweep_results.load_sweep(sweep))
   assert [(setting, count) for setting, count, _ in rows] == [({"nsp": True}, 3),
                                                               ({"nsp": False}, 2)]
   assert rows[0][2]["eval/loss"] == pytest.approx((2.0, 1.0))
@@ -52,9 +52,9 @@ def test_one_run_has_no_std_and_unswept_keys_are_not_columns(tmp_path):
   (tmp_path / "a").mkdir()
   (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1, "eval/loss": 2.5}\n')
   (tmp_path / "a" / "evaluate_test.json").write_text('{"step": 1, "loss": 2.75}')
-  rows = reports.summarize(members)
+  rows = sweep_results.summarize(members)
   assert reports.markdown_table(rows).splitlines()[2] == "| 1 | 2.5 | 2.75 |"
-  assert reports.swept_keys(members) == []
+  assert sweep_results.swept_keys(members) == []
 
 
 def test_a_member_not_run_yet_is_grouped_by_its_recorded_settings(tmp_path):
@@ -71,8 +71,8 @@ def test_a_member_not_run_yet_is_grouped_by_its_recorded_settings(tmp_path):
   (tmp_path / "m1").mkdir()
   (tmp_path / "m1" / "metrics.jsonl").write_text('{"step": 1, "eval/loss": 2.0}\n')
   (tmp_path / "sweep.json").write_text(json.dumps({"members": members}))
-  loaded = reports.load_sweep(tmp_path)
-  table = reports.markdown_table(reports.summarize(loaded), sizes=reports.setting_sizes(loaded))
+  loaded = sweep_results.load_sweep(tmp_path)
+  table = reports.markdown_table(sweep_results.summarize(loaded), sizes=sweep_results.setting_sizes(loaded))
   assert table.splitlines()[2:] == ["| sinusoidal | True | 0 of 1 | – |",
                                     "| alibi | False | 1 of 2 | 2 |"]
 
@@ -85,21 +85,21 @@ def test_a_run_stopped_before_its_last_step_has_no_final_figures(tmp_path):
   (run / "config.json").write_text('{"total_steps": 4}')
   (run / "metrics.jsonl").write_text('{"step": 2, "eval/loss": 3.0}\n')
   (run / "evaluate_len64.json").write_text('{"step": 2, "loss": 3.5}')
-  assert reports.final_figures(run) == {}
+  assert sweep_results.final_figures(run) == {}
   (run / "metrics.jsonl").write_text('{"step": 2, "eval/loss": 3.0}\n'
                                      '{"step": 4, "eval/loss": 2.0}\n')
-  assert reports.final_figures(run)["eval/loss"] == 2.0
+  assert sweep_results.final_figures(run)["eval/loss"] == 2.0
   (run / "config.resume-4.json").write_text('{"total_steps": 6}')
-  assert reports.final_figures(run) == {}
+  assert sweep_results.final_figures(run) == {}
 
 
 def test_plots_have_a_series_per_member_and_are_png_files(sweep):
-  members = reports.load_sweep(sweep)
+  members = sweep_results.load_sweep(sweep)
   fig = reports.plot_curves(members, sweep / "curves.png")
   train, valid = fig.axes
   assert len(train.get_lines()) == len(valid.get_lines()) == len(FINAL)   # the unrun one: none
   assert train.get_xlabel() == "step" and "nats" in train.get_ylabel() and train.get_title()
-  fig = reports.plot_metric(reports.summarize(members), "eval/loss", sweep / "loss.png")
+  fig = reports.plot_metric(sweep_results.summarize(members), "eval/loss", sweep / "loss.png")
   bars = fig.axes[0].patches
   assert [b.get_height() for b in bars] == pytest.approx([2.0, 5.0])
   assert fig.axes[0].get_xlabel() == "nsp" and fig.axes[0].get_ylabel() == "eval/loss"
@@ -174,10 +174,10 @@ def test_the_sweeps_report_settings_pick_the_metric_and_the_plot_against_a_value
 def test_power_law_fits_recover_the_exponent_and_its_error_as_scipy_does():
   from scipy import stats
   xs = np.array([1e4, 3e4, 1e5, 3e5, 1e6])
-  alpha, se, c = reports.fit_power_law(xs, 7.0 * xs ** -0.076)
+  alpha, se, c = sweep_results.fit_power_law(xs, 7.0 * xs ** -0.076)
   assert (alpha, c) == pytest.approx((0.076, 7.0)) and se == pytest.approx(0.0, abs=1e-9)
   ys = 7.0 * xs ** -0.076 * np.array([1.02, 0.97, 1.01, 1.03, 0.98])
-  alpha, se, _ = reports.fit_power_law(xs, ys)
+  alpha, se, _ = sweep_results.fit_power_law(xs, ys)
   reference = stats.linregress(np.log(xs), np.log(ys))
   assert alpha == pytest.approx(-reference.slope) and se == pytest.approx(reference.stderr)
 
@@ -196,7 +196,7 @@ def test_a_fit_section_plots_each_series_on_log_axes(tmp_path):
       members.append((name, {"model.embed_dim": width, "total_steps": steps}, run))
   fit = {"x": "model/non_embedding_parameters", "y": "eval/loss", "by": "total_steps",
          "x_label": "non-embedding parameters", "published": [0.076, "Kaplan et al. 2020"]}
-  points = reports.fit_points(members, fit["x"], fit["y"], fit["by"])
+  points = sweep_results.fit_points(members, fit["x"], fit["y"], fit["by"])
   assert sorted(points) == [100, 200] and len(points[100]) == 3
   fig, fits = reports.plot_fit(points, fit, tmp_path / "fit.png")
   assert fits[100][:2] == pytest.approx((0.1, 0.0), abs=1e-9)

@@ -11,7 +11,7 @@ import time
 import pytest
 from PIL import Image
 
-from llm import cli, reports, sweeps
+from llm import cli, reports, sweep_results, sweeps
 
 from helpers import ROOT, TINY, losses, run_cli, xla_flags
 
@@ -211,7 +211,7 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
       ["| 0.001", "0", "1", "0 of 1"]], table
   with Image.open(out / "curves.png") as image:
     assert image.format == "PNG"
-  train_axis = reports.plot_curves(reports.load_sweep(out), tmp_path / "c.png").axes[0]
+  train_axis = reports.plot_curves(sweep_results.load_sweep(out), tmp_path / "c.png").axes[0]
   assert len(train_axis.get_lines()) == 3   # seed 3 stopped at step 1: one point, still a line
 
   before = {name: (run / "metrics.jsonl").read_text() for name, run in runs.items()}
@@ -289,7 +289,7 @@ def test_a_downstream_fine_tune_starts_from_the_member_and_is_scored_on_its_spli
   proc = run_cli("sweep", path, out, *flags, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert json.loads((run / "topic" / "config.json").read_text())["init"] == str(run)
-  figures = reports.final_figures(run)
+  figures = sweep_results.final_figures(run)
   assert 0 <= figures["topic/evaluate_test/accuracy"] <= 1 and "topic/eval/accuracy" in figures
   assert "eval/mlm_accuracy" in figures   # the member's own
   # Retrained (a longer sweep), a member with an old fine-tune is refused, nothing deleted.
