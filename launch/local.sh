@@ -30,7 +30,11 @@ fi
 config=$1 workdir=$2; shift 2
 python=${PYTHON:-.venv/bin/python}
 quoted=""; if [ $# -gt 0 ]; then quoted=$(printf ' %q' "$@"); fi
-env_devices=${devices:+XLA_FLAGS=--xla_force_host_platform_device_count=$devices }
+env_devices=""
+if [ -n "$devices" ]; then   # this device count, and the caller's other XLA flags as they were
+  others=$(printf '%s' "${XLA_FLAGS:-}" | sed -E 's/--xla_force_host_platform_device_count=[^ ]*//g' | xargs)
+  env_devices="XLA_FLAGS=$(printf %q "--xla_force_host_platform_device_count=$devices${others:+ $others}") "
+fi
 prefix=${env_devices:+env $env_devices}
 if [ "$processes" = 1 ]; then
   cmd="${prefix}$python -m llm.train --config=$(printf %q "$config") --workdir=$(printf %q "$workdir")$quoted"

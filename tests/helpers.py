@@ -20,12 +20,15 @@ TINY = {"model.num_layers": 2, "model.embed_dim": 64, "model.num_heads": 4, "mod
 def xla_flags(devices, optimize=False):
   """XLA_FLAGS of the test processes, in-process and CLI alike: `devices` fake CPU devices, and
   XLA's backend optimisations off. Tests compile far more than they compute (3-5 s per jitted
-  function even for a 2-layer model), and level 0 compiles about a third faster; processes use
-  the same level so that in-process and CLI results stay comparable to the last bit. A run whose
+  function even for a 2-layer model): level 0 compiles about a third faster, and at level 0 the
+  older loop emitters compile a tiny step in 1.5-3.5 s where the fusion emitters take 3-5 s
+  (at the default level they are 2x slower instead, so optimised runs keep them). Processes use
+  the same flags so that in-process and CLI results stay comparable to the last bit. A run whose
   steps take longer than its compiles (MiniLM's 22M parameters: 12 steps in 14 s at level 0)
   and that is compared with no other process is `optimize`d (XLA's default level)."""
-  level = "" if optimize else " --xla_backend_optimization_level=0"
-  return f"--xla_force_host_platform_device_count={devices}{level}"
+  fast = "" if optimize else (" --xla_backend_optimization_level=0"
+                              " --xla_cpu_use_fusion_emitters=false")
+  return f"--xla_force_host_platform_device_count={devices}{fast}"
 
 
 def load_config(name, arg=None, **overrides):

@@ -10,7 +10,8 @@ from helpers import ROOT
 
 def launch(script, *args, env=None):
   import os
-  environment = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+  environment = {k: v for k, v in os.environ.items()
+                 if not k.startswith("SLURM_") and k != "XLA_FLAGS"}
   return subprocess.run(["bash", str(ROOT / "launch" / script), *args], cwd=ROOT, text=True,
                         capture_output=True, env={**environment, **(env or {})}, timeout=60)
 
@@ -33,6 +34,11 @@ def test_local_one_and_several_processes():
         "JAX_COORDINATOR_ADDRESS=127.0.0.1:23456", "JAX_NUM_PROCESSES=2",
         f"JAX_PROCESS_ID={index}", ".venv/bin/python", "-m", "llm.train", "--distributed",
         "--config=configs/bert_tiny.py", "--workdir=runs/b"]
+  # The caller's other XLA flags stay; the device count is --devices'.
+  kept = launch("local.sh", "--dry-run", "--devices=4", "c", "w", env={
+      "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=8"})
+  assert shlex.split(kept.stdout)[:2] == ["env", "XLA_FLAGS=--xla_force_host_platform_device_count"
+                                          "=4 --xla_backend_optimization_level=0"], kept.stdout
 
 
 def test_tpu_pod_creates_copies_installs_runs_and_deletes():
