@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-.venv/bin/python -m pytest -q -n "${LLM_TEST_WORKERS:-2}" --dist loadfile tests "$@"
+# Set-up installs without byte-compiling (scripts/setup.sh): the suite compiles each module it
+# imports once, and keeps it, even where the environment asks Python not to write bytecode.
+env -u PYTHONDONTWRITEBYTECODE \
+  .venv/bin/python -m pytest -q -n "${LLM_TEST_WORKERS:-2}" --dist loadfile tests "$@"
