@@ -36,8 +36,9 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   del arg
+  # Seeds outermost: a sweep stopped part-way has every setting at its first seeds.
   return [{"nsp": nsp, "masking": masking, "seed": seed}
-          for nsp in (True, False) for masking in ("static", "dynamic") for seed in (0, 1, 2)]
+          for seed in (0, 1, 2) for nsp in (True, False) for masking in ("static", "dynamic")]
 
 
 def get_evaluations(arg=None):
