@@ -2,7 +2,7 @@
 al. 2019): BBC News topics fine-tuned from 100, 1,000 or all training labels (a fixed, nested
 sample per seed: config.train_examples), from scratch (a tiny BERT, 10x BERT's rate), from
 MiniLM, and from one of our pretraining runs when `recipe=DIR` (its workdir, e.g. a
-configs/recipe_bert.py run) is given; test accuracy.
+configs/recipe.py run) is given; test accuracy.
 
   python -m llm.sweep --config=configs/ablation_labels.py[:recipe=DIR] \
       --workdir=runs/ablation_labels

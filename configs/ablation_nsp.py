@@ -11,7 +11,7 @@ rows 2.5 times, MLM alone 3.3 times (on all 364 articles they would read 0.9 and
 and static and dynamic masks would be the same rows). Then 100 fine-tuning steps of 32
 articles cut to 64 pieces, as in configs/ablation_labels.py (get_evaluations); about 5 min a
 member here. Pre-LN without
-dropout at peak rate 1e-3, the layout of configs/recipe_bert.py, which trains furthest in few
+dropout at peak rate 1e-3, the layout of configs/recipe.py, which trains furthest in few
 steps. Results and what they mean: experiments/ablation_nsp/.
 """
 from llm.base_config import base_config, parse_arg

@@ -5,7 +5,7 @@
 # Each run is `python -m llm.train` in RUNS_DIR/<name>_s<seed>; a finished run is not rerun. Each
 # finished run is then scored on the test split (test_metrics.py -> results/finetune_test.jsonl).
 # BERT_WORKDIR (our bert_tiny pretraining, default RUNS_DIR/bert_tiny) and RECIPE_WORKDIR
-# (configs/recipe_bert.py, default RUNS_DIR/recipe_bert) are trained first if a run needs them
+# (configs/recipe.py, default RUNS_DIR/recipe_bert) are trained first if a run needs them
 # and they are missing; the results files name them by these placeholders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +47,7 @@ declare -A RUN=(   # name -> config[:arg] and overrides
   # bert_tiny's position table has 128 entries, so its QA windows are 128 pieces (stride 64).
   [qa_ours]="configs/finetune_qa.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4 --config.seq_len=128 --config.qa.doc_stride=64"
   [qa_minilm_lora]="configs/finetune_qa.py:tuning=lora"
-  # From configs/recipe_bert.py (about an hour of pretraining), at the scratch runs' steps.
+  # From configs/recipe.py (about an hour of pretraining), at the scratch runs' steps.
   [topic_recipe]="configs/finetune_topic.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4"
   [sentiment_recipe]="configs/finetune_sentiment.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4"
   [spam_recipe]="configs/finetune_spam.py:init=RECIPE_WORKDIR --config.optimizer.learning_rate=5e-4"
@@ -88,7 +88,7 @@ if needs BERT_WORKDIR && [ ! -f "$bert/config.json" ]; then
 fi
 # An interrupted pretraining resumes; a finished one is marked, so it is not re-evaluated.
 if needs RECIPE_WORKDIR && [ ! -f "$recipe.finished" ]; then
-  .venv/bin/python -m llm.train --config=configs/recipe_bert.py --workdir="$recipe" \
+  .venv/bin/python -m llm.train --config=configs/recipe.py --workdir="$recipe" \
     > "$recipe.log" 2>&1 && touch "$recipe.finished"
 fi
 for item in "${ORDER[@]}"; do
