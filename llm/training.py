@@ -177,19 +177,19 @@ def _loop(config, workdir, task, state, start, train_step, run_eval, train_iter,
 
 
 class _Interval:
-  """The steps since the last log line: their token counts (kept on the device: this process
-  may build only its rows), metric sums, and when the interval's clock started."""
+  """The steps since the last log line: their token counts and metric sums (kept on the device
+  until the log line, where they are added up in float64: adding device arrays step by step
+  would dispatch an op per metric and step), and when the interval's clock started."""
 
   def __init__(self):
-    self.token_counts, self.sums, self.tick = [], {}, time.perf_counter()
+    self.token_counts, self.sums, self.tick = [], [], time.perf_counter()
 
   def restart_clock(self):
     self.tick = time.perf_counter()
 
   def add(self, stats, sums):
     self.token_counts.append(stats["tokens"])
-    for k, v in sums.items():
-      self.sums[k] = self.sums.get(k, 0.0) + v
+    self.sums.append(sums)
 
   def record(self, step, stats, skipped, task, bar):
     """The train/ metrics of the interval ending at `step` (loss, perplexity and accuracy over
@@ -198,7 +198,9 @@ class _Interval:
     stats = jax.device_get(stats)
     elapsed = time.perf_counter() - self.tick
     tokens = int(np.sum(jax.device_get(self.token_counts)))
-    record = {f"train/{k}": v for k, v in task.summarize(jax.device_get(self.sums)).items()}
+    sums = jax.tree.map(lambda *steps: np.sum(np.asarray(steps, np.float64), axis=0),
+                        *jax.device_get(self.sums))
+    record = {f"train/{k}": v for k, v in task.summarize(sums).items()}
     record.update({"train/grad_norm": stats["grad_norm"],
                    "train/learning_rate": stats["learning_rate"],
                    "train/tokens_per_sec": tokens / elapsed})
@@ -213,7 +215,7 @@ class _Interval:
       bar.set_postfix(loss=f"{record['train/loss']:.3f}")
       runlog.log(f"step {step}: loss {record['train/loss']:.4f}, "
                  f"{tokens / elapsed:,.0f} tokens/s")
-    self.token_counts, self.sums = [], {}
+    self.token_counts, self.sums = [], []
     return record
 
 

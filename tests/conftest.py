@@ -29,25 +29,41 @@ def cli():
   return run_cli
 
 
+def built_once(tmp_path_factory, name, build):
+  """<shared>/NAME/run, made by build(path) once per test run: the first pytest-xdist worker that
+  asks builds it while the others wait, then all read it (a file lock in the workers' common
+  directory)."""
+  import fcntl
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent
+  workdir = root / name / "run"
+  with open(root / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (root / name / "built").exists():
+      workdir.parent.mkdir(exist_ok=True)
+      build(workdir)
+      (root / name / "built").touch()
+  return workdir
+
+
 @pytest.fixture(scope="session")
 def trained_gpt(tmp_path_factory):
-  """A gpt_tiny run at TINY size (tiny_config), trained once per test process: 4 steps,
+  """A gpt_tiny run at TINY size (tiny_config), trained once per test run: 4 steps,
   checkpoints at steps 2 and 4. Tests read it as it is or copy it (shutil.copytree) first."""
   from llm.training import train_and_evaluate
-  workdir = tmp_path_factory.mktemp("trained_gpt") / "run"
-  train_and_evaluate(tiny_config(total_steps=4, checkpoint_every=2), workdir)
-  return workdir
+  return built_once(tmp_path_factory, "trained_gpt", lambda workdir: train_and_evaluate(
+      tiny_config(total_steps=4, checkpoint_every=2), workdir))
 
 
 @pytest.fixture(scope="session")
 def trained_bert(tmp_path_factory):
   """A bert_tiny run at TINY size with rows of 64 and scanned layers, 2 steps, trained once per
-  test process: what init= tests start from and export tests export (read-only)."""
+  test run: what init= tests start from and export tests export (read-only)."""
   from llm.training import train_and_evaluate
-  workdir = tmp_path_factory.mktemp("trained_bert") / "run"
-  train_and_evaluate(tiny_config("bert_tiny", total_steps=2, seq_len=64, **{
-      "model.max_len": 64, "model.scan_layers": True}), workdir)
-  return workdir
+  return built_once(tmp_path_factory, "trained_bert", lambda workdir: train_and_evaluate(
+      tiny_config("bert_tiny", total_steps=2, seq_len=64, **{
+          "model.max_len": 64, "model.scan_layers": True}), workdir))
 
 
 def pytest_configure(config):

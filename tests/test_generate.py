@@ -1,4 +1,5 @@
-"""llm.generate from the CLI: JSON output, greedy ids against re-running the prefix, bad flags."""
+"""llm.generate from the CLI: JSON output, greedy ids against re-running the prefix; what it
+refuses, in-process."""
 import json
 import shutil
 
@@ -9,9 +10,11 @@ import pytest
 from llm import parallel, weights
 from llm.base_config import from_saved
 from llm.data import corpora, tokenizer as tokenizer_lib
+from llm.evaluation import evaluate_checkpoint
 from llm.models import build_model
+from llm.text_generation import Request, generate_text
 
-from helpers import tiny_overrides
+from helpers import tiny_config, tiny_overrides
 
 
 @pytest.fixture
@@ -52,32 +55,30 @@ def test_generate_json_matches_greedy_reference(cli, gpt_workdir, tmp_path):
     assert sample["text"] == tok.decode(new)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--top_p=0"], r"--top_p=0.0 must be in \(0, 1\]"),
-    (["--num_beams=2", "--temperature=0.7"], "beam search, which does not sample"),
-    (["--max_new_tokens=200"], "longer than the model's context, model.max_len=32"),
+# What llm.generate refuses, in-process (the entry point passes its flags on as a Request, and
+# cli.run makes any ValueError or OSError one line: test_cli).
+@pytest.mark.parametrize("request_fields,message", [
+    ({"top_p": 0.0}, r"--top_p=0.0 must be in \(0, 1\]"),
+    ({"num_beams": 2, "temperature": 0.7}, "beam search, which does not sample"),
+    ({"max_new_tokens": 200}, "longer than the model's context, model.max_len=32"),
 ])
-def test_bad_generate_flags_are_one_line(cli, gpt_workdir, args, message):
-  proc = cli("generate", "configs/gpt_tiny.py", gpt_workdir,
-             *tiny_overrides(**{"model.max_len": 32}), *args)
-  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-  assert len(errors) == 1 and __import__("re").search(message, errors[0]), proc.stderr[-2000:]
+def test_bad_generate_requests_are_named(gpt_workdir, request_fields, message):
+  config = tiny_config(**{"model.max_len": 32})
+  with pytest.raises(ValueError, match=message):
+    generate_text(config, gpt_workdir, Request(**request_fields))
 
 
-def test_generate_without_checkpoint_or_init_is_one_line(cli, tmp_path):
-  proc = cli("generate", "configs/gpt_tiny.py", tmp_path, *tiny_overrides())
-  assert proc.returncode == 1 and "no checkpoint in" in proc.stderr and "config.init" in \
-      proc.stderr, proc.stderr[-2000:]
+def test_generate_without_checkpoint_or_init_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"no checkpoint in .* and no config.init"):
+    generate_text(tiny_config(), tmp_path, Request(prompts=("The",)))
 
 
-def test_generate_needs_a_decoder(cli, tmp_path):
-  proc = cli("generate", "configs/bert_tiny.py", tmp_path, *tiny_overrides())
-  assert proc.returncode == 1 and "needs a decoder or an encoder-decoder" in proc.stderr, \
-      proc.stderr[-2000:]
+def test_generate_needs_a_decoder(tmp_path):
+  with pytest.raises(ValueError, match="needs a decoder or an encoder-decoder"):
+    generate_text(tiny_config("bert_tiny"), tmp_path, Request(prompts=("The",)))
 
 
-def test_another_tokenizer_than_the_checkpoints_is_refused(cli, gpt_workdir, tmp_path):
+def test_another_tokenizer_than_the_checkpoints_is_refused(gpt_workdir, tmp_path):
   """The same pieces with one score changed tokenize differently: generate and evaluate refuse
   them (the checkpoint records its tokenizer's SHA-256) and write nothing."""
   from sentencepiece import sentencepiece_model_pb2
@@ -86,11 +87,12 @@ def test_another_tokenizer_than_the_checkpoints_is_refused(cli, gpt_workdir, tmp
   proto.pieces[100].score -= 1.0
   other = tmp_path / "other.model"
   other.write_bytes(proto.SerializeToString())
-  for module in ("generate", "evaluate"):
-    proc = cli(module, "configs/gpt_tiny.py", gpt_workdir, *tiny_overrides(),
-               f"--config.tokenizer.path={other}")
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-2000:]
-    assert "was trained with the tokenizer" in errors[0] and f"not {other}" in errors[0]
-    assert f"use --config.tokenizer.path={gpt_workdir}/tokenizer.model" in errors[0]
+  config = tiny_config(**{"tokenizer.path": str(other)})
+  for run in (lambda: generate_text(config, gpt_workdir, Request(prompts=("The",))),
+              lambda: evaluate_checkpoint(config, gpt_workdir)):
+    with pytest.raises(ValueError) as e:
+      run()
+    assert "was trained with the tokenizer" in str(e.value) and f"not {other}" in str(e.value)
+    assert f"use --config.tokenizer.path={gpt_workdir}/tokenizer.model" in str(e.value)
+    assert "\n" not in str(e.value)
   assert not (gpt_workdir / "evaluate.json").exists()

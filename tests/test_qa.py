@@ -9,9 +9,10 @@ from llm import config_checks, scores
 from llm.data import corpora, qa
 from llm.data.builders import aclsum_qa
 from llm.data.builders.squad import read_squad, write_squad
+from llm.evaluation import evaluate_checkpoint
 from llm.tasks import EvalSet, extractive_qa
 
-from helpers import load_config, tiny_overrides
+from helpers import TINY, load_config
 
 CONTEXT = ("The quick brown fox jumped over the lazy dog near Springfield . Afterwards the fox "
            "slept under an enormous oak tree until sunset .")
@@ -224,23 +225,24 @@ def test_loss_is_mean_start_end_cross_entropy():
 # --- end to end ----------------------------------------------------------------------------------
 
 def test_qa_from_squad_files_through_the_cli(cli, tmp_path):
-  """corpus=squad reads user files; training logs EM/F1; evaluate writes per-question rows."""
+  """corpus=squad reads user files named by flags; training logs EM/F1; evaluation writes
+  per-question rows."""
   examples = aclsum_qa.synthesize("validation")
   write_squad(examples[:24], tmp_path / "train.json")
   write_squad(examples[24:36], tmp_path / "dev.json")
-  args = tiny_overrides(**{"seq_len": 64, "qa.max_query_len": 16, "qa.doc_stride": 32,
-                           "total_steps": 2, "vocab_size": 500, "eval_batches": -1}) + [
-      "--config.corpus=squad", f"--config.data_files.train={tmp_path / 'train.json'}",
-      f"--config.data_files.validation={tmp_path / 'dev.json'}",
-      f"--config.data_dir={tmp_path / 'data'}"]
-  proc = cli("train", "configs/finetune_qa.py:init=scratch", tmp_path / "run", *args, devices=1)
+  overrides = {**TINY, "seq_len": 64, "qa.max_query_len": 16, "qa.doc_stride": 32,
+               "total_steps": 2, "vocab_size": 500, "eval_batches": -1, "corpus": "squad",
+               "data_files.train": str(tmp_path / "train.json"),
+               "data_files.validation": str(tmp_path / "dev.json"),
+               "data_dir": str(tmp_path / "data")}
+  proc = cli("train", "configs/finetune_qa.py:init=scratch", tmp_path / "run",
+             *[f"--config.{k}={v}" for k, v in overrides.items()], devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   final = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
            .splitlines()][-1]
   assert {"eval/exact_match", "eval/f1", "eval/start_accuracy"} <= set(final)
-  proc = cli("evaluate", "configs/finetune_qa.py:init=scratch", tmp_path / "run", *args,
-             devices=1)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  # llm.evaluate's function on the run's checkpoint: per-question rows.
+  evaluate_checkpoint(load_config("finetune_qa", "init=scratch", **overrides), tmp_path / "run")
   rows = [json.loads(line) for line in (tmp_path / "run" / "predictions_validation.jsonl")
           .read_text().splitlines()]
   assert sorted(r["id"] for r in rows) == sorted(e["id"] for e in examples[24:36])

@@ -119,18 +119,19 @@ def test_bad_span_settings_are_named():
 
 
 def test_t5_tiny_trains_and_evaluates_from_the_cli(cli, tmp_path):
-  """T5.1.1 from the CLI; the original Transformer variant shares every code path but its
-  presets, which the layer and decoding tests cover."""
-  from helpers import tiny_overrides
-  args = tiny_overrides(**{"total_steps": 30, "model.num_decoder_layers": 2, "log_every": 10,
-                           "optimizer.warmup_steps": 5, "optimizer.learning_rate": 3e-3,
-                           "model.head_dim": 16, "seq_len": 64})
-  config = "configs/t5_tiny.py"
-  proc = cli("train", config, tmp_path, *args, devices=1)
+  """T5.1.1 from the CLI, then llm.evaluate's function on its checkpoint; the original
+  Transformer variant shares every code path but its presets, which the layer and decoding
+  tests cover."""
+  from helpers import TINY, tiny_overrides
+  from llm.evaluation import evaluate_checkpoint
+  overrides = {"total_steps": 30, "model.num_decoder_layers": 2, "log_every": 10,
+               "optimizer.warmup_steps": 5, "optimizer.learning_rate": 3e-3,
+               "model.head_dim": 16, "seq_len": 64}
+  proc = cli("train", "configs/t5_tiny.py", tmp_path, *tiny_overrides(**overrides), devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert rows[-1]["train/loss"] < rows[0]["train/loss"] - 1.0, rows
-  proc = cli("evaluate", config, tmp_path, *args, devices=1)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  evaluate_checkpoint(load_config("t5_tiny", **{**TINY, **overrides}), tmp_path)
   result = json.loads((tmp_path / "evaluate.json").read_text())
   assert result["step"] == 30 and result["perplexity"] < 8128
+  assert result["perplexity"] == pytest.approx(rows[-1]["eval/perplexity"], rel=1e-5)
