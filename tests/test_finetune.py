@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from llm import config_checks, convert, optim, parallel, state as state_lib, transfer, weights
+from llm.evaluation import evaluate_checkpoint
 from llm.models import build_model
 
 from helpers import load_config
@@ -13,18 +14,19 @@ from helpers import load_config
 
 def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
   """A few steps from MiniLM already separate the 5 BBC topics; predictions match the metrics."""
-  args = ["--config.total_steps=12", "--config.seq_len=32", "--config.batch_size=16",
-          "--config.optimizer.learning_rate=4e-4", "--config.optimizer.warmup_steps=2",
-          "--config.eval_every=12", "--config.log_every=4", "--config.eval_batches=4"]
-  proc = cli("train", "configs/finetune_topic.py", tmp_path, *args, devices=1, optimize=True)
+  overrides = {"total_steps": 12, "seq_len": 32, "batch_size": 16,
+               "optimizer.learning_rate": 4e-4, "optimizer.warmup_steps": 2, "eval_every": 12,
+               "log_every": 4, "eval_batches": 4}
+  proc = cli("train", "configs/finetune_topic.py", tmp_path,
+             *[f"--config.{k}={v}" for k, v in overrides.items()], devices=1, optimize=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "init: loaded 103 tensors from minilm; newly initialised: classify_head" in proc.stdout
   final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
   assert final["eval/accuracy"] > 0.6, final     # chance is ~0.23
-  proc = cli("evaluate", "configs/finetune_topic.py", tmp_path, *args, devices=1,
-             optimize=True)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  # llm.evaluate's function on the run's checkpoint: the predictions file.
+  evaluate_checkpoint(load_config("finetune_topic", **overrides), tmp_path)
   result = json.loads((tmp_path / "evaluate.json").read_text())
+  assert result["accuracy"] == pytest.approx(final["eval/accuracy"])
   rows = [json.loads(line) for line in (tmp_path / "predictions_validation.jsonl").read_text()
           .splitlines()]
   assert len(rows) == 4 * 16 and len({r["id"] for r in rows}) == len(rows)
@@ -82,17 +84,18 @@ def test_bad_init_is_one_line(init, expected):
 
 def test_ner_from_scratch_end_to_end(cli, tmp_path):
   """The tag head through the whole loop: training, entity scores, per-word predictions."""
-  args = ["--config.total_steps=3", "--config.batch_size=16", "--config.seq_len=32",
-          "--config.model.max_len=32", "--config.model.num_layers=1", "--config.model.embed_dim=32",
-          "--config.model.num_heads=2", "--config.model.mlp_dim=64", "--config.eval_batches=2",
-          "--config.log_every=1"]
-  proc = cli("train", "configs/finetune_ner.py:init=scratch", tmp_path, *args, devices=1)
+  overrides = {"total_steps": 3, "batch_size": 16, "seq_len": 32, "model.max_len": 32,
+               "model.num_layers": 1, "model.embed_dim": 32, "model.num_heads": 2,
+               "model.mlp_dim": 64, "eval_batches": 2, "log_every": 1}
+  proc = cli("train", "configs/finetune_ner.py:init=scratch", tmp_path,
+             *[f"--config.{k}={v}" for k, v in overrides.items()], devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
   assert {"eval/span_f1", "eval/span_precision", "eval/span_recall", "eval/span_f1/person",
           "eval/token_accuracy"} <= set(final)
-  proc = cli("evaluate", "configs/finetune_ner.py:init=scratch", tmp_path, *args, devices=1)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  # llm.evaluate's function on the run's checkpoint: the predictions file.
+  result = evaluate_checkpoint(load_config("finetune_ner", "init=scratch", **overrides), tmp_path)
+  assert result["span_f1"] == pytest.approx(final["eval/span_f1"], rel=1e-5)
   rows = [json.loads(line) for line in (tmp_path / "predictions_validation.jsonl").read_text()
           .splitlines()]
   assert len(rows) == 32 and all(len(r["tokens"]) == len(r["tags"]) == len(r["predicted"])
