@@ -3,9 +3,10 @@ scored with ROUGE and BLEU on texts the decoding engine generates.
 
   python -m llm.train --config=configs/summarize.py --workdir=/tmp/sum      # tiny T5, from scratch
   python -m llm.evaluate --config=configs/summarize.py:model=smollm2 --workdir=/tmp/sum_smol
-Args: model=t5 (T5.1.1 tiny encoder-decoder; default) | smollm2 (SmolLM2-135M-Instruct, a decoder
-reading an instruction in its chat template: evaluate zero-shot, or fine-tune); init=PATH (t5: start
-from one of our workdirs, e.g. a configs/t5_tiny.py run, with its tokenizer); tuning=full | lora.
+Args: model=t5 (T5.1.1 tiny encoder-decoder; default) | gpt (a tiny GPT-2 decoder reading the
+input as a prefix) | smollm2 (SmolLM2-135M-Instruct, a decoder reading an instruction in its chat
+template: evaluate zero-shot, or fine-tune); init=PATH (t5, gpt: start from one of our workdirs
+of that family, e.g. a configs/recipe.py:family=t5 run, with its tokenizer); tuning=full | lora.
 Data: llm/data/builders/aclsum_summary.py, 300 / 150 / 300 (paper, aspect) examples.
 Expect (validation, ROUGE-1 / 2 / L): tiny T5 0.213 / 0.046 / 0.169 at step 300 of 600; SmolLM2
 zero-shot 0.214 / 0.045 / 0.157 on the first 48 examples (docs/tasks.md#summarization).
@@ -27,13 +28,19 @@ def get_config(arg=None):
   # Beam search, as summarization papers decode; 64 pieces hold 99% of the reference summaries.
   c.decode.update(max_new_tokens=64, num_beams=4, length_penalty=1.0, batch_size=16)
   c.eval_batches = -1
-  if args["model"] == "t5":
+  if args["model"] in ("t5", "gpt"):
     c.init = args["init"]
-    c.model.update(presets.T5)
-    c.model.update(num_layers=4, num_decoder_layers=4, embed_dim=256, num_heads=4, head_dim=64,
-                   mlp_dim=768, max_len=512, dropout_rate=0.1)
+    if args["model"] == "t5":
+      c.model.update(presets.T5)
+      c.model.update(num_layers=4, num_decoder_layers=4, embed_dim=256, num_heads=4, head_dim=64,
+                     mlp_dim=768, max_len=512, dropout_rate=0.1)
+      c.seq_len = 256     # abstracts average ~210 pieces
+    else:   # a prefix LM: <s> input target </s> in one row of the model's 256 positions
+      c.model.update(presets.GPT2)
+      c.model.update(num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024, max_len=256,
+                     dropout_rate=0.1)
+      c.seq_len = 255     # + decode.max_new_tokens past the input stays within 256 positions
     c.vocab_size = 2000   # from scratch: trained on the 100 training abstracts and summaries
-    c.seq_len = 256       # abstracts average ~210 pieces
     c.batch_size = 16
     c.total_steps = 600
     c.optimizer.update(learning_rate=1e-3, warmup_steps=60, decay="cosine", weight_decay=0.01)
@@ -51,7 +58,7 @@ def get_config(arg=None):
     c.optimizer.update(learning_rate=3e-5, warmup_steps=10, decay="cosine", weight_decay=0.0,
                        b2=0.999)
   else:
-    raise ValueError(f"config arg model={args['model']!r}: expected t5 or smollm2")
+    raise ValueError(f"config arg model={args['model']!r}: expected t5, gpt or smollm2")
   if args["tuning"] == "lora":
     c.lora.update(rank=8, alpha=16.0, train_also="")
     c.optimizer.learning_rate = 1e-3

@@ -66,5 +66,22 @@ def trained_bert(tmp_path_factory):
           "model.max_len": 64, "model.scan_layers": True}), workdir))
 
 
+# The files that take longest, longest first (seconds of test time in `bash scripts/test.sh
+# --durations=0`): pytest-xdist (--dist loadfile) hands whole files to its workers in collection
+# order, so these start first and the short files fill in at the end. By default it would order
+# files by their number of tests, which puts these few-test files last, one worker running them
+# alone while the other idles.
+LONGEST_FIRST = ("test_multiprocess.py", "test_faults.py", "test_train.py", "test_sweep.py",
+                 "test_smollm2.py", "test_finetune.py", "test_cli.py", "test_benchmarks.py",
+                 "test_seq2seq.py", "test_decoding.py", "test_layers.py", "test_hf.py")
+
+
 def pytest_configure(config):
   config.addinivalue_line("markers", "fault: fault injection and bad input (pytest -m fault)")
+  if hasattr(config.option, "loadscopereorder"):   # pytest-xdist: keep the order below
+    config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: the rest in order

@@ -16,6 +16,8 @@ DOCUMENTED_ARGS = {  # what each config's docstring offers; other files run with
     "bert_tiny.py": [f"size={s},variant={v}" for s in ("tiny", "base", "large")
                      for v in ("bert", "roberta")],
     "finetune_topic.py": [None, "init=scratch,tuning=prompt"],
+    "recipe.py": [f"family={f}" for f in ("bert", "gpt", "t5")],
+    "summarize.py": [f"model={m}" for m in ("t5", "gpt")],
     "t5_tiny.py": [f"size={s},variant={v}" for s in ("tiny", "small", "base", "large")
                    for v in ("t5", "transformer")],
 }
