@@ -105,7 +105,7 @@ def test_heldout_perplexity_matches_transformers(smollm2, reference, tmp_path):
   from llm.data import batching, corpora, tokenizer as tokenizer_lib
   from llm.evaluation import evaluate_checkpoint
   torch, hf_model, _ = reference
-  config = load_config("smollm2", seq_len=64, batch_size=8, eval_batches=1,
+  config = load_config("smollm2", seq_len=32, batch_size=8, eval_batches=1,
                        **{"model.scan_layers": True})
   result = evaluate_checkpoint(config, tmp_path / "eval", "validation")
   # Reference: every packed segment of the same rows on its own through transformers.
