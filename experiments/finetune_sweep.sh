@@ -4,19 +4,23 @@
 #   bash experiments/finetune_sweep.sh RUNS_DIR [NAME ...]   (no names = all, in the order below)
 # Each run is `python -m llm.train` in RUNS_DIR/<name>_s<seed>; a finished run is not rerun. Each
 # finished run is then scored on the test split (test_metrics.py -> results/finetune_test.jsonl).
-# BERT_WORKDIR (our bert_tiny pretraining, default RUNS_DIR/bert_tiny) and RECIPE_WORKDIR
-# (configs/recipe.py, default RUNS_DIR/recipe_bert) are trained first if a run needs them
-# and they are missing; the results files name them by these placeholders.
+# BERT_WORKDIR (our bert_tiny pretraining, default RUNS_DIR/bert_tiny), RECIPE_WORKDIR
+# (configs/recipe.py, default RUNS_DIR/recipe_bert), RECIPE_GPT and RECIPE_T5
+# (configs/recipe.py:family=gpt|t5, default RUNS_DIR/recipe_gpt|t5) are trained first if a run
+# needs them and they are missing; the results files name them by these placeholders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:?usage: finetune_sweep.sh RUNS_DIR [NAME ...]}; shift
 bert=${BERT_WORKDIR:-$runs/bert_tiny}
 recipe=${RECIPE_WORKDIR:-$runs/recipe_bert}
+recipe_gpt=${RECIPE_GPT:-$runs/recipe_gpt}
+recipe_t5=${RECIPE_T5:-$runs/recipe_t5}
 results=experiments/results/finetune.jsonl
 mkdir -p "$runs" experiments/results
 
 # The recipe's layout (pre-LN, no dropout) for from-scratch runs beside it.
 PRELN="--config.model.norm=pre --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0"
+SUM300="--config.total_steps=300 --config.optimizer.warmup_steps=30 --config.eval_every=300 --config.checkpoint_every=300"
 declare -A RUN=(   # name -> config[:arg] and overrides
   [topic_scratch]="configs/finetune_topic.py:init=scratch"
   [topic_ours]="configs/finetune_topic.py:init=BERT_WORKDIR --config.optimizer.learning_rate=5e-4"
@@ -61,6 +65,12 @@ declare -A RUN=(   # name -> config[:arg] and overrides
   [ner_scratch_preln]="configs/finetune_ner.py:init=scratch $PRELN"
   [ner_scratch_preln_1500]="configs/finetune_ner.py:init=scratch $PRELN --config.total_steps=1500 --config.eval_every=500 --config.checkpoint_every=1500"
   [qa_scratch_preln]="configs/finetune_qa.py:init=scratch $PRELN"
+  # Summarization (ACLSum) from scratch and from the GPT and T5 recipes, 300 steps: from scratch
+  # the 600-step run is best at step 300 and then memorises its 300 examples (docs/tasks.md).
+  [summarize_t5_scratch]="configs/summarize.py $SUM300"
+  [summarize_t5_recipe]="configs/summarize.py:init=RECIPE_T5 $SUM300 --config.optimizer.learning_rate=5e-4"
+  [summarize_gpt_scratch]="configs/summarize.py:model=gpt $SUM300"
+  [summarize_gpt_recipe]="configs/summarize.py:model=gpt,init=RECIPE_GPT $SUM300 --config.optimizer.learning_rate=5e-4"
 )
 ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_scratch:0
        topic_scratch:1 topic_scratch:2 topic_minilm_lora:0 topic_minilm_lora:1 topic_minilm_lora:2
@@ -79,7 +89,10 @@ ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_s
        topic_scratch_preln:2 sentiment_scratch_preln:0 sentiment_scratch_preln:1
        sentiment_scratch_preln:2 spam_scratch_preln:0 spam_scratch_preln:1 spam_scratch_preln:2
        qa_scratch_preln:0 qa_scratch_preln:1 qa_scratch_preln:2 ner_scratch_preln:0
-       ner_scratch_preln_1500:0 ner_scratch_preln_1500:1 ner_scratch_preln_1500:2)
+       ner_scratch_preln_1500:0 ner_scratch_preln_1500:1 ner_scratch_preln_1500:2
+       summarize_t5_recipe:0 summarize_t5_scratch:0 summarize_gpt_recipe:0 summarize_gpt_scratch:0
+       summarize_t5_recipe:1 summarize_t5_scratch:1 summarize_gpt_recipe:1 summarize_gpt_scratch:1
+       summarize_t5_recipe:2 summarize_t5_scratch:2 summarize_gpt_recipe:2 summarize_gpt_scratch:2)
 [ $# -gt 0 ] && ORDER=("$@")
 
 needs() { for item in "${ORDER[@]}"; do [[ ${RUN[${item%%:*}]} == *$1* ]] && return 0; done; return 1; }
@@ -87,15 +100,20 @@ if needs BERT_WORKDIR && [ ! -f "$bert/config.json" ]; then
   .venv/bin/python -m llm.train --config=configs/bert_tiny.py --workdir="$bert" > "$bert.log" 2>&1
 fi
 # An interrupted pretraining resumes; a finished one is marked, so it is not re-evaluated.
-if needs RECIPE_WORKDIR && [ ! -f "$recipe.finished" ]; then
-  .venv/bin/python -m llm.train --config=configs/recipe.py --workdir="$recipe" \
-    > "$recipe.log" 2>&1 && touch "$recipe.finished"
-fi
+pretrain() {   # placeholder, workdir, config[:arg]
+  if needs "$1" && [ ! -f "$2.finished" ]; then
+    .venv/bin/python -m llm.train --config="$3" --workdir="$2" > "$2.log" 2>&1 && touch "$2.finished"
+  fi
+}
+pretrain RECIPE_WORKDIR "$recipe" configs/recipe.py
+pretrain RECIPE_GPT "$recipe_gpt" configs/recipe.py:family=gpt
+pretrain RECIPE_T5 "$recipe_t5" configs/recipe.py:family=t5
 for item in "${ORDER[@]}"; do
   name=${item%%:*}; seed=${item##*:}; dir=$runs/${name}_s$seed
   [ -f "$dir/done.json" ] && continue
   read -r config overrides <<< "${RUN[$name]}"
   run_config=${config//BERT_WORKDIR/$bert}; run_config=${run_config//RECIPE_WORKDIR/$recipe}
+  run_config=${run_config//RECIPE_GPT/$recipe_gpt}; run_config=${run_config//RECIPE_T5/$recipe_t5}
   start=$(date +%s)
   # shellcheck disable=SC2086
   .venv/bin/python -m llm.train --config="$run_config" --workdir="$dir" --config.seed="$seed" \
@@ -114,5 +132,6 @@ print(json.dumps(line))
 PY
   echo "$name seed $seed: ${seconds}s"
   # Score it on the test split now, so the table does not depend on the workdir surviving.
-  .venv/bin/python experiments/test_metrics.py "$runs" "$bert" "$recipe"
+  .venv/bin/python experiments/test_metrics.py "$runs" BERT_WORKDIR="$bert" \
+    RECIPE_WORKDIR="$recipe" RECIPE_GPT="$recipe_gpt" RECIPE_T5="$recipe_t5"
 done

@@ -1,9 +1,10 @@
 """Evaluates every finished sweep run on the test split and appends one JSON line per run to
 experiments/results/finetune_test.jsonl (same fields as finetune.jsonl, test figures as eval/*).
 
-  python experiments/test_metrics.py RUNS_DIR [BERT_WORKDIR [RECIPE_WORKDIR]]
-Runs already in the results file (on a line not marked `superseded`) are skipped;
-summarize.py reads the file like finetune.jsonl.
+  python experiments/test_metrics.py RUNS_DIR [PLACEHOLDER=WORKDIR ...]
+(the placeholders of experiments/finetune_sweep.sh, e.g. RECIPE_WORKDIR=runs/recipe_bert, put
+back into each run's command). Runs already in the results file (on a line not marked
+`superseded`) are skipped; summarize.py reads the file like finetune.jsonl.
 """
 import json
 import pathlib
@@ -15,7 +16,8 @@ import time
 RESULTS = pathlib.Path("experiments/results/finetune_test.jsonl")
 
 
-def main(runs, bert_workdir=None, recipe_workdir=None):
+def main(runs, *workdirs):
+  placeholders = dict(arg.split("=", 1) for arg in workdirs)
   done = set()
   if RESULTS.exists():
     # Lines marked `superseded` are earlier runs of a name and seed that is being rerun.
@@ -25,8 +27,9 @@ def main(runs, bert_workdir=None, recipe_workdir=None):
     run = json.loads(marker.read_text())
     if run.get("skipped") or (run["name"], run["seed"]) in done:
       continue
-    command = run["command"].replace("BERT_WORKDIR", bert_workdir or "BERT_WORKDIR").replace(
-        "RECIPE_WORKDIR", recipe_workdir or "RECIPE_WORKDIR")
+    command = run["command"]
+    for placeholder, workdir in placeholders.items():
+      command = command.replace(placeholder, workdir)
     args = shlex.split(command)[3:]   # drop "python -m llm.train"
     start = time.time()
     proc = subprocess.run([sys.executable, "-m", "llm.evaluate", *args, "--split=test",
