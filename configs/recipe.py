@@ -56,7 +56,8 @@ def get_config(arg=None):
     c.masking = "dynamic"
     c.model.type_vocab_size = 2
   elif family == "t5":
-    # A gated MLP of 768 holds as many weights as a plain one of 1024.
+    # A gated MLP of 768 (T5.1.1's ratio) holds about as many weights as a plain one of 1024
+    # (590k against 524k a layer).
     c.model.update(num_decoder_layers=4, head_dim=64, mlp_dim=768)
     c.extra_ids = 128   # the sentinels
   c.optimizer.update(learning_rate=1e-3, warmup_steps=total_steps // 10, decay="linear",

@@ -39,7 +39,9 @@ def get_config(arg=None):
       c.model.update(presets.GPT2)
       c.model.update(num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024, max_len=256,
                      dropout_rate=0.1)
-      c.seq_len = 255     # + decode.max_new_tokens past the input stays within 256 positions
+      # + decode.max_new_tokens past the input stays within 256 positions; the input gets
+      # 255 + 1 - 64 - 1 = 191 pieces (T5's encoder 255), so long abstracts are cut shorter.
+      c.seq_len = 255
     c.vocab_size = 2000   # from scratch: trained on the 100 training abstracts and summaries
     c.batch_size = 16
     c.total_steps = 600

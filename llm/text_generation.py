@@ -68,6 +68,8 @@ def load_params(config, workdir, model, mesh, tok=None):
 
 def _check(config, request):
   """ValueError for a request the resolved config's model cannot serve, before it loads."""
+  if request.format not in ("text", "json"):
+    raise ValueError(f"--format={request.format!r}: expected 'text' or 'json'")
   if config.model.family not in DECODING:
     raise ValueError("llm.generate needs a decoder or an encoder-decoder (model.family="
                      "'decoder' or 'encoder_decoder'); an encoder has no output to continue")

@@ -177,19 +177,38 @@ def _loop(config, workdir, task, state, start, train_step, run_eval, train_iter,
 
 
 class _Interval:
-  """The steps since the last log line: their token counts and metric sums (kept on the device
-  until the log line, where they are added up in float64: adding device arrays step by step
-  would dispatch an op per metric and step), and when the interval's clock started."""
+  """The steps since the last log line: their token counts and metric sums, added up on the host
+  in float64 (adding device arrays step by step would dispatch an op per metric and step), and
+  when the interval's clock started. The newest steps' figures stay on the device until the log
+  line; older ones are fetched and added in batches, so a long interval (log_every=0) holds at
+  most 2 x HELD steps' arrays and never waits for a step in flight."""
+  HELD = 64
 
   def __init__(self):
-    self.token_counts, self.sums, self.tick = [], [], time.perf_counter()
+    self.tick = time.perf_counter()
+    self._clear()
+
+  def _clear(self):
+    self.steps, self.tokens, self.totals = 0, 0, None
+    self.token_counts, self.sums = [], []   # per step, on the device
 
   def restart_clock(self):
     self.tick = time.perf_counter()
 
   def add(self, stats, sums):
+    self.steps += 1
     self.token_counts.append(stats["tokens"])
     self.sums.append(sums)
+    if len(self.sums) >= 2 * self.HELD:
+      self._fold(len(self.sums) - self.HELD)
+
+  def _fold(self, count):
+    """Adds the oldest `count` steps' figures into the host totals."""
+    tokens, sums = jax.device_get((self.token_counts[:count], self.sums[:count]))
+    self.tokens += int(np.sum(tokens))
+    summed = jax.tree.map(lambda *steps: np.sum(np.asarray(steps, np.float64), axis=0), *sums)
+    self.totals = summed if self.totals is None else jax.tree.map(np.add, self.totals, summed)
+    del self.token_counts[:count], self.sums[:count]
 
   def record(self, step, stats, skipped, task, bar):
     """The train/ metrics of the interval ending at `step` (loss, perplexity and accuracy over
@@ -197,16 +216,15 @@ class _Interval:
     sums (the clock restarts once a loss was shown: restart_clock)."""
     stats = jax.device_get(stats)
     elapsed = time.perf_counter() - self.tick
-    tokens = int(np.sum(jax.device_get(self.token_counts)))
-    sums = jax.tree.map(lambda *steps: np.sum(np.asarray(steps, np.float64), axis=0),
-                        *jax.device_get(self.sums))
-    record = {f"train/{k}": v for k, v in task.summarize(sums).items()}
+    self._fold(len(self.sums))
+    tokens = self.tokens
+    record = {f"train/{k}": v for k, v in task.summarize(self.totals).items()}
     record.update({"train/grad_norm": stats["grad_norm"],
                    "train/learning_rate": stats["learning_rate"],
                    "train/tokens_per_sec": tokens / elapsed})
     if skipped:
       record["train/skipped_steps"] = len(skipped)
-    interval = range(step - len(self.token_counts) + 1, step + 1)
+    interval = range(step - self.steps + 1, step + 1)
     if set(interval) <= set(skipped):
       # No step since the last log was applied: there is no loss to show, only the count.
       record = {k: record[k] for k in ("train/skipped_steps", "train/learning_rate")}
@@ -215,7 +233,7 @@ class _Interval:
       bar.set_postfix(loss=f"{record['train/loss']:.3f}")
       runlog.log(f"step {step}: loss {record['train/loss']:.4f}, "
                  f"{tokens / elapsed:,.0f} tokens/s")
-    self.token_counts, self.sums = [], []
+    self._clear()
     return record
 
 

@@ -34,6 +34,7 @@ def built_once(tmp_path_factory, name, build):
   asks builds it while the others wait, then all read it (a file lock in the workers' common
   directory)."""
   import fcntl
+  import shutil
   root = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):
     root = root.parent
@@ -41,7 +42,8 @@ def built_once(tmp_path_factory, name, build):
   with open(root / f"{name}.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     if not (root / name / "built").exists():
-      workdir.parent.mkdir(exist_ok=True)
+      shutil.rmtree(workdir.parent, ignore_errors=True)   # what a failed build left
+      workdir.parent.mkdir()
       build(workdir)
       (root / name / "built").touch()
   return workdir
@@ -78,7 +80,7 @@ LONGEST_FIRST = ("test_multiprocess.py", "test_faults.py", "test_train.py", "tes
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "fault: fault injection and bad input (pytest -m fault)")
-  if hasattr(config.option, "loadscopereorder"):   # pytest-xdist: keep the order below
+  if hasattr(config.option, "loadscopereorder"):   # pytest-xdist: keep the order below (always)
     config.option.loadscopereorder = False
 
 

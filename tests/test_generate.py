@@ -19,7 +19,7 @@ from helpers import tiny_config, tiny_overrides
 
 @pytest.fixture
 def gpt_workdir(trained_gpt):
-  return trained_gpt   # generate writes nothing into it (checked below)
+  return trained_gpt   # shared with other tests: read, never written
 
 
 def test_generate_json_matches_greedy_reference(cli, gpt_workdir, tmp_path):
@@ -68,6 +68,15 @@ def test_bad_generate_requests_are_named(gpt_workdir, request_fields, message):
     generate_text(config, gpt_workdir, Request(**request_fields))
 
 
+def test_a_bad_flag_is_one_line_from_the_cli(cli, tmp_path):
+  """llm.generate passes its flags on as a Request: a bad one is refused before anything loads,
+  in one line naming the flag."""
+  proc = cli("generate", "configs/gpt_tiny.py", tmp_path, "--top_p=0", devices=1)
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert proc.returncode == 1 and errors == [
+      "error: --top_p=0.0 must be in (0, 1]"] and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_generate_without_checkpoint_or_init_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match=r"no checkpoint in .* and no config.init"):
     generate_text(tiny_config(), tmp_path, Request(prompts=("The",)))
@@ -82,6 +91,8 @@ def test_another_tokenizer_than_the_checkpoints_is_refused(gpt_workdir, tmp_path
   """The same pieces with one score changed tokenize differently: generate and evaluate refuse
   them (the checkpoint records its tokenizer's SHA-256) and write nothing."""
   from sentencepiece import sentencepiece_model_pb2
+  # A copy: evaluation checks that it can write into the workdir, which others are copying.
+  gpt_workdir = shutil.copytree(gpt_workdir, tmp_path / "run")
   proto = sentencepiece_model_pb2.ModelProto()
   proto.ParseFromString((gpt_workdir / "tokenizer.model").read_bytes())
   proto.pieces[100].score -= 1.0

@@ -144,3 +144,23 @@ def test_encoder_decoder_meshes_and_exact_resume(tmp_path):
   train_and_evaluate(t5(mesh=MESHES["2x2x2"]), tmp_path / "3d")
   np.testing.assert_allclose(list(losses(tmp_path / "3d").values()),
                              list(losses(tmp_path / "straight").values()), rtol=1e-5)
+
+
+def test_a_long_interval_adds_up_every_step(monkeypatch):
+  """An interval longer than 2 x HELD steps (log_every=0 logs only the last step) holds at most
+  that many steps' figures on the device; the rest are added up on the host in batches, and
+  the logged loss is still that of every step."""
+  import types
+  import jax.numpy as jnp
+  from llm import training
+  monkeypatch.setattr(training._Interval, "HELD", 2)
+  interval, step_losses = training._Interval(), np.arange(1.0, 12.0)
+  for loss in step_losses:
+    interval.add({"tokens": jnp.int32(10)}, {"loss_sum": jnp.float32(loss),
+                                             "count": jnp.float32(1.0)})
+    assert len(interval.sums) < 4
+  task = types.SimpleNamespace(summarize=lambda s: {"loss": s["loss_sum"] / s["count"]})
+  bar = types.SimpleNamespace(set_postfix=lambda **_: None)
+  record = interval.record(11, {"grad_norm": 1.0, "learning_rate": 0.1}, [], task, bar)
+  assert record["train/loss"] == pytest.approx(step_losses.mean())
+  assert interval.steps == 0 and not interval.sums and interval.totals is None
