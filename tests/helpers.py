@@ -43,9 +43,14 @@ def tiny_config(name="gpt_tiny", arg=None, **overrides):
   return load_config(name, arg, **{**TINY, "optimizer.warmup_steps": 2, **overrides})
 
 
+def config_flags(overrides):
+  """{"model.x": v, ...} as the command-line flags --config.model.x=v ..."""
+  return [f"--config.{k}={v}" for k, v in overrides.items()]
+
+
 def tiny_overrides(**extra):
   """TINY (and `extra`) as command-line flags."""
-  return [f"--config.{k}={v}" for k, v in {**TINY, **extra}.items()]
+  return config_flags({**TINY, **extra})
 
 
 def tiny_model_config(preset, vocab_size, max_len, embed_dim=32, mlp_dim=64, **model):

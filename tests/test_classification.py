@@ -103,9 +103,9 @@ def test_cloze_zero_shot_then_prompt_fine_tuning(cli, tmp_path, trained_bert):
   """llm.evaluate scores the pretrained MLM as is; llm.train then tunes it through the template;
   an init without the needed head cannot be evaluated untrained."""
   from llm.evaluation import evaluate_checkpoint
-  from helpers import load_config
-  args = [f"--config.{k}={v}" for k, v in {"seq_len": 64, "batch_size": 16, "eval_batches": 2,
-                                            "total_steps": 2, "log_every": 1}.items()]
+  from helpers import config_flags, load_config
+  args = config_flags({"seq_len": 64, "batch_size": 16, "eval_batches": 2, "total_steps": 2,
+                       "log_every": 1})
   config = f"configs/cloze_topic.py:init={trained_bert}"
   proc = cli("evaluate", config, tmp_path / "cloze", *args, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]

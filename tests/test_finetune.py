@@ -9,7 +9,7 @@ from llm import config_checks, convert, optim, parallel, state as state_lib, tra
 from llm.evaluation import evaluate_checkpoint
 from llm.models import build_model
 
-from helpers import load_config
+from helpers import config_flags, load_config
 
 
 def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
@@ -18,7 +18,7 @@ def test_minilm_topic_finetune_from_the_cli(cli, tmp_path):
                "optimizer.learning_rate": 4e-4, "optimizer.warmup_steps": 2, "eval_every": 12,
                "log_every": 4, "eval_batches": 4}
   proc = cli("train", "configs/finetune_topic.py", tmp_path,
-             *[f"--config.{k}={v}" for k, v in overrides.items()], devices=1, optimize=True)
+             *config_flags(overrides), devices=1, optimize=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "init: loaded 103 tensors from minilm; newly initialised: classify_head" in proc.stdout
   final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
@@ -89,7 +89,7 @@ def test_ner_from_scratch_end_to_end(cli, tmp_path):
                "model.num_layers": 1, "model.embed_dim": 32, "model.num_heads": 2,
                "model.mlp_dim": 64, "eval_batches": 2, "log_every": 1}
   proc = cli("train", "configs/finetune_ner.py:init=scratch", tmp_path,
-             *[f"--config.{k}={v}" for k, v in overrides.items()], devices=1)
+             *config_flags(overrides), devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   final = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
   assert {"eval/span_f1", "eval/span_precision", "eval/span_recall", "eval/span_f1/person",

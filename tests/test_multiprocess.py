@@ -18,7 +18,8 @@ from llm import checksums
 from llm.evaluation import evaluate_checkpoint
 from llm.training import train_and_evaluate
 
-from helpers import ROOT, TINY, garble, load_config, losses, run_cli, tiny_overrides, xla_flags
+from helpers import (ROOT, TINY, config_flags, garble, load_config, losses, run_cli, tiny_overrides,
+                     xla_flags)
 
 
 def free_port():
@@ -61,7 +62,7 @@ def run_distributed(config, workdir, *args, **kwargs):
 # GPT with 2 input shards, 4 steps, checkpoints at steps 2 and 4: as flags, and as in-process
 # overrides of the same run.
 GPT = {**TINY, "total_steps": 4, "checkpoint_every": 2, "eval_batches": 1, "input_shards": 2}
-ARGS = [f"--config.{k}={v}" for k, v in GPT.items()]
+ARGS = config_flags(GPT)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_two_processes_train_bert_like_one(tmp_path):
   two shards."""
   config = "configs/bert_tiny.py"
   bert = {**TINY, "total_steps": 3, "eval_batches": 1, "input_shards": 4, "masking": "dynamic"}
-  args = [f"--config.{k}={v}" for k, v in bert.items()]
+  args = config_flags(bert)
   train_and_evaluate(load_config("bert_tiny", **bert), tmp_path / "one")   # 1 process x 8
   # Through the launcher, as a user would start it.
   proc = subprocess.run(["bash", "launch/local.sh", "--processes=2", "--devices=4", config,
@@ -152,7 +153,7 @@ def test_two_processes_decode_a_generative_evaluation_like_one(tmp_path):
                "model.num_decoder_layers": 2, "model.head_dim": 16, "seq2seq.target_len": 24,
                "decode.max_new_tokens": 6, "decode.num_beams": 2, "decode.batch_size": 8,
                "decode.max_examples": 8}
-  args = [f"--config.{k}={v}" for k, v in summarize.items()]
+  args = config_flags(summarize)
   (out, _), _ = run_distributed(config, tmp_path, *args)
   # One input shard: each process builds the whole batch, and is told so.
   assert "input_shards=1 this process builds 8 rows of every batch of 8 and trains on 4" in out

@@ -13,7 +13,7 @@ from llm.data import batching, corpora, tokenizer as tokenizer_lib
 from llm.models import build_model
 from llm.steps import jit_train_step, put_batch
 
-from helpers import ROOT, load_config
+from helpers import ROOT, config_flags, load_config
 
 SHAPE = {"model.num_layers": 2, "model.embed_dim": 64, "model.num_heads": 4,
          "model.mlp_dim": 128, "seq_len": 32, "batch_size": 16}
@@ -21,7 +21,7 @@ SHAPE = {"model.num_layers": 2, "model.embed_dim": 64, "model.num_heads": 4,
 
 def run_plan(*args, devices, shape=SHAPE):
   cmd = [sys.executable, "-m", "llm.plan", "--config=configs/gpt_tiny.py", f"--devices={devices}",
-         *[f"--config.{k}={v}" for k, v in shape.items()], *args]
+         *config_flags(shape), *args]
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 

@@ -12,7 +12,7 @@ from llm.data.builders.squad import read_squad, write_squad
 from llm.evaluation import evaluate_checkpoint
 from llm.tasks import EvalSet, extractive_qa
 
-from helpers import TINY, load_config
+from helpers import TINY, config_flags, load_config
 
 CONTEXT = ("The quick brown fox jumped over the lazy dog near Springfield . Afterwards the fox "
            "slept under an enormous oak tree until sunset .")
@@ -236,7 +236,7 @@ def test_qa_from_squad_files_through_the_cli(cli, tmp_path):
                "data_files.validation": str(tmp_path / "dev.json"),
                "data_dir": str(tmp_path / "data")}
   proc = cli("train", "configs/finetune_qa.py:init=scratch", tmp_path / "run",
-             *[f"--config.{k}={v}" for k, v in overrides.items()], devices=1)
+             *config_flags(overrides), devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   final = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
            .splitlines()][-1]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from llm import cli, reports, sweep_results, sweeps
 
-from helpers import ROOT, TINY, losses, run_cli, xla_flags
+from helpers import ROOT, TINY, config_flags, losses, run_cli, xla_flags
 
 GPT_TINY = ROOT / "configs" / "gpt_tiny.py"
 
@@ -169,7 +169,7 @@ def test_a_sweep_runs_its_members_and_a_rerun_skips_the_finished(tmp_path):
   path = sweep_file(tmp_path, "[{'seed': 0}, {'seed': 1, 'optimizer.learning_rate': 3e-3}, "
                               "{'seed': 2, 'nan_at_step': 1}, {'seed': 3, 'stop_at_step': 1}]",
                     evaluations="{'len64': {'seq_len': 64}}")
-  flags = [f"--config.{k}={v}" for k, v in {**TINY, "total_steps": 2, "eval_batches": 1}.items()]
+  flags = config_flags({**TINY, "total_steps": 2, "eval_batches": 1})
   out = tmp_path / "out"
   proc = run_cli("sweep", path, out, *flags, "--parallel=2", devices=1)
   assert proc.returncode == 1, proc.stderr[-3000:]
@@ -237,8 +237,7 @@ def test_sigterm_stops_the_sweep_and_its_member_which_is_then_not_evaluated(tmp_
   it saves and stops, the sweep exits 1 saying so, and the stopped member is not evaluated; an
   evaluation file from before is redone once it is trained."""
   path = sweep_file(tmp_path, "[{'seed': 0}]", evaluations="{'len64': {'seq_len': 64}}")
-  flags = [f"--config.{k}={v}" for k, v in {**TINY, "total_steps": 100000,
-                                            "eval_batches": 1}.items()]
+  flags = config_flags({**TINY, "total_steps": 100000, "eval_batches": 1})
   out = tmp_path / "out"
   stale = out / "seed=0" / "evaluate_len64.json"
   stale.parent.mkdir(parents=True)
@@ -285,7 +284,7 @@ def test_a_downstream_fine_tune_starts_from_the_member_and_is_scored_on_its_spli
                         f"--workdir={run / 'topic'}", f"--config.init={run}"]
   assert evaluate[2] == "llm.evaluate" and evaluate[-1] == "--split=test"
   assert sweeps.result_file(out, member, "topic") == run / "topic" / "evaluate_test.json"
-  flags = [f"--config.{k}={v}" for k, v in {**TINY, "total_steps": 2, "eval_batches": 1}.items()]
+  flags = config_flags({**TINY, "total_steps": 2, "eval_batches": 1})
   proc = run_cli("sweep", path, out, *flags, devices=1)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert json.loads((run / "topic" / "config.json").read_text())["init"] == str(run)
