@@ -34,7 +34,7 @@ MIXTURE = {"gensim_text": 1.0, "bbc_news": 3.0, "tweet_sentiment": 3.0, "spam_as
            "twitter_ner": 1.0, "aclsum_qa": 1.0}
 
 # family: (objective, preset, total_steps). The steps fill about an hour each here (batches of
-# 32 x 256 tokens): 2.5-2.8 s a BERT step, 3.1-3.7 s a GPT step (logits at every position),
+# 32 x 256 tokens): 2.4-2.8 s a BERT step, 3.1-3.7 s a GPT step (logits at every position),
 # about 3.8 s a T5 step (two stacks).
 FAMILIES = {"bert": ("masked_lm", presets.BERT, 1300),
             "gpt": ("causal_lm", presets.GPT2, 1100),
