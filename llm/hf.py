@@ -4,9 +4,11 @@
   python -m llm.hf compare --model_dir=smollm2 --text="The capital of France is"  # GGUF Llama
   python -m llm.hf export --workdir=/tmp/bert_tiny --out=/tmp/bert_hf   # its latest checkpoint
 
-An export's HF class is its task's (tasks/*.py `export_class`): classification ->
-BertForSequenceClassification, tagging -> BertForTokenClassification, extractive_qa ->
-BertForQuestionAnswering, masked_lm -> BertForPreTraining (BertForMaskedLM without NSP), ...
+An export's HF class holds its model: GPT2LMHeadModel, LlamaForCausalLM or
+T5ForConditionalGeneration for language models of those presets, and for BERT its task's class
+(tasks/*.py `export_class`): classification -> BertForSequenceClassification, tagging ->
+BertForTokenClassification, extractive_qa -> BertForQuestionAnswering, masked_lm ->
+BertForPreTraining (BertForMaskedLM without NSP), ...
 """
 from absl import app, flags
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from llm import cli, gguf_files, lora, parallel, tasks, weights
 from llm.base_config import base_config
-from llm.convert import gguf_llama, hf_bert, sentencepiece_hf
+from llm.convert import gguf_llama, hf_bert, hf_formats, sentencepiece_hf
+from llm.data.tokenizer import BOS, EOS, PAD
 from llm.data.bpe import BpeTokenizer
 from llm.data.wordpiece import WordPieceTokenizer
 from llm.models import build_model, heads as heads_lib, model_config
@@ -143,9 +144,9 @@ def export_folder(out):
 
 
 def export_checkpoint(workdir, out):
-  """Writes the params of the latest checkpoint in `workdir` as a Hugging Face BERT folder, with
-  its tokenizer. The model is the one saved with the checkpoint, so fine-tuned runs need no flags
-  to rebuild it."""
+  """Writes the params of the latest checkpoint in `workdir` as a Hugging Face folder of the class
+  that holds its model (BERT with its task's head, GPT-2, Llama or T5), with its tokenizer. The
+  model is the one saved with the checkpoint, so fine-tuned runs need no flags to rebuild it."""
   workdir = cli.workdir_path(workdir, create=False, writable=False)
   out = export_folder(out)
   # Restore unsharded onto one device, whatever mesh the run used.
@@ -156,10 +157,17 @@ def export_checkpoint(workdir, out):
   task = tasks.get_task(config.objective)
   heads = task.heads(config)
   cfg = model_config(config)
-  # The class names the run resolved from its corpus (config.json holds them).
-  names = list(config.label_names) if set(heads_lib.CLASS_HEADS) & set(heads) else []
-  path = hf_bert.export(params, cfg, heads, out, names or None,
-                        architecture=task.export_class(config))
+  fmt = hf_formats.of_model(cfg)
+  if fmt is hf_bert:
+    # The class names the run resolved from its corpus (config.json holds them).
+    names = list(config.label_names) if set(heads_lib.CLASS_HEADS) & set(heads) else []
+    path = hf_bert.export(params, cfg, heads, out, names or None,
+                          architecture=task.export_class(config))
+  elif tuple(heads) != ("lm",):
+    raise ValueError(f"the run's model has heads {list(heads)}; {fmt.ARCHITECTURE} holds a "
+                     f"language model's ('lm') only")
+  else:
+    path = fmt.export(params, cfg, out, special_ids(cfg))
   tokenizer = config.get("tokenizer", {})
   if tokenizer.get("kind") == "wordpiece":   # an HF vocabulary: ship it, the folder is complete
     source = pathlib.Path(tokenizer["path"]).expanduser()
@@ -168,10 +176,20 @@ def export_checkpoint(workdir, out):
       if (source / name).is_file():
         shutil.copyfile(source / name, path / name)
   elif (workdir / "tokenizer.model").is_file():   # the run's SentencePiece model, converted
-    sentencepiece_hf.export(workdir / "tokenizer.model", path, cfg.max_len, cfg.type_vocab_size)
+    sentencepiece_hf.export(workdir / "tokenizer.model", path, cfg)
   else:
     print(f"note: {workdir} holds no tokenizer.model; the folder has no tokenizer")
   files = sorted(f.name for f in path.iterdir() if f.name != EXPORT_RECORD)
   (path / EXPORT_RECORD).write_text(json.dumps({"workdir": str(workdir), "step": step,
                                                 "files": files}, indent=2))
-  print(f"step {step} of {workdir} -> {path}: {', '.join(files)}")
+  architecture = json.loads((path / "config.json").read_text())["architectures"][0]
+  print(f"step {step} of {workdir} -> {path} ({architecture}): {', '.join(files)}")
+
+
+def special_ids(cfg):
+  """config.json's token ids of a model over our SentencePiece ids: texts start with <s> and end
+  with </s>, <pad> pads, and an encoder-decoder's decoder starts from <s>."""
+  ids = {"pad_token_id": PAD, "bos_token_id": BOS, "eos_token_id": EOS}
+  if cfg.family == "encoder_decoder":
+    ids["decoder_start_token_id"] = BOS
+  return ids

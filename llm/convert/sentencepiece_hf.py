@@ -1,6 +1,7 @@
 """A SentencePiece model as a Hugging Face fast tokenizer (tokenizer.json + tokenizer_config.json),
 built from the model's own pieces, scores and normalization rules with the `tokenizers` library,
-so that an exported folder tokenizes text as our pipeline does: `[CLS] pieces [SEP]`.
+so that an exported folder tokenizes text as our pipeline does (`[CLS] pieces [SEP]` for BERT,
+`<s> pieces` for decoders, `pieces </s>` for an encoder-decoder's source).
 
 Unigram models keep the [CLS]/[SEP]/[MASK] pieces inside the model (SentencePiece matches them
 like any piece); BPE models get merges derived from the vocabulary (a piece merges the two pieces
@@ -64,20 +65,29 @@ def fast_tokenizer(model_path):
   return tok
 
 
-def export(model_path, out_dir, max_len, type_vocab_size):
-  """Writes tokenizer.json (with BERT's [CLS] A [SEP] B [SEP] template; B's token type is 1 where
-  the model has token types, as in our pair inputs) and tokenizer_config.json into `out_dir`;
-  returns their names."""
+# What our pipelines put around a text, by model family: BERT's [CLS] A [SEP] B [SEP], a decoder's
+# <s> A (its prompts), an encoder-decoder's source A </s>.
+TEMPLATES = {"encoder": ("[CLS] $A [SEP]", "[CLS] $A [SEP] $B [SEP]"),
+             "decoder": ("<s> $A", "<s> $A $B"),
+             "encoder_decoder": ("$A </s>", "$A $B </s>")}
+
+
+def export(model_path, out_dir, cfg):
+  """Writes tokenizer.json (with the template of ModelConfig `cfg`'s family; in BERT pairs B's
+  token type is 1 where the model has token types, as in our pair inputs) and
+  tokenizer_config.json into `out_dir`; returns their names."""
   tok = fast_tokenizer(model_path)
-  cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+  single, pair = TEMPLATES[cfg.family]
+  if cfg.type_vocab_size > 1:
+    pair = "[CLS] $A [SEP] $B:1 [SEP]:1"
+  specials = sorted({t.split(":")[0] for t in (single + " " + pair).split() if t[0] != "$"})
   tok.post_processor = processors.TemplateProcessing(
-      single="[CLS] $A [SEP]",
-      pair="[CLS] $A [SEP] $B:1 [SEP]:1" if type_vocab_size > 1 else "[CLS] $A [SEP] $B [SEP]",
-      special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+      single=single, pair=pair, special_tokens=[(t, tok.token_to_id(t)) for t in specials])
   out_dir = pathlib.Path(out_dir)
   tok.save(str(out_dir / "tokenizer.json"))
-  settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_len,
-              "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
+  settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.max_len,
               "pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
+  if cfg.family == "encoder":
+    settings.update(cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
   (out_dir / "tokenizer_config.json").write_text(json.dumps(settings, indent=2))
   return ["tokenizer.json", "tokenizer_config.json"]
