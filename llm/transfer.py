@@ -1,7 +1,8 @@
 """Starting a run from pretrained weights (`config.init`).
 
-`init` is "" (from scratch), a workdir of ours (its latest checkpoint), a Hugging Face BERT
-folder (config.json + model.safetensors), "minilm", a Llama GGUF file, or "smollm2". The source
+`init` is "" (from scratch), a workdir of ours (its latest checkpoint), a Hugging Face BERT,
+GPT-2, Llama or T5 folder (config.json + model.safetensors, and its tokenizer), "minilm", a Llama
+GGUF file, or "smollm2". The source
 decides the model's shape and tokenizer; every tensor the new model shares with it (same path,
 same shape) is loaded, and heads the source lacks (e.g. a classifier) keep their fresh
 initialisation.
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llm import convert, gguf_files, runlog, state as state_lib, weights
-from llm.convert import gguf_llama, hf_bert
+from llm.convert import gguf_llama, hf_bert, hf_formats
 from llm.models import model_config
 # The layer layout is not among them: params convert to the run's own model.scan_layers.
 from llm.models.config import ARCHITECTURE_KEYS, ModelConfig
@@ -44,15 +45,16 @@ def resolve_init(config):
     return config
   if config.init not in ("minilm", "smollm2") and not path.exists():
     raise FileNotFoundError(f"init={config.init!r} does not exist; init is one of our workdirs, "
-                            f"a Hugging Face BERT folder, a Llama .gguf file, 'minilm' or "
-                            f"'smollm2'")
+                            f"a Hugging Face BERT, GPT-2, Llama or T5 folder, a Llama .gguf "
+                            f"file, 'minilm' or 'smollm2'")
   if gguf_files.is_gguf(config.init):
     overrides = gguf_llama.model_overrides(gguf_files.read(config.init))
     tokenizer = dict(kind="gguf", path=str(config.init))
   else:
     model_dir = hf_bert.resolve_model_dir(config.init)
-    overrides = hf_bert.model_overrides(model_dir)
-    tokenizer = dict(kind="wordpiece", path=str(model_dir))
+    fmt = hf_formats.of_folder(model_dir)
+    overrides = fmt.model_overrides(model_dir)
+    tokenizer = dict(kind="wordpiece" if fmt is hf_bert else "huggingface", path=str(model_dir))
   config.vocab_size = overrides["vocab_size"]
   config.model.update({k: v for k, v in overrides["model"].items() if k in ARCHITECTURE_KEYS})
   config.tokenizer.update(tokenizer)
@@ -100,7 +102,8 @@ def load_pretrained(config, params, mesh, require_all=False):
   elif gguf_files.is_gguf(config.init):
     source = gguf_llama.load_params(gguf_files.read(config.init), model_config(config))
   else:
-    source = hf_bert.load_params(hf_bert.resolve_model_dir(config.init))
+    model_dir = hf_bert.resolve_model_dir(config.init)
+    source = hf_formats.of_folder(model_dir).load_params(model_dir, model_config(config))
   source = convert.to_layout(source, scan=bool(config.model.scan_layers))
   loaded = []
   merged = _merge(params, source, "", loaded)

@@ -93,7 +93,7 @@ CONFIG_VALUES = [
     ({"corpus": ""}, "corpus='': expected one of"),
     ({"objective": ""}, "objective='': expected one of ['causal_lm'"),
     ({"tokenizer.kind": "bpe"}, "tokenizer.kind='bpe': expected one of ['sentencepiece', "
-                                "'wordpiece', 'gguf']"),
+                                "'wordpiece', 'gguf', 'huggingface']"),
     ({"tokenizer.kind": "wordpiece"}, "tokenizer.kind='wordpiece' reads tokenizer.path, which is "
                                       "empty: set --config.tokenizer.path"),
     ({"tokenizer.kind": "gguf"}, "tokenizer.kind='gguf' reads tokenizer.path, which is empty"),
@@ -406,7 +406,7 @@ LIBRARY_CALLS = [
     # init=
     ("init an empty folder",
      lambda tmp: transfer.resolve_init(tiny_config(init=str(made(tmp, {})))),
-     "config.json does not exist; expected a Hugging Face BERT folder"),
+     "config.json does not exist; expected a Hugging Face model folder"),
     ("init config.json {}", lambda tmp: init_from(tmp, "{}"),
      "its config.json has no model or vocab_size, so it is not a run's config"),
     ("init config.json a list", lambda tmp: init_from(tmp, "[1]"), "has no model or vocab_size"),
@@ -553,7 +553,7 @@ def test_inits_that_do_not_exist_or_do_not_fit_are_named(tmp_path):
                                               "of our workdirs"):
     transfer.resolve_init(tiny_config(init="/nonexistent"))
   from llm.convert import hf_bert
-  with pytest.raises(FileNotFoundError, match="is a file; expected a Hugging Face BERT folder"):
+  with pytest.raises(FileNotFoundError, match="is a file; expected a Hugging Face model folder"):
     hf_bert.resolve_model_dir(ROOT / "README.md")
 
 

@@ -1,6 +1,8 @@
 """GPT-2, Llama and T5 between transformers and us: a randomly initialised transformers model of
 each class, saved as a folder, gives our model the same logits on a padded batch; our params
 exported as a folder load in transformers' Auto classes and give our logits back."""
+import json
+
 import numpy as np
 import pytest
 
@@ -130,7 +132,6 @@ def test_a_transformers_model_runs_here_and_back(tmp_path, name):
     (hf_t5, {"feed_forward_proj": "gated-relu"}, "feed_forward_proj='gated-relu'"),
 ])
 def test_a_file_our_model_would_compute_differently_is_refused(tmp_path, fmt, settings, message):
-  import json
   reference = random_hf_model({hf_gpt2: "gpt2_tied", hf_llama: "llama_gqa",
                                hf_t5: "t5_v1_1"}[fmt])
   reference.save_pretrained(tmp_path)
@@ -185,3 +186,64 @@ def test_a_trained_gpt_exports_with_its_tokenizer(tmp_path, trained_gpt):
   tokens = np.asarray([ids], np.int32)
   ours_logits = our_logits(model, params, tokens)
   np.testing.assert_allclose(ours_logits, hf_logits(reference, tokens), atol=1e-4, rtol=1e-4)
+
+
+def test_a_gpt2_folder_fine_tunes_here(tmp_path, trained_gpt, capsys):
+  """init=<a GPT-2 folder> (here our own export of a gpt_tiny run): the model takes the folder's
+  shapes and every weight, the tokenizer is the folder's tokenizer.json with config.json's ids,
+  and training goes on from there."""
+  import jax
+  from llm import config_checks, interop, parallel, transfer, weights
+  from llm.data import tokenizer as tokenizer_lib
+  from llm.training import train_and_evaluate
+  from helpers import tiny_config
+  interop.export_checkpoint(trained_gpt, tmp_path / "hf")
+  config = tiny_config(init=str(tmp_path / "hf"), total_steps=2, **{"model.num_layers": 1})
+  config_checks.resolve_config(config, 8)
+  assert config.model.num_layers == 2 and config.tokenizer.kind == "huggingface"
+  tok = tokenizer_lib.load_tokenizer(config, None)
+  ours = tokenizer_lib.Tokenizer(trained_gpt / "tokenizer.model")
+  text = "A text to tokenize, with digits 1234."
+  assert tok.encode(text) == ours.encode(text)
+  assert (tok.bos_id, tok.eos_id, tok.add_bos) == (ours.bos_id, ours.eos_id, True)
+
+  mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
+  saved, _, _ = weights.workdir_params(trained_gpt, mesh)
+  loaded = transfer.init_params(config, build_model(config, heads=("lm",)), mesh)
+  got = flatten(loaded)
+  for path, value in flatten(saved).items():
+    np.testing.assert_array_equal(np.asarray(got[path]), np.asarray(value), err_msg=path)
+
+  capsys.readouterr()
+  train_and_evaluate(tiny_config(init=str(tmp_path / "hf"), total_steps=2), tmp_path / "run")
+  assert "newly initialised: nothing" in capsys.readouterr().out
+  assert (tmp_path / "run" / "checkpoints" / "2").is_dir()
+
+
+def test_a_t5_folder_loads_with_its_tokenizer(tmp_path):
+  """init=<a T5 folder> with a tokenizer.json: our model is the folder's T5, its decoder starts
+  from config.json's decoder_start_token_id, and texts do not start with <s>."""
+  import jax
+  from llm import config_checks, parallel, transfer
+  from llm.convert import sentencepiece_hf
+  from llm.data import tokenizer as tokenizer_lib
+  from helpers import tiny_config
+  reference = random_hf_model("t5_v1_1")
+  reference.save_pretrained(tmp_path)
+  spm = tmp_path / "spm.model"
+  words = np.random.default_rng(0).choice(list("abcdefghijklmnopqrstuvwxyz"), (400, 5))
+  tokenizer_lib.train([" ".join("".join(w) for w in words[i:i + 8]) for i in range(0, 400, 8)],
+                      VOCAB, "unigram", spm)
+  folder_config = json.loads((tmp_path / "config.json").read_text())
+  config = tiny_config("summarize", init=str(tmp_path))
+  config_checks.resolve_config(config, 8)
+  sentencepiece_hf.export(spm, tmp_path, model_config(config))
+  tok = tokenizer_lib.load_tokenizer(config, None)
+  assert (tok.bos_id, tok.eos_id, tok.add_bos) == (
+      folder_config["pad_token_id"], folder_config["eos_token_id"], False)   # T5's start: pad
+  assert tok.encode("Some text") == tokenizer_lib.Tokenizer(spm).encode("Some text")
+  mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
+  params = transfer.init_params(config, build_model(config, heads=("lm",)), mesh)
+  ids, decoder_ids = batch(), batch(seed=1, length=7)
+  assert_same_logits(our_logits(build_model(config, heads=("lm",)), params, ids, decoder_ids),
+                     hf_logits(reference, ids, decoder_ids), decoder_ids)

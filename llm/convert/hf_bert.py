@@ -35,7 +35,8 @@ UNPREFIXED = ("cls.", "classifier.", "qa_outputs.")
 
 
 def resolve_model_dir(name_or_path):
-  """'minilm' -> the packaged all-MiniLM-L6-v2 folder; otherwise a folder holding a checkpoint."""
+  """'minilm' -> the packaged all-MiniLM-L6-v2 folder; otherwise a folder holding a checkpoint
+  (of any class hf_formats knows)."""
   if str(name_or_path) == "minilm":
     spec = importlib.util.find_spec(MINILM_PACKAGE)   # find, don't import: we only need files
     if spec is None:
@@ -44,12 +45,12 @@ def resolve_model_dir(name_or_path):
   else:
     path = pathlib.Path(name_or_path).expanduser()
   if path.is_file():
-    raise FileNotFoundError(f"{path} is a file; expected a Hugging Face BERT folder (config.json "
-                            f"+ model.safetensors) or a Llama .gguf file")
+    raise FileNotFoundError(f"{path} is a file; expected a Hugging Face model folder "
+                            f"(config.json + model.safetensors) or a Llama .gguf file")
   for name in ("config.json", "model.safetensors"):
     if not (path / name).is_file():
-      raise FileNotFoundError(f"{path / name} does not exist; expected a Hugging Face BERT folder "
-                              f"with config.json and model.safetensors")
+      raise FileNotFoundError(f"{path / name} does not exist; expected a Hugging Face model "
+                              f"folder with config.json and model.safetensors")
   return path
 
 

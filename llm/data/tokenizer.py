@@ -124,8 +124,16 @@ def _gguf(config, builder):
   return BpeTokenizer(gguf_files.read(config.tokenizer.path))
 
 
+def _huggingface(config, builder):
+  """The tokenizer.json of the Hugging Face folder tokenizer.path (GPT-2, Llama, T5)."""
+  del builder
+  from llm.data.hf_tokenizer import FolderTokenizer
+  return FolderTokenizer(config.tokenizer.path)
+
+
 # tokenizer.kind -> its loader (config, corpus builder) -> tokenizer.
-LOADERS = {"sentencepiece": _sentencepiece, "wordpiece": _wordpiece, "gguf": _gguf}
+LOADERS = {"sentencepiece": _sentencepiece, "wordpiece": _wordpiece, "gguf": _gguf,
+           "huggingface": _huggingface}
 
 
 def load_tokenizer(config, builder):
