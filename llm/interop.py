@@ -1,23 +1,18 @@
-"""Weights in and out of other tools (python -m llm.hf is the command): our forward pass against
-transformers' on the same weights (a BERT folder, a GGUF Llama), and a checkpoint exported as a
-Hugging Face folder with its tokenizer. The name maps are in convert/."""
+"""Our forward pass against transformers' on the same weights (a BERT folder, a GGUF Llama): the
+`compare` command of python -m llm.hf. Exports are in exports.py, the name maps in convert/."""
 import contextlib
 import io
-import json
 import os
-import pathlib
-import shutil
 
 import jax
 import numpy as np
 
-from llm import cli, gguf_files, lora, parallel, tasks, weights
+from llm import gguf_files
 from llm.base_config import base_config
-from llm.convert import gguf_llama, hf_bert, hf_formats, sentencepiece_hf
-from llm.data.tokenizer import BOS, EOS, PAD
+from llm.convert import gguf_llama, hf_bert
 from llm.data.bpe import BpeTokenizer
 from llm.data.wordpiece import WordPieceTokenizer
-from llm.models import build_model, heads as heads_lib, model_config
+from llm.models import build_model, model_config
 
 
 def _reference_libraries():
@@ -110,86 +105,3 @@ def compare(model_dir, texts):
     print(f"{len(seq):4d} tokens: {tok.decode(seq)}")
   print(f"max_abs_diff={diff.max():.3e}", flush=True)
   return float(diff.max())
-
-
-# Written last into every export folder: which files the export wrote (a later export into the
-# same folder replaces exactly those), from which workdir and step.
-EXPORT_RECORD = "llm_export.json"
-
-
-def export_folder(out):
-  """`out` as an absolute path, if an export may write there: a new or empty folder, or an
-  earlier export's (whose files it replaces); never a workdir or a folder of other files."""
-  path = pathlib.Path(out).expanduser().absolute()
-  if path.exists() and not path.is_dir():
-    raise ValueError(f"--out={out} is a file; an export writes a folder: name a new or empty one")
-  if (path / "checkpoints").exists() or weights.is_workdir(path):
-    raise ValueError(f"--out={out} is a training workdir, which an export never writes into: "
-                     f"name a new or empty folder")
-  if path.is_dir():
-    ours = set()
-    if (path / EXPORT_RECORD).is_file():
-      try:
-        ours = set(json.loads((path / EXPORT_RECORD).read_text())["files"])
-      except (ValueError, KeyError, TypeError):
-        pass
-    others = sorted(p.name for p in path.iterdir() if p.name not in ours | {EXPORT_RECORD})
-    if others:
-      raise ValueError(f"--out={out} holds files an export did not write ({', '.join(others[:3])}"
-                       f"{', ...' if len(others) > 3 else ''}), which it would not overwrite: "
-                       f"name a new or empty folder")
-    for name in ours:
-      (path / name).unlink(missing_ok=True)
-  return path
-
-
-def export_checkpoint(workdir, out):
-  """Writes the params of the latest checkpoint in `workdir` as a Hugging Face folder of the class
-  that holds its model (BERT with its task's head, GPT-2, Llama or T5), with its tokenizer. The
-  model is the one saved with the checkpoint, so fine-tuned runs need no flags to rebuild it."""
-  workdir = cli.workdir_path(workdir, create=False, writable=False)
-  out = export_folder(out)
-  # Restore unsharded onto one device, whatever mesh the run used.
-  mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
-  params, config, step = weights.workdir_params(workdir, mesh)
-  if "lora" in params:   # Hugging Face has no adapters: fold them into the kernels
-    params = lora.merge(params, config.lora)
-  task = tasks.get_task(config.objective)
-  heads = task.heads(config)
-  cfg = model_config(config)
-  fmt = hf_formats.of_model(cfg)
-  if fmt is hf_bert:
-    # The class names the run resolved from its corpus (config.json holds them).
-    names = list(config.label_names) if set(heads_lib.CLASS_HEADS) & set(heads) else []
-    path = hf_bert.export(params, cfg, heads, out, names or None,
-                          architecture=task.export_class(config))
-  elif tuple(heads) != ("lm",):
-    raise ValueError(f"the run's model has heads {list(heads)}; {fmt.ARCHITECTURE} holds a "
-                     f"language model's ('lm') only")
-  else:
-    path = fmt.export(params, cfg, out, special_ids(cfg))
-  tokenizer = config.get("tokenizer", {})
-  if tokenizer.get("kind") == "wordpiece":   # an HF vocabulary: ship it, the folder is complete
-    source = pathlib.Path(tokenizer["path"]).expanduser()
-    source = source if source.is_dir() else source.parent
-    for name in hf_bert.TOKENIZER_FILES:
-      if (source / name).is_file():
-        shutil.copyfile(source / name, path / name)
-  elif (workdir / "tokenizer.model").is_file():   # the run's SentencePiece model, converted
-    sentencepiece_hf.export(workdir / "tokenizer.model", path, cfg)
-  else:
-    print(f"note: {workdir} holds no tokenizer.model; the folder has no tokenizer")
-  files = sorted(f.name for f in path.iterdir() if f.name != EXPORT_RECORD)
-  (path / EXPORT_RECORD).write_text(json.dumps({"workdir": str(workdir), "step": step,
-                                                "files": files}, indent=2))
-  architecture = json.loads((path / "config.json").read_text())["architectures"][0]
-  print(f"step {step} of {workdir} -> {path} ({architecture}): {', '.join(files)}")
-
-
-def special_ids(cfg):
-  """config.json's token ids of a model over our SentencePiece ids: texts start with <s> and end
-  with </s>, <pad> pads, and an encoder-decoder's decoder starts from <s>."""
-  ids = {"pad_token_id": PAD, "bos_token_id": BOS, "eos_token_id": EOS}
-  if cfg.family == "encoder_decoder":
-    ids["decoder_start_token_id"] = BOS
-  return ids

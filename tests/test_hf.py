@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from llm import config_checks, interop, transfer
+from llm import config_checks, exports, interop, transfer
 from llm.base_config import base_config
 from llm.convert import hf_bert
 from llm.data.wordpiece import WordPieceTokenizer
@@ -298,18 +298,18 @@ def test_export_cli_writes_a_tokenizer_and_never_into_a_workdir_or_over_others_f
   saved = {p: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
   for out, problem in [(workdir, "is a training workdir"), (workdir / "config.json", "is a file")]:
     with pytest.raises(ValueError, match=re.escape(f"--out={out} {problem}")):
-      interop.export_checkpoint(workdir, out)
+      exports.export_checkpoint(workdir, out)
   assert {p: p.read_bytes() for p in workdir.iterdir() if p.is_file()} == saved
   (tmp_path / "theirs").mkdir()
   (tmp_path / "theirs" / "config.json").write_text("{}")
   with pytest.raises(ValueError, match="holds files an export did not write \\(config.json\\)"):
-    interop.export_checkpoint(workdir, tmp_path / "theirs")
+    exports.export_checkpoint(workdir, tmp_path / "theirs")
   assert (tmp_path / "theirs" / "config.json").read_text() == "{}"
 
   out = tmp_path / "hf"
   for _ in range(2):   # a second export replaces the first's files
-    interop.export_checkpoint(workdir, out)
-  record = json.loads((out / interop.EXPORT_RECORD).read_text())
+    exports.export_checkpoint(workdir, out)
+  record = json.loads((out / exports.EXPORT_RECORD).read_text())
   assert record["step"] == 2 and "tokenizer.json" in record["files"]
   ours = tokenizer_lib.Tokenizer(workdir / "tokenizer.model")
   theirs = transformers.AutoTokenizer.from_pretrained(out)

@@ -169,9 +169,9 @@ def test_a_trained_gpt_exports_with_its_tokenizer(tmp_path, trained_gpt):
   """llm.hf export of a gpt_tiny run: GPT2LMHeadModel and AutoTokenizer from the folder give
   our pipeline's ids (<s> first) and our model's logits on them."""
   import jax
-  from llm import interop, parallel, weights
+  from llm import exports, parallel, weights
   from llm.data import tokenizer as tokenizer_lib
-  interop.export_checkpoint(trained_gpt, tmp_path / "hf")
+  exports.export_checkpoint(trained_gpt, tmp_path / "hf")
   theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
   ours = tokenizer_lib.Tokenizer(trained_gpt / "tokenizer.model")
   text = "The quick brown fox jumps over the lazy dog."
@@ -193,11 +193,11 @@ def test_a_gpt2_folder_fine_tunes_here(tmp_path, trained_gpt, capsys):
   shapes and every weight, the tokenizer is the folder's tokenizer.json with config.json's ids,
   and training goes on from there."""
   import jax
-  from llm import config_checks, interop, parallel, transfer, weights
+  from llm import config_checks, exports, parallel, transfer, weights
   from llm.data import tokenizer as tokenizer_lib
   from llm.training import train_and_evaluate
   from helpers import tiny_config
-  interop.export_checkpoint(trained_gpt, tmp_path / "hf")
+  exports.export_checkpoint(trained_gpt, tmp_path / "hf")
   config = tiny_config(init=str(tmp_path / "hf"), total_steps=2, **{"model.num_layers": 1})
   config_checks.resolve_config(config, 8)
   assert config.model.num_layers == 2 and config.tokenizer.kind == "huggingface"
@@ -247,3 +247,15 @@ def test_a_t5_folder_loads_with_its_tokenizer(tmp_path):
   ids, decoder_ids = batch(), batch(seed=1, length=7)
   assert_same_logits(our_logits(build_model(config, heads=("lm",)), params, ids, decoder_ids),
                      hf_logits(reference, ids, decoder_ids), decoder_ids)
+
+
+def test_gguf_export_refusals_are_one_line(tmp_path, trained_gpt):
+  from llm import exports
+  for out, message in [(tmp_path / "model.bin", "is not a .gguf file name"),
+                       (tmp_path / "model.gguf", "GGUF export writes Llama-preset decoders; "
+                                                  "model.norm_kind='layernorm'")]:
+    with pytest.raises(ValueError, match=message):
+      exports.export_gguf(trained_gpt, out)
+  with pytest.raises(ValueError, match="--gguf_dtype='q4': expected one of"):
+    exports.export_gguf(trained_gpt, tmp_path / "model.gguf", "q4")
+  assert not list(tmp_path.iterdir())

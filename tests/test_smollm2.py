@@ -1,5 +1,7 @@
 """SmolLM2-135M from its GGUF file against transformers loading the same file: tokenizer ids,
 logits, greedy generation, and held-out perplexity through llm.evaluate."""
+import contextlib
+import io
 import json
 import os
 
@@ -66,6 +68,32 @@ def test_config_and_tokenizer_match_the_file(smollm2, reference):
     assert tok.encode(text) == hf_tok(text, add_special_tokens=False)["input_ids"], text
     assert tok.decode(tok.encode(text)) == text
   assert tok.encode(TEXTS[3])[0] == 1   # <|im_start|> is one control token
+
+
+def test_exported_as_a_llama_folder_it_loads_in_transformers(smollm2, reference, tmp_path):
+  """Our SmolLM2 params written by llm.hf export's Llama map and tokenizer export: the folder's
+  LlamaForCausalLM gives transformers' GGUF logits, and its AutoTokenizer the file's ids and
+  our --chat prompt."""
+  from llm.convert import gguf_hf, hf_llama
+  from llm.text_generation import chat_prompt
+  gguf_file, tok, model, params = smollm2
+  torch, hf_model, hf_tok = reference
+  transformers = pytest.importorskip("transformers")
+  hf_llama.export(convert.to_layout(params, scan=False), model.cfg, tmp_path,
+                  {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": 0})
+  gguf_hf.export(gguf_file, tmp_path, model.cfg.max_len)
+  exported = transformers.AutoTokenizer.from_pretrained(tmp_path)
+  for text in TEXTS:
+    assert exported(text)["input_ids"] == hf_tok(text)["input_ids"], text
+  messages = [{"role": "user", "content": "What is gravity?"}]
+  assert exported.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == (
+      chat_prompt(tok, "What is gravity?"))
+  loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
+  assert type(loaded).__name__ == "LlamaForCausalLM"
+  ids = torch.tensor([tok.encode(TEXTS[1])])
+  with torch.no_grad():
+    np.testing.assert_allclose(loaded.eval()(input_ids=ids).logits.numpy(),
+                               hf_model(input_ids=ids).logits.numpy(), atol=1e-4, rtol=1e-4)
 
 
 def test_logits_match_transformers(smollm2, reference):
@@ -145,3 +173,42 @@ def test_unsupported_gguf_files_are_named(tmp_path):
     gguf_files.GgufFile(tmp_path / "junk.gguf")
   with pytest.raises(FileNotFoundError, match=r"nope.gguf does not exist"):
     gguf_files.GgufFile(tmp_path / "nope.gguf")
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16"])
+def test_a_llama_written_as_gguf_reads_back_here_and_in_transformers(smollm2, reference,
+                                                                     tmp_path, dtype):
+  """A 2-layer Llama (GQA, untied output) over SmolLM2's vocabulary written by gguf_llama.write
+  with SmolLM2's tokenizer and chat template: our reader gives the same params (f16: to f16's
+  precision) and tokenizer, and transformers' gguf_file= loading gives our logits."""
+  from helpers import model_and_params
+  gguf_file, tok, _, _ = smollm2
+  torch = reference[0]
+  transformers = pytest.importorskip("transformers")
+  model, params = model_and_params("llama", vocab=49152, num_kv_heads=2, tie_embeddings=False)
+  path = gguf_llama.write(tmp_path / "tiny.gguf", params, model.cfg, gguf_file, dtype)
+  written = gguf_files.GgufFile(path)
+  config = base_config()
+  config.update(gguf_llama.model_overrides(written))
+  cfg = model_config(config)
+  assert (cfg.num_layers, cfg.embed_dim, cfg.kv_heads, cfg.tie_embeddings) == (2, 32, 2, False)
+  loaded = convert.flatten(gguf_llama.load_params(written, cfg))
+  tolerance = 0 if dtype == "f32" else 2e-3
+  for name, value in convert.flatten(params).items():
+    np.testing.assert_allclose(loaded[name], value, rtol=tolerance, atol=tolerance, err_msg=name)
+  ours = BpeTokenizer(written)
+  assert ours.encode(TEXTS[1]) == tok.encode(TEXTS[1])
+  assert ours.chat_template == tok.chat_template and (ours.bos_id, ours.eos_id) == (1, 2)
+  ids = np.asarray([tok.encode(TEXTS[1])], np.int32)
+  with contextlib.redirect_stderr(io.StringIO()):   # transformers' GGUF reader's progress bar
+    reference_model = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path, gguf_file=path.name, dtype=torch.float32).eval()
+  with torch.no_grad():
+    theirs = reference_model(input_ids=torch.from_numpy(ids).long()).logits.numpy()
+  mine = np.asarray(build_model(config, heads=("lm",)).apply(
+      {"params": gguf_llama.load_params(written, cfg)}, {"inputs": ids})["lm"])
+  assert np.abs(theirs).max() > 1.0
+  np.testing.assert_allclose(mine, theirs, atol=1e-4, rtol=1e-4)
+  with pytest.raises(ValueError, match="exists, and an export never overwrites a file"):
+    from llm import exports
+    exports.export_gguf(tmp_path, path)

@@ -21,8 +21,6 @@ BERT_DEFAULTS = dict(
     intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
     attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
     layer_norm_eps=1e-12, position_embedding_type="absolute")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
-                   "special_tokens_map.json")
 # The HF class of a model with these heads (a task's own class comes from its task record).
 HEAD_CLASSES = {("classify",): "BertForSequenceClassification",
                 ("tag",): "BertForTokenClassification", ("span",): "BertForQuestionAnswering",
