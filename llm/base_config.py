@@ -117,6 +117,7 @@ RANGES = {
     "model.layer_norm_eps": "(0, inf)", "model.dropout_rate": "[0, 1)",
     "model.attention_dropout_rate": "[0, 1)", "model.type_vocab_size": "[0, inf)",
     "model.num_classes": ("[0, inf)", "0 = the corpus' count"), "model.prompt_length": "[0, inf)",
+    "model.unused_vocab": "[0, inf)",
     "optimizer.learning_rate": "(0, inf)", "optimizer.warmup_steps": "[0, inf)",
     "optimizer.end_lr_ratio": "[0, 1]", "optimizer.b1": "[0, 1)", "optimizer.b2": "[0, 1)",
     "optimizer.eps": "(0, inf)", "optimizer.weight_decay": "[0, inf)",

@@ -15,6 +15,7 @@ import numpy as np
 
 from llm import convert, gguf_files, runlog, state as state_lib, weights
 from llm.convert import gguf_llama, hf_bert, hf_formats
+from llm.data import hf_tokenizer
 from llm.models import model_config
 # The layer layout is not among them: params convert to the run's own model.scan_layers.
 from llm.models.config import ARCHITECTURE_KEYS, ModelConfig
@@ -55,6 +56,9 @@ def resolve_init(config):
     fmt = hf_formats.of_folder(model_dir)
     overrides = fmt.model_overrides(model_dir)
     tokenizer = dict(kind="wordpiece" if fmt is hf_bert else "huggingface", path=str(model_dir))
+    if fmt is not hf_bert:   # rows past the tokenizer's pieces (T5's 32,128 for 32,100) are masked
+      pieces = hf_tokenizer.FolderTokenizer(model_dir).vocab_size
+      overrides["model"]["unused_vocab"] = max(overrides["vocab_size"] - pieces, 0)
   config.vocab_size = overrides["vocab_size"]
   config.model.update({k: v for k, v in overrides["model"].items() if k in ARCHITECTURE_KEYS})
   config.tokenizer.update(tokenizer)

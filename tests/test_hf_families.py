@@ -221,8 +221,10 @@ def test_a_gpt2_folder_fine_tunes_here(tmp_path, trained_gpt, capsys):
 
 
 def test_a_t5_folder_loads_with_its_tokenizer(tmp_path):
-  """init=<a T5 folder> with a tokenizer.json: our model is the folder's T5, its decoder starts
-  from config.json's decoder_start_token_id, and texts do not start with <s>."""
+  """init=<a T5 folder> with a tokenizer.json of fewer pieces than the model's rows (as T5's own
+  32,100 for 32,128): our model is the folder's T5 with the rows past the pieces masked out of
+  its logits, its decoder starts from config.json's decoder_start_token_id (else the pad id),
+  and texts do not start with <s>."""
   import jax
   from llm import config_checks, parallel, transfer
   from llm.convert import sentencepiece_hf
@@ -233,11 +235,14 @@ def test_a_t5_folder_loads_with_its_tokenizer(tmp_path):
   spm = tmp_path / "spm.model"
   words = np.random.default_rng(0).choice(list("abcdefghijklmnopqrstuvwxyz"), (400, 5))
   tokenizer_lib.train([" ".join("".join(w) for w in words[i:i + 8]) for i in range(0, 400, 8)],
-                      VOCAB, "unigram", spm)
+                      VOCAB - 11, "unigram", spm)
   folder_config = json.loads((tmp_path / "config.json").read_text())
+  config = tiny_config("summarize")
+  config.model.family = "encoder_decoder"
+  sentencepiece_hf.export(spm, tmp_path, model_config(config))
   config = tiny_config("summarize", init=str(tmp_path))
   config_checks.resolve_config(config, 8)
-  sentencepiece_hf.export(spm, tmp_path, model_config(config))
+  assert (config.vocab_size, config.model.unused_vocab) == (VOCAB, 11)
   tok = tokenizer_lib.load_tokenizer(config, None)
   assert (tok.bos_id, tok.eos_id, tok.add_bos) == (
       folder_config["pad_token_id"], folder_config["eos_token_id"], False)   # T5's start: pad
@@ -245,8 +250,10 @@ def test_a_t5_folder_loads_with_its_tokenizer(tmp_path):
   mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
   params = transfer.init_params(config, build_model(config, heads=("lm",)), mesh)
   ids, decoder_ids = batch(), batch(seed=1, length=7)
-  assert_same_logits(our_logits(build_model(config, heads=("lm",)), params, ids, decoder_ids),
-                     hf_logits(reference, ids, decoder_ids), decoder_ids)
+  ours = our_logits(build_model(config, heads=("lm",)), params, ids, decoder_ids)
+  theirs = hf_logits(reference, ids, decoder_ids)
+  assert_same_logits(ours[..., :VOCAB - 11], theirs[..., :VOCAB - 11], decoder_ids)
+  assert (ours[..., VOCAB - 11:] == -1e9).all()
 
 
 def test_gguf_export_refusals_are_one_line(tmp_path, trained_gpt):

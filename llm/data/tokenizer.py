@@ -142,7 +142,9 @@ def load_tokenizer(config, builder):
   if kind not in LOADERS:
     raise ValueError(f"tokenizer.kind={kind!r}: expected one of {list(LOADERS)}")
   tok = LOADERS[kind](config, builder)
-  if tok.vocab_size != config.vocab_size:
+  # A model may have rows past its tokenizer's pieces (model.unused_vocab), masked in its output.
+  pieces = config.vocab_size - config.model.get("unused_vocab", 0)
+  if tok.vocab_size != pieces:
     raise ValueError(f"tokenizer {tok.path} has {tok.vocab_size} pieces but vocab_size="
                      f"{config.vocab_size}; set --config.vocab_size={tok.vocab_size}")
   return tok

@@ -31,6 +31,8 @@ class ModelConfig:
   attention_dropout_rate: float = 0.0
   type_vocab_size: int = 0       # BERT segment (sentence A/B) embeddings; 0 = none
   tie_embeddings: bool = True
+  unused_vocab: int = 0          # rows at the vocabulary's end that no token has (a Hugging Face
+                                 # T5's past its tokenizer): masked out of the LM head's logits
   num_classes: int = 0           # for the `classify` and `tag` heads
   prompt_length: int = 0         # soft prompt: trainable vectors inserted after the first token
   dtype: str = "float32"         # compute dtype; parameters are always float32
@@ -61,4 +63,5 @@ SHAPE_KEYS = ("family", "num_layers", "num_decoder_layers", "embed_dim", "num_he
 # The architecture a fine-tuning run takes over from its init source: its shapes (not the run's
 # own soft prompt) and the settings its weights were trained with.
 ARCHITECTURE_KEYS = tuple(k for k in SHAPE_KEYS if k != "prompt_length") + (
-    "rope_base", "relative_max_distance", "norm", "layer_norm_eps", "embed_scale")
+    "rope_base", "relative_max_distance", "norm", "layer_norm_eps", "embed_scale",
+    "unused_vocab")

@@ -24,6 +24,9 @@ class Lm(nn.Module):
       logits = attend(hidden)
     else:
       logits = dense(cfg, cfg.vocab_size, ("embed", "vocab"), "out", use_bias=False)(hidden)
+    if cfg.unused_vocab:   # never predicted, never in a loss's normaliser
+      used = jnp.arange(cfg.vocab_size) < cfg.vocab_size - cfg.unused_vocab
+      logits = jnp.where(used, logits, jnp.asarray(-1e9, logits.dtype))
     return {"lm": constrain(logits, ("batch", "length", "vocab"))}
 
 
