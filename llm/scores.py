@@ -63,3 +63,9 @@ def corpus_bleu(predictions, references):
   """sacrebleu's corpus BLEU over texts, as a fraction."""
   import sacrebleu
   return sacrebleu.corpus_bleu(predictions, [references]).score / 100
+
+
+def corpus_chrf(predictions, references):
+  """sacrebleu's corpus chrF (character 6-grams, beta 2) over texts, as a fraction."""
+  import sacrebleu
+  return sacrebleu.corpus_chrf(predictions, [references]).score / 100

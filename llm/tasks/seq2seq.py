@@ -12,8 +12,9 @@ and target fit. Both families train on the target's tokens only:
 Evaluation: teacher-forced loss and perplexity of the targets, then each validation input is
 decoded with the decoding engine (llm/decoding.py; config.decode: greedy or beam search) and the
 texts are scored against the references: ROUGE-1/2/L/Lsum F-measure (Google's `rouge-score`,
-Porter stemming, averaged over examples) and corpus BLEU (`sacrebleu`, its default 13a
-tokenization). All are fractions: bleu 0.273 is BLEU 27.3.
+Porter stemming, averaged over examples), corpus BLEU (`sacrebleu`, its default 13a
+tokenization) and corpus chrF (`sacrebleu`: character 6-grams, beta 2). All are fractions: bleu
+0.273 is BLEU 27.3.
 """
 import string
 
@@ -118,12 +119,13 @@ def records(predictions, split):
 
 
 def score(predictions, split):
-  """Mean ROUGE F-measures over the examples decoded, and corpus BLEU (fractions)."""
+  """Mean ROUGE F-measures over the examples decoded, corpus BLEU and chrF (fractions)."""
   rows_ = records(predictions, split)
   count = max(len(rows_), 1)
   result = {k: sum(r[k] for r in rows_) / count for k in scores.ROUGE_TYPES}
-  result["bleu"] = scores.corpus_bleu([r["prediction"] for r in rows_],
-                                      [r["reference"] for r in rows_])
+  predicted, references = [r["prediction"] for r in rows_], [r["reference"] for r in rows_]
+  result["bleu"] = scores.corpus_bleu(predicted, references)
+  result["chrf"] = scores.corpus_chrf(predicted, references)
   result["generated_length"] = sum(len(p) for p in predictions) / count
   return result
 

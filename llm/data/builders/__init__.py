@@ -4,6 +4,7 @@ files you bring (FILE_BUILDERS: `corpus="conll"` or `"squad"` with `data_files.t
 from llm.data.builders.aclsum_qa import AclsumQa
 from llm.data.builders.aclsum_summary import AclsumSummary
 from llm.data.builders.bbc_news import BbcNews
+from llm.data.builders.bible_en_es import BibleEnEs, BibleEsEn
 from llm.data.builders.conll import ConllNer
 from llm.data.builders.fortunes import Fortunes
 from llm.data.builders.gensim_text import GensimText
@@ -20,6 +21,8 @@ from llm.data.builders.web_bible import WebBible
 BUILDERS = {"gensim_text": GensimText, "bbc_news": BbcNews, "tweet_sentiment": TweetSentiment,
             "spam_assassin": SpamAssassin, "twitter_ner": TwitterNer,
             "aclsum_qa": AclsumQa, "aclsum_summary": AclsumSummary,
+            # EN-ES translation (scripts/setup.sh --corpora unpacks the two Bibles)
+            "bible_en_es": BibleEnEs, "bible_es_en": BibleEsEn,
             # Unlabeled pretraining corpora (scripts/setup.sh --corpora), alone or in a mixture
             "linux_docs": LinuxDocs, "python_docs": PythonDocs, "fortunes": Fortunes,
             "sotu": Sotu, "moby_dick": MobyDick, "web_bible": WebBible}
