@@ -252,3 +252,17 @@ def test_bible_verse_pairs_split_by_whole_books(data_dir):
   first = swapped["test"][0]
   assert (first["source"], first["target"]) == (
       examples[first["id"].decode()][1]["target"], examples[first["id"].decode()][1]["source"])
+
+
+def test_bbc_headlines_are_line_one_in_bbc_news_splits(data_dir):
+  from llm.data.builders.bbc_headlines import BbcHeadlines
+  splits, _ = build(BbcHeadlines, data_dir)
+  check_splits(splits, 2225)
+  topics, _ = build(BbcNews, data_dir)
+  # The same articles held out as in topic classification.
+  assert {s: {e["id"] for e in ex} for s, ex in splits.items()} == {
+      s: {e["id"] for e in ex} for s, ex in topics.items()}
+  _, first = by_id(splits)["business/001"]
+  assert first["target"].decode() == "Ad sales boost Time Warner profit"
+  assert first["source"].decode().startswith("Quarterly profits at US media giant TimeWarner")
+  assert "\n" in first["source"].decode()   # one line per paragraph

@@ -3,6 +3,7 @@ files you bring (FILE_BUILDERS: `corpus="conll"` or `"squad"` with `data_files.t
 """
 from llm.data.builders.aclsum_qa import AclsumQa
 from llm.data.builders.aclsum_summary import AclsumSummary
+from llm.data.builders.bbc_headlines import BbcHeadlines
 from llm.data.builders.bbc_news import BbcNews
 from llm.data.builders.bible_en_es import BibleEnEs, BibleEsEn
 from llm.data.builders.conll import ConllNer
@@ -22,7 +23,7 @@ BUILDERS = {"gensim_text": GensimText, "bbc_news": BbcNews, "tweet_sentiment": T
             "spam_assassin": SpamAssassin, "twitter_ner": TwitterNer,
             "aclsum_qa": AclsumQa, "aclsum_summary": AclsumSummary,
             # EN-ES translation (scripts/setup.sh --corpora unpacks the two Bibles)
-            "bible_en_es": BibleEnEs, "bible_es_en": BibleEsEn,
+            "bible_en_es": BibleEnEs, "bible_es_en": BibleEsEn, "bbc_headlines": BbcHeadlines,
             # Unlabeled pretraining corpora (scripts/setup.sh --corpora), alone or in a mixture
             "linux_docs": LinuxDocs, "python_docs": PythonDocs, "fortunes": Fortunes,
             "sotu": Sotu, "moby_dick": MobyDick, "web_bible": WebBible}
