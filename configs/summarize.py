@@ -11,12 +11,8 @@ Data: llm/data/builders/aclsum_summary.py, 300 / 150 / 300 (paper, aspect) examp
 Expect (validation, ROUGE-1 / 2 / L): tiny T5 0.213 / 0.046 / 0.169 at step 300 of 600; SmolLM2
 zero-shot 0.214 / 0.045 / 0.157 on the first 48 examples (docs/tasks.md#summarization).
 """
-from llm.base_config import base_config, parse_arg
+from llm.base_config import base_config, parse_arg, smollm2_seq2seq
 from llm.models import presets
-
-# SmolLM2-Instruct's ChatML turn: the instruction as the user, the summary as the reply.
-CHAT = ("<|im_start|>user\nSummarize the {aspect} of this paper in one sentence.\n\n{source}"
-        "<|im_end|>\n<|im_start|>assistant\n")
 
 
 def get_config(arg=None):
@@ -47,24 +43,13 @@ def get_config(arg=None):
     c.total_steps = 600
     c.optimizer.update(learning_rate=1e-3, warmup_steps=60, decay="cosine", weight_decay=0.01)
   elif args["model"] == "smollm2":
-    if args["init"]:
-      raise ValueError("config arg init: model=smollm2 starts from the SmolLM2 GGUF file; set "
-                       "--config.init=PATH for another Llama GGUF")
-    c.init = "smollm2"
-    c.model.update(presets.LLAMA)   # the init replaces the shapes with the checkpoint's
-    c.seq2seq.template = CHAT
-    c.decode.update(num_beams=1, batch_size=8)   # greedy: 135M parameters on a CPU
-    c.seq_len = 384
-    c.batch_size = 8
-    c.total_steps = 100
-    c.optimizer.update(learning_rate=3e-5, warmup_steps=10, decay="cosine", weight_decay=0.0,
-                       b2=0.999)
+    smollm2_seq2seq(c, "Summarize the {aspect} of this paper in one sentence.", args)
   else:
     raise ValueError(f"config arg model={args['model']!r}: expected t5, gpt or smollm2")
-  if args["tuning"] == "lora":
+  if args["model"] != "smollm2" and args["tuning"] == "lora":
     c.lora.update(rank=8, alpha=16.0, train_also="")
     c.optimizer.learning_rate = 1e-3
-  elif args["tuning"] != "full":
+  elif args["tuning"] not in ("full", "lora"):
     raise ValueError(f"config arg tuning={args['tuning']!r}: expected full or lora")
   c.log_every = 25
   c.eval_every = 300

@@ -193,6 +193,32 @@ def classification_config(corpus, arg, total_steps, seq_len=128, objective="clas
   return c
 
 
+def smollm2_seq2seq(c, instruction, args, seq_len=384, total_steps=100):
+  """`c` (a seq2seq config) as SmolLM2-135M-Instruct, a decoder reading `instruction` and the
+  example's source as the user turn of its ChatML template and writing the target as its reply:
+  evaluate zero-shot, or fine-tune (args["tuning"]: full, or lora). `instruction` may name the
+  example's fields, e.g. "Summarize the {aspect} of this paper in one sentence."."""
+  if args.get("init"):
+    raise ValueError("config arg init: model=smollm2 starts from the SmolLM2 GGUF file; set "
+                     "--config.init=PATH for another Llama GGUF")
+  c.init = "smollm2"
+  c.model.update(presets.LLAMA)   # the init replaces the shapes with the checkpoint's
+  c.seq2seq.template = (f"<|im_start|>user\n{instruction}\n\n{{source}}<|im_end|>\n"
+                        f"<|im_start|>assistant\n")
+  c.decode.update(num_beams=1, batch_size=8)   # greedy: 135M parameters on a CPU
+  c.seq_len = seq_len
+  c.batch_size = 8
+  c.total_steps = total_steps
+  c.optimizer.update(learning_rate=3e-5, warmup_steps=total_steps // 10, decay="cosine",
+                     weight_decay=0.0, b2=0.999)
+  if args.get("tuning", "full") == "lora":
+    c.lora.update(rank=8, alpha=16.0, train_also="")
+    c.optimizer.learning_rate = 1e-3
+  elif args.get("tuning", "full") != "full":
+    raise ValueError(f"config arg tuning={args['tuning']!r}: expected full or lora")
+  return c
+
+
 def parse_arg(arg, **defaults):
   """'size=base,foo=1' -> dict with defaults filled in (big_vision-style config args)."""
   out, seen = dict(defaults), set()

@@ -2,10 +2,11 @@
 
 `init` is "" (from scratch), a workdir of ours (its latest checkpoint), a Hugging Face BERT,
 GPT-2, Llama or T5 folder (config.json + model.safetensors, and its tokenizer), "minilm", a Llama
-GGUF file, or "smollm2". The source
-decides the model's shape and tokenizer; every tensor the new model shares with it (same path,
-same shape) is loaded, and heads the source lacks (e.g. a classifier) keep their fresh
-initialisation.
+GGUF file, or "smollm2". The source decides the model's shape and tokenizer; every tensor the new
+model shares with it (same path, same shape) is loaded, and heads the source lacks (e.g. a
+classifier) keep their fresh initialisation. An encoder-decoder config started from an encoder
+is a BERT2BERT warm start (Rothe et al., 2020): both stacks take the encoder's layers, the
+decoder's cross-attention starts fresh.
 """
 import pathlib
 
@@ -33,8 +34,10 @@ def resolve_init(config):
                        f"parameter names differ); retrain it")
     config.vocab_size = source["vocab_size"]
     config.extra_ids = source.get("extra_ids", 0)
+    warm_start = _encoder_to_encoder_decoder(config, source["model"].get("family"))
     for key in ARCHITECTURE_KEYS:   # a key added since the init was trained: its default
       config.model[key] = source["model"].get(key, ModelConfig.defaults()[key])
+    _keep_encoder_decoder(config, warm_start)
     if (path / "tokenizer.model").is_file():
       config.tokenizer.update(kind="sentencepiece", path=str(path / "tokenizer.model"))
     else:
@@ -60,9 +63,23 @@ def resolve_init(config):
       pieces = hf_tokenizer.FolderTokenizer(model_dir).vocab_size
       overrides["model"]["unused_vocab"] = max(overrides["vocab_size"] - pieces, 0)
   config.vocab_size = overrides["vocab_size"]
+  warm_start = _encoder_to_encoder_decoder(config, overrides["model"]["family"])
   config.model.update({k: v for k, v in overrides["model"].items() if k in ARCHITECTURE_KEYS})
+  _keep_encoder_decoder(config, warm_start)
   config.tokenizer.update(tokenizer)
   return config
+
+
+def _encoder_to_encoder_decoder(config, source_family):
+  """Whether this is a BERT2BERT warm start (Rothe et al., 2020): an encoder-decoder config
+  whose init is an encoder (a BERT, MiniLM). Its encoder and its decoder both start from the
+  encoder's layers and embeddings; the decoder's cross-attention starts fresh."""
+  return config.model.family == "encoder_decoder" and source_family == "encoder"
+
+
+def _keep_encoder_decoder(config, warm_start):
+  if warm_start:   # the encoder's layout, in both stacks
+    config.model.update(family="encoder_decoder", num_decoder_layers=config.model.num_layers)
 
 
 def _merge(target, source, path, loaded):
@@ -108,6 +125,11 @@ def load_pretrained(config, params, mesh, require_all=False):
   else:
     model_dir = hf_bert.resolve_model_dir(config.init)
     source = hf_formats.of_folder(model_dir).load_params(model_dir, model_config(config))
+  if model_config(config).family == "encoder_decoder" and "decoder" not in source:
+    # BERT2BERT: the decoder starts as a copy of the encoder (its cross-attention fresh).
+    source = dict(source, decoder=source["encoder"])
+    runlog.log("init: BERT2BERT warm start: the decoder starts from the encoder's layers and "
+               "embeddings; its cross-attention is new")
   source = convert.to_layout(source, scan=bool(config.model.scan_layers))
   loaded = []
   merged = _merge(params, source, "", loaded)

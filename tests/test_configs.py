@@ -19,6 +19,7 @@ DOCUMENTED_ARGS = {  # what each config's docstring offers; other files run with
     "recipe.py": [f"family={f}" for f in ("bert", "gpt", "t5")],
     "summarize.py": [f"model={m}" for m in ("t5", "gpt")],
     "translate.py": [f"direction={d}" for d in ("en-es", "es-en")],
+    "headline.py": [None],
     "t5_tiny.py": [f"size={s},variant={v}" for s in ("tiny", "small", "base", "large")
                    for v in ("t5", "transformer")],
 }

@@ -102,3 +102,33 @@ def test_ner_from_scratch_end_to_end(cli, tmp_path):
           .splitlines()]
   assert len(rows) == 32 and all(len(r["tokens"]) == len(r["tags"]) == len(r["predicted"])
                                  for r in rows)
+
+
+def test_bert2bert_warm_start_copies_the_encoder_into_both_stacks():
+  """An encoder-decoder config with init=minilm (Rothe et al., 2020): MiniLM's shapes and
+  WordPiece vocabulary in both stacks, the decoder's self-attention, MLP and embeddings the
+  encoder's, its cross-attention fresh; the model decodes over MiniLM's vocabulary."""
+  config = load_config("summarize", "init=minilm", seq_len=32)
+  config_checks.resolve_config(config, 8)
+  m = config.model
+  assert (m.family, m.num_layers, m.num_decoder_layers, m.embed_dim, m.norm) == (
+      "encoder_decoder", 6, 6, 384, "post")
+  assert config.tokenizer.kind == "wordpiece" and config.vocab_size == 30522
+  mesh = parallel.make_mesh(config.mesh)
+  model = build_model(config)
+  abstract = state_lib.abstract_params(model, config, mesh)
+  zeros = jax.jit(lambda: jax.tree.map(lambda a: jax.numpy.zeros(a.shape, a.dtype), abstract),
+                  out_shardings=jax.tree.map(lambda a: a.sharding, abstract))()
+  loaded = convert.flatten(transfer.load_pretrained(config, zeros, mesh))
+  for path in ("layer_5/attention/query/kernel", "layer_0/mlp/wo/kernel", "embed_norm/scale",
+               "position_embed/embedding", "layer_3/mlp_norm/bias"):
+    assert np.abs(np.asarray(loaded[f"encoder/{path}"])).max() > 0, path
+    np.testing.assert_array_equal(np.asarray(loaded[f"decoder/{path}"]),
+                                  np.asarray(loaded[f"encoder/{path}"]), err_msg=path)
+  for path in ("decoder/layer_0/cross_attention/query/kernel",
+               "decoder/layer_5/cross_attention_norm/scale"):   # not loaded: still zeros
+    assert not np.asarray(loaded[path]).any(), path
+  tokens = np.asarray([[101, 7592, 2088, 102]], np.int32)
+  logits = jax.jit(model.apply)({"params": convert.nest(loaded)},
+                                {"inputs": tokens, "decoder_inputs": tokens[:, :3]})["lm"]
+  assert logits.shape == (1, 3, 30522) and np.isfinite(np.asarray(logits)).all()
