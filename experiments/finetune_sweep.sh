@@ -72,6 +72,13 @@ declare -A RUN=(   # name -> config[:arg] and overrides
   [summarize_t5_recipe]="configs/summarize.py:init=RECIPE_T5 $SUM300 --config.optimizer.learning_rate=5e-4"
   [summarize_gpt_scratch]="configs/summarize.py:model=gpt $SUM300"
   [summarize_gpt_recipe]="configs/summarize.py:model=gpt,init=RECIPE_GPT $SUM300 --config.optimizer.learning_rate=5e-4"
+  # Headlines and translation (issue 27): from scratch, from the T5 recipe, BERT2BERT from MiniLM.
+  [headline_scratch]="configs/headline.py"
+  [headline_recipe]="configs/headline.py:init=RECIPE_T5 --config.optimizer.learning_rate=5e-4"
+  [headline_bert2bert]="configs/headline.py:init=minilm --config.optimizer.learning_rate=1e-4"
+  [translate_en_es_scratch]="configs/translate.py:direction=en-es"
+  [translate_es_en_scratch]="configs/translate.py:direction=es-en"
+  [translate_en_es_recipe]="configs/translate.py:direction=en-es,init=RECIPE_T5 --config.optimizer.learning_rate=5e-4"
 )
 ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_scratch:0
        topic_scratch:1 topic_scratch:2 topic_minilm_lora:0 topic_minilm_lora:1 topic_minilm_lora:2
@@ -93,7 +100,10 @@ ORDER=(qa_minilm:0 qa_scratch:0 topic_minilm_prompt:0 topic_cloze_ours:0 topic_s
        ner_scratch_preln_1500:0 ner_scratch_preln_1500:1 ner_scratch_preln_1500:2
        summarize_t5_recipe:0 summarize_t5_scratch:0 summarize_gpt_recipe:0 summarize_gpt_scratch:0
        summarize_t5_recipe:1 summarize_t5_scratch:1 summarize_gpt_recipe:1 summarize_gpt_scratch:1
-       summarize_t5_recipe:2 summarize_t5_scratch:2 summarize_gpt_recipe:2 summarize_gpt_scratch:2)
+       summarize_t5_recipe:2 summarize_t5_scratch:2 summarize_gpt_recipe:2 summarize_gpt_scratch:2
+       headline_scratch:0 headline_recipe:0 headline_bert2bert:0 translate_en_es_scratch:0
+       translate_es_en_scratch:0 translate_en_es_recipe:0 headline_scratch:1 headline_scratch:2
+       headline_recipe:1 headline_recipe:2)
 [ $# -gt 0 ] && ORDER=("$@")
 
 needs() { for item in "${ORDER[@]}"; do [[ ${RUN[${item%%:*}]} == *$1* ]] && return 0; done; return 1; }
