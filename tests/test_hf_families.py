@@ -50,7 +50,7 @@ def random_hf_model(name):
   generator = torch.Generator().manual_seed(0)
   with torch.no_grad():
     for p in model.parameters():
-      p.add_(0.2 * torch.randn(p.shape, generator=generator))
+      p.add_(0.1 * torch.randn(p.shape, generator=generator))
   return model.eval()
 
 
