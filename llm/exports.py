@@ -129,6 +129,8 @@ def export_gguf(workdir, out, dtype="f32"):
     raise ValueError(f"--out={out} is not a .gguf file name; name the file to write")
   if out.exists():
     raise ValueError(f"--out={out} exists, and an export never overwrites a file: name a new one")
+  if not out.parent.is_dir():
+    raise ValueError(f"--out={out}: the folder {out.parent} does not exist")
   workdir = cli.workdir_path(workdir, create=False, writable=False)
   mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
   params, config, step = weights.workdir_params(workdir, mesh)
@@ -143,5 +145,10 @@ def export_gguf(workdir, out, dtype="f32"):
     raise ValueError(f"GGUF export writes the run's tokenizer from the GGUF file it came from "
                      f"(tokenizer.kind='gguf', as init=smollm2 runs have); this run's is "
                      f"{config.tokenizer.kind!r}: export a Hugging Face folder instead")
-  gguf_llama.write(out, convert.to_layout(params, scan=False), cfg, gguf_files.read(config.tokenizer.path), dtype)
+  heads = tasks.get_task(config.objective).heads(config)
+  if tuple(heads) != ("lm",):
+    raise ValueError(f"the run's model has heads {list(heads)}; a GGUF file holds a language "
+                     f"model's ('lm') only")
+  params = convert.to_layout(params, scan=False)
+  gguf_llama.write(out, params, cfg, gguf_files.read(config.tokenizer.path), dtype)
   print(f"step {step} of {workdir} -> {out} ({dtype}, {out.stat().st_size / 2**20:.1f} MiB)")

@@ -9,6 +9,7 @@ is a BERT2BERT warm start (Rothe et al., 2020): both stacks take the encoder's l
 decoder's cross-attention starts fresh.
 """
 import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -125,7 +126,8 @@ def load_pretrained(config, params, mesh, require_all=False):
   else:
     model_dir = hf_bert.resolve_model_dir(config.init)
     source = hf_formats.of_folder(model_dir).load_params(model_dir, model_config(config))
-  if model_config(config).family == "encoder_decoder" and "decoder" not in source:
+  if (model_config(config).family == "encoder_decoder" and "encoder" in source
+      and "decoder" not in source):
     # BERT2BERT: the decoder starts as a copy of the encoder (its cross-attention fresh).
     source = dict(source, decoder=source["encoder"])
     runlog.log("init: BERT2BERT warm start: the decoder starts from the encoder's layers and "
@@ -136,9 +138,15 @@ def load_pretrained(config, params, mesh, require_all=False):
   for stack in ("encoder", "decoder"):
     if "prompt" in merged.get(stack, {}) and "prompt" not in source.get(stack, {}):
       merged[stack] = dict(merged[stack], prompt=_prompt_from_vocabulary(merged, config.seed))
-  # What starts fresh, named by top-level module (by stack-level one inside encoder/decoder).
+  # What starts fresh, named by top-level module; inside encoder/decoder by the module of a layer
+  # (a BERT2BERT decoder's `layer_*/cross_attention`) or of the stack.
   def part(p):
-    return "/".join(p.split("/")[:2 if p.startswith(("encoder/", "decoder/")) else 1])
+    parts = p.split("/")
+    if parts[0] not in ("encoder", "decoder"):
+      return parts[0]
+    if re.fullmatch(r"layer_\d+|layers", parts[1]) and len(parts) > 2:
+      return "/".join([parts[0], re.sub(r"_\d+$", "_*", parts[1]), parts[2]])
+    return "/".join(parts[:2])
   fresh = sorted({part(p) for p in state_lib.param_paths(params)} - {part(p) for p in loaded})
   if not loaded:
     raise ValueError(f"init={config.init!r} shares no parameters with this model")

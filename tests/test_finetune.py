@@ -128,6 +128,10 @@ def test_bert2bert_warm_start_copies_the_encoder_into_both_stacks():
   for path in ("decoder/layer_0/cross_attention/query/kernel",
                "decoder/layer_5/cross_attention_norm/scale"):   # not loaded: still zeros
     assert not np.asarray(loaded[path]).any(), path
+  # Evaluating it as is would decode through zero cross-attention: refused, naming what is new.
+  with pytest.raises(ValueError, match=r"has no decoder/layer_\*/cross_attention, "
+                                       r"decoder/layer_\*/cross_attention_norm for this model"):
+    transfer.init_params(config, model, mesh)
   tokens = np.asarray([[101, 7592, 2088, 102]], np.int32)
   logits = jax.jit(model.apply)({"params": convert.nest(loaded)},
                                 {"inputs": tokens, "decoder_inputs": tokens[:, :3]})["lm"]

@@ -266,3 +266,21 @@ def test_gguf_export_refusals_are_one_line(tmp_path, trained_gpt):
   with pytest.raises(ValueError, match="--gguf_dtype='q4': expected one of"):
     exports.export_gguf(trained_gpt, tmp_path / "model.gguf", "q4")
   assert not list(tmp_path.iterdir())
+
+
+def test_a_tokenizer_whose_id_0_is_text_is_refused(tmp_path):
+  """Id 0 pads every batch here and no loss counts it: GPT-2's "!" there would never be learned."""
+  import tokenizers
+  from llm.data.hf_tokenizer import FolderTokenizer
+  vocab = {"!": 0, "<|endoftext|>": 1, "a": 2, "b": 3}
+  tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<|endoftext|>"))
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+  tok.save(str(tmp_path / "tokenizer.json"))
+  (tmp_path / "config.json").write_text(json.dumps({"eos_token_id": 1}))
+  with pytest.raises(ValueError, match="id 0 is the text token '!', but id 0 pads every batch"):
+    FolderTokenizer(tmp_path)
+  vocab = {"<pad>": 0, "<|endoftext|>": 1, "a": 2, "!": 3}
+  tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<|endoftext|>"))
+  tok.add_special_tokens(["<pad>"])
+  tok.save(str(tmp_path / "tokenizer.json"))
+  assert (FolderTokenizer(tmp_path).bos_id, FolderTokenizer(tmp_path).eos_id) == (1, 1)

@@ -177,21 +177,24 @@ def test_unsupported_gguf_files_are_named(tmp_path):
 
 def test_a_llama_written_as_gguf_reads_back_here_and_in_transformers(smollm2, reference,
                                                                      tmp_path):
-  """A 2-layer Llama (GQA, untied output) over SmolLM2's vocabulary written by gguf_llama.write
+  """A 2-layer Llama (GQA, head_dim != embed / heads, untied output) over SmolLM2's vocabulary written by gguf_llama.write
   with SmolLM2's tokenizer and chat template: our reader gives the same params (f16: to f16's
   precision) and tokenizer, and transformers' gguf_file= loading gives our logits."""
   from helpers import model_and_params
   gguf_file, tok, _, _ = smollm2
   torch = reference[0]
   transformers = pytest.importorskip("transformers")
-  model, params = model_and_params("llama", vocab=49152, num_kv_heads=2, tie_embeddings=False)
+  # head_dim 16 with 4 heads of a 32-wide model: the file must say so (attention.key_length).
+  model, params = model_and_params("llama", vocab=49152, num_kv_heads=2, tie_embeddings=False,
+                                   head_dim=16)
   for dtype, tolerance in (("f16", 2e-3), ("f32", 0)):
     path = gguf_llama.write(tmp_path / f"tiny_{dtype}.gguf", params, model.cfg, gguf_file, dtype)
     written = gguf_files.GgufFile(path)
     config = base_config()
     config.update(gguf_llama.model_overrides(written))
     cfg = model_config(config)
-    assert (cfg.num_layers, cfg.embed_dim, cfg.kv_heads, cfg.tie_embeddings) == (2, 32, 2, False)
+    assert (cfg.num_layers, cfg.embed_dim, cfg.kv_heads, cfg.qkv_dim, cfg.tie_embeddings) == (
+        2, 32, 2, 16, False)
     loaded = convert.flatten(gguf_llama.load_params(written, cfg))
     for name, value in convert.flatten(params).items():
       np.testing.assert_allclose(loaded[name], value, rtol=tolerance, atol=tolerance,

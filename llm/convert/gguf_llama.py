@@ -21,7 +21,8 @@ def model_overrides(gguf_file):
   return {"vocab_size": len(f.field("tokenizer.ggml.tokens")), "model": dict(
       presets.LLAMA, num_layers=int(f.llama("block_count")), embed_dim=embed, num_heads=heads,
       num_kv_heads=int(f.llama("attention.head_count_kv", heads)),
-      head_dim=int(f.llama("rope.dimension_count", embed // heads)),
+      head_dim=int(f.llama("attention.key_length",
+                           f.llama("rope.dimension_count", embed // heads))),
       mlp_dim=int(f.llama("feed_forward_length")), max_len=int(f.llama("context_length")),
       rope_base=float(f.llama("rope.freq_base", 10000.0)),
       layer_norm_eps=float(f.llama("attention.layer_norm_rms_epsilon")),
@@ -118,6 +119,8 @@ def write(path, params, cfg, tokenizer_file, dtype="f32"):
   writer.add_feed_forward_length(cfg.mlp_dim)
   writer.add_head_count(cfg.num_heads)
   writer.add_head_count_kv(cfg.kv_heads)
+  writer.add_key_length(cfg.qkv_dim)   # llama.cpp's head size; else embed / heads
+  writer.add_value_length(cfg.qkv_dim)
   writer.add_rope_dimension_count(cfg.qkv_dim)
   writer.add_rope_freq_base(cfg.rope_base)
   writer.add_layer_norm_rms_eps(cfg.layer_norm_eps)
@@ -136,8 +139,11 @@ def write(path, params, cfg, tokenizer_file, dtype="f32"):
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
-  finally:
     writer.close()
+  except BaseException:
+    writer.close()
+    tmp.unlink(missing_ok=True)
+    raise
   os.replace(tmp, path)
   return path
 

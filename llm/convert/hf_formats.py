@@ -2,17 +2,9 @@
 by the model's settings on the way out. Each format's module has the same functions:
 model_overrides(folder), load_params(folder, cfg), check_exportable(cfg) and the name map;
 BERT's export also writes task heads (hf_bert.export)."""
-import pathlib
-
 from llm.convert import hf_bert, hf_files, hf_gpt2, hf_llama, hf_t5
 
 FORMATS = {f.MODEL_TYPE: f for f in (hf_bert, hf_gpt2, hf_llama, hf_t5)}
-
-
-def is_folder(path):
-  """Whether `path` is a Hugging Face model folder (it has a config.json with a model_type)."""
-  path = pathlib.Path(path).expanduser()
-  return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 
 
 def of_folder(folder):

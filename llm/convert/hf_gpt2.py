@@ -129,8 +129,9 @@ def check_exportable(cfg):
     if getattr(cfg, key) != value:
       raise ValueError(f"model.{key}={getattr(cfg, key)!r}: HF GPT-2 needs {key}={value!r}")
   if cfg.kv_heads != cfg.num_heads or cfg.num_heads * cfg.qkv_dim != cfg.embed_dim:
-    raise ValueError(f"HF GPT-2 needs num_kv_heads=0 and head_dim=0 (got {cfg.num_kv_heads}, "
-                     f"{cfg.head_dim} for embed_dim={cfg.embed_dim}, num_heads={cfg.num_heads})")
+    raise ValueError(f"HF GPT-2 needs as many key/value heads as heads and head_dim x heads = "
+                     f"embed_dim (got num_kv_heads={cfg.num_kv_heads}, head_dim={cfg.head_dim} "
+                     f"for embed_dim={cfg.embed_dim}, num_heads={cfg.num_heads})")
 
 
 def export(params, cfg, out_dir, special_ids):

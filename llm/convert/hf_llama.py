@@ -102,6 +102,7 @@ def hf_config(cfg, special_ids):
           "head_dim": cfg.qkv_dim, "hidden_act": "silu",
           "max_position_embeddings": cfg.max_len, "rms_norm_eps": cfg.layer_norm_eps,
           "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_base},
+          "rope_theta": cfg.rope_base,   # where transformers 4 and llama.cpp's converter read it
           "attention_bias": False, "mlp_bias": False, "attention_dropout":
           cfg.attention_dropout_rate, "initializer_range": 0.02,
           "tie_word_embeddings": cfg.tie_embeddings, "dtype": "float32", **special_ids}

@@ -144,7 +144,7 @@ def check_exportable(cfg):
     raise ValueError(f"model.mlp={cfg.mlp!r}: HF T5 needs one of {sorted(MLPS.values())}")
   if cfg.kv_heads != cfg.num_heads:
     raise ValueError(f"model.num_kv_heads={cfg.num_kv_heads}: HF T5 has no grouped-query "
-                     f"attention (needs 0)")
+                     f"attention (needs 0, or num_heads)")
 
 
 def export(params, cfg, out_dir, special_ids):

@@ -3,8 +3,8 @@
 
 `encode` returns bare pieces: the pipelines add <s> and </s> themselves. Which ids those are
 comes from the folder's config.json (an encoder-decoder's decoder starts from its
-`decoder_start_token_id`, else its pad id, as T5's does); whether texts start with <s> from the tokenizer's own template (a
-Llama's adds it, GPT-2's and T5's do not).
+`decoder_start_token_id`, else its pad id, as T5's does); whether texts start with <s> from the
+tokenizer's own template (a Llama's adds it, GPT-2's and T5's do not).
 """
 import json
 import pathlib
@@ -33,14 +33,23 @@ class FolderTokenizer:
     # An encoder-decoder's decoder starts from decoder_start_token_id, T5's pad id when unset.
     start = (hf.get("decoder_start_token_id", hf.get("pad_token_id"))
              if hf.get("is_encoder_decoder") else None)
-    bos = start if start is not None else hf.get("bos_token_id", eos)
-    if bos is None or eos is None:
+    bos = start if start is not None else hf.get("bos_token_id")
+    bos = eos if bos is None else bos   # GPT-2's way: one <|endoftext|> for both
+    if eos is None:
       raise ValueError(f"{folder / 'config.json'} names no eos_token_id; the pipelines end texts "
                        f"with it")
     self.bos_id, self.eos_id = int(bos), int(eos)
     # The template's own choice, before it is switched off: does a text start with <s>?
     self.add_bos = (not hf.get("is_encoder_decoder") and
                     self.tok.encode("a", add_special_tokens=True).ids[:1] == [self.bos_id])
+    # Every batch here pads with id 0, which no loss counts: a text token there (GPT-2's "!")
+    # would silently never be learned or scored.
+    zero = self.tok.id_to_token(0)
+    special = {i for i, t in self.tok.get_added_tokens_decoder().items() if t.special}
+    if 0 not in special and self.tok.encode(zero, add_special_tokens=False).ids == [0]:
+      raise ValueError(f"{path}: id 0 is the text token {zero!r}, but id 0 pads every batch "
+                       f"here (and no loss counts it); only tokenizers whose id 0 is a special "
+                       f"token (<pad>, <unk>, <|endoftext|>, ...) can be used")
     self.tok.no_truncation()
     self.tok.no_padding()
     self.tok.post_processor = None
