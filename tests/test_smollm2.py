@@ -177,9 +177,10 @@ def test_unsupported_gguf_files_are_named(tmp_path):
 
 def test_a_llama_written_as_gguf_reads_back_here_and_in_transformers(smollm2, reference,
                                                                      tmp_path):
-  """A 2-layer Llama (GQA, head_dim != embed / heads, untied output) over SmolLM2's vocabulary written by gguf_llama.write
-  with SmolLM2's tokenizer and chat template: our reader gives the same params (f16: to f16's
-  precision) and tokenizer, and transformers' gguf_file= loading gives our logits."""
+  """A 2-layer Llama (GQA, head_dim != embed / heads, untied output) over SmolLM2's vocabulary
+  written by gguf_llama.write with SmolLM2's tokenizer and chat template: our reader gives the
+  same params (f16: to f16's precision) and tokenizer, and transformers' gguf_file= loading
+  gives our logits."""
   from helpers import model_and_params
   gguf_file, tok, _, _ = smollm2
   torch = reference[0]
