@@ -14,8 +14,7 @@ trained on the training articles. The encoder reads the body's first 255 pieces 
 words, the lead paragraphs a headline is written from; bodies average 380 words): longer bodies
 are cut at their end, which the predictions file shows as the input.
 """
-from llm.base_config import base_config, parse_arg, smollm2_seq2seq
-from llm.models import presets
+from llm.base_config import base_config, parse_arg, smollm2_seq2seq, tiny_t5
 
 
 def get_config(arg=None):
@@ -34,10 +33,7 @@ def get_config(arg=None):
   if args["model"] != "t5" or args["tuning"] != "full":
     raise ValueError(f"config args model={args['model']!r}, tuning={args['tuning']!r}: expected "
                      f"model=t5 (full fine-tuning) or model=smollm2 (tuning=full or lora)")
-  c.init = args["init"]
-  c.model.update(presets.T5)
-  c.model.update(num_layers=4, num_decoder_layers=4, embed_dim=256, num_heads=4, head_dim=64,
-                 mlp_dim=768, max_len=512, dropout_rate=0.1)
+  tiny_t5(c, args["init"])
   c.vocab_size = 4000
   c.seq_len = 256
   c.batch_size = 16

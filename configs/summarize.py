@@ -11,7 +11,7 @@ Data: llm/data/builders/aclsum_summary.py, 300 / 150 / 300 (paper, aspect) examp
 Expect (validation, ROUGE-1 / 2 / L): tiny T5 0.213 / 0.046 / 0.169 at step 300 of 600; SmolLM2
 zero-shot 0.214 / 0.045 / 0.157 on the first 48 examples (docs/tasks.md#summarization).
 """
-from llm.base_config import base_config, parse_arg, smollm2_seq2seq
+from llm.base_config import base_config, parse_arg, smollm2_seq2seq, tiny_t5
 from llm.models import presets
 
 
@@ -27,9 +27,7 @@ def get_config(arg=None):
   if args["model"] in ("t5", "gpt"):
     c.init = args["init"]
     if args["model"] == "t5":
-      c.model.update(presets.T5)
-      c.model.update(num_layers=4, num_decoder_layers=4, embed_dim=256, num_heads=4, head_dim=64,
-                     mlp_dim=768, max_len=512, dropout_rate=0.1)
+      tiny_t5(c, args["init"])
       c.seq_len = 256     # abstracts average ~210 pieces
     else:   # a prefix LM: <s> input target </s> in one row of the model's 256 positions
       c.model.update(presets.GPT2)

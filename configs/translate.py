@@ -15,8 +15,7 @@ A T5.1.1 encoder-decoder (4 + 4 layers of 256) from scratch, one 8,000-piece Sen
 vocabulary for both languages, trained on the 30,180 training pairs. Training evaluates the first
 decode.max_examples=64 validation verses; llm.evaluate decodes the whole split (484 test verses).
 """
-from llm.base_config import base_config, parse_arg, smollm2_seq2seq
-from llm.models import presets
+from llm.base_config import base_config, parse_arg, smollm2_seq2seq, tiny_t5
 
 CORPORA = {"en-es": "bible_en_es", "es-en": "bible_es_en"}
 LANGUAGES = {"en-es": ("English", "Spanish"), "es-en": ("Spanish", "English")}
@@ -42,10 +41,7 @@ def get_config(arg=None):
   if args["model"] != "t5" or args["tuning"] != "full":
     raise ValueError(f"config args model={args['model']!r}, tuning={args['tuning']!r}: expected "
                      f"model=t5 (full fine-tuning) or model=smollm2 (tuning=full or lora)")
-  c.init = args["init"]
-  c.model.update(presets.T5)
-  c.model.update(num_layers=4, num_decoder_layers=4, embed_dim=256, num_heads=4, head_dim=64,
-                 mlp_dim=768, max_len=512, dropout_rate=0.1)
+  tiny_t5(c, args["init"])
   c.vocab_size = 8000
   # The longest verse is 154 pieces in either language: whole verses on both sides.
   c.seq_len = 192

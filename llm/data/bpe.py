@@ -11,7 +11,22 @@ from tokenizers import decoders, models, pre_tokenizers
 CONTROL = 3   # GGUF token type of control tokens
 
 
-class BpeTokenizer:
+class TokenizersMethods:
+  """encode / encode_batch / decode of a `tokenizers.Tokenizer` held as `self.tok`, bare pieces
+  (the pipelines add <s> and </s> themselves)."""
+
+  def encode(self, text):
+    return self.tok.encode(text, add_special_tokens=False).ids
+
+  def encode_batch(self, texts):
+    """[ids] per text, in one call (much faster than a loop for many short texts)."""
+    return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+
+  def decode(self, ids):
+    return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
+class BpeTokenizer(TokenizersMethods):
   """A loaded byte-level BPE vocabulary plus the ids the pipelines need."""
 
   def __init__(self, gguf_file):
@@ -38,12 +53,3 @@ class BpeTokenizer:
     self.add_bos = bool(f.field("tokenizer.ggml.add_bos_token", False))
     self.special_ids = tuple(pieces.index(p) for p in control)
     self.chat_template = f.field("tokenizer.chat_template")
-
-  def encode(self, text):
-    return self.tok.encode(text, add_special_tokens=False).ids
-
-  def encode_batch(self, texts):
-    return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
-
-  def decode(self, ids):
-    return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)

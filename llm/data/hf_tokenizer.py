@@ -11,8 +11,10 @@ import pathlib
 
 import tokenizers
 
+from llm.data.bpe import TokenizersMethods
 
-class FolderTokenizer:
+
+class FolderTokenizer(TokenizersMethods):
   """A loaded tokenizer.json plus the ids the pipelines need."""
 
   def __init__(self, folder):
@@ -66,13 +68,3 @@ class FolderTokenizer:
     if template is None and (folder / "chat_template.jinja").is_file():
       template = (folder / "chat_template.jinja").read_text()
     return template
-
-  def encode(self, text):
-    return self.tok.encode(text, add_special_tokens=False).ids
-
-  def encode_batch(self, texts):
-    """[ids] per text, in one call (much faster than a loop for many short texts)."""
-    return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
-
-  def decode(self, ids):
-    return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
