@@ -9,8 +9,10 @@ import sys
 
 import numpy as np
 
-METRICS = ("eval/accuracy", "eval/macro_f1", "eval/span_f1", "eval/exact_match", "eval/f1")
-TASKS = ("topic", "sentiment", "spam", "ner", "qa")   # row order: by task, then as first run
+METRICS = ("eval/accuracy", "eval/macro_f1", "eval/span_f1", "eval/exact_match", "eval/f1",
+           "eval/rouge1", "eval/rouge2", "eval/rougeL", "eval/bleu", "eval/chrf")
+# Row order: by task, then as first run.
+TASKS = ("topic", "sentiment", "spam", "ner", "qa", "summarize", "headline", "translate")
 
 
 def main(path="experiments/results/finetune.jsonl"):
