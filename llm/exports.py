@@ -44,17 +44,23 @@ def export_folder(out):
   return path
 
 
+def latest_params(workdir):
+  """(params, config, step) of the workdir's latest checkpoint, unsharded on one device whatever
+  mesh the run used, LoRA adapters folded into the kernels (no export format holds them)."""
+  mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
+  params, config, step = weights.workdir_params(workdir, mesh)
+  if "lora" in params:
+    params = lora.merge(params, config.lora)
+  return params, config, step
+
+
 def export_checkpoint(workdir, out):
   """Writes the params of the latest checkpoint in `workdir` as a Hugging Face folder of the class
   that holds its model (BERT with its task's head, GPT-2, Llama or T5), with its tokenizer. The
   model is the one saved with the checkpoint, so fine-tuned runs need no flags to rebuild it."""
   workdir = cli.workdir_path(workdir, create=False, writable=False)
   out = export_folder(out)
-  # Restore unsharded onto one device, whatever mesh the run used.
-  mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
-  params, config, step = weights.workdir_params(workdir, mesh)
-  if "lora" in params:   # Hugging Face has no adapters: fold them into the kernels
-    params = lora.merge(params, config.lora)
+  params, config, step = latest_params(workdir)
   task = tasks.get_task(config.objective)
   heads = task.heads(config)
   cfg = model_config(config)
@@ -132,10 +138,7 @@ def export_gguf(workdir, out, dtype="f32"):
   if not out.parent.is_dir():
     raise ValueError(f"--out={out}: the folder {out.parent} does not exist")
   workdir = cli.workdir_path(workdir, create=False, writable=False)
-  mesh = parallel.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
-  params, config, step = weights.workdir_params(workdir, mesh)
-  if "lora" in params:
-    params = lora.merge(params, config.lora)
+  params, config, step = latest_params(workdir)
   cfg = model_config(config)
   try:
     hf_llama.check_exportable(cfg)

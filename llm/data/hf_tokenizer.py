@@ -47,8 +47,9 @@ class FolderTokenizer(TokenizersMethods):
     # Every batch here pads with id 0, which no loss counts: a text token there (GPT-2's "!")
     # would silently never be learned or scored.
     zero = self.tok.id_to_token(0)
-    special = {i for i, t in self.tok.get_added_tokens_decoder().items() if t.special}
-    if 0 not in special and self.tok.encode(zero, add_special_tokens=False).ids == [0]:
+    self.special_ids = tuple(sorted(i for i, token in self.tok.get_added_tokens_decoder().items()
+                                    if token.special))
+    if 0 not in self.special_ids and self.tok.encode(zero, add_special_tokens=False).ids == [0]:
       raise ValueError(f"{path}: id 0 is the text token {zero!r}, but id 0 pads every batch "
                        f"here (and no loss counts it); only tokenizers whose id 0 is a special "
                        f"token (<pad>, <unk>, <|endoftext|>, ...) can be used")
@@ -56,8 +57,6 @@ class FolderTokenizer(TokenizersMethods):
     self.tok.no_padding()
     self.tok.post_processor = None
     self.vocab_size = self.tok.get_vocab_size()
-    self.special_ids = tuple(sorted(i for i, token in self.tok.get_added_tokens_decoder().items()
-                                    if token.special))
     self.chat_template = self._chat_template(folder)
 
   @staticmethod
